@@ -1,0 +1,205 @@
+/*-------------------------------------------------------------------------
+ * wa_notify.c
+ *	  Module entry: _PG_init, GUCs, the shared-memory block (the worker's
+ *	  latch), background worker registration, the commit-time wake-up, and
+ *	  the small SQL-callable utilities that belong to no other concern
+ *	  (wake(), the random verify token).
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "storage/lwlock.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include <openssl/rand.h>
+
+#include "wa_notify.h"
+
+PG_MODULE_MAGIC;
+
+char	   *wa_database = NULL;
+WaShared   *wa_shared = NULL;
+
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+
+static bool wake_registered = false;	/* XactCallback registered */
+static bool wake_at_commit = false;		/* this transaction asked for a wake */
+
+void		_PG_init(void);
+
+static void
+wa_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(MAXALIGN(sizeof(WaShared)));
+}
+
+static void
+wa_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	wa_shared = ShmemInitStruct("wa_notify", sizeof(WaShared), &found);
+	if (!found)
+	{
+		wa_shared->worker_latch = NULL;
+		wa_shared->worker_pid = 0;
+		pg_atomic_init_u64(&wa_shared->wakeups, 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Set the worker's latch now (no-op when no worker runs). */
+void
+wa_wake_worker(void)
+{
+	Latch	   *latch;
+
+	if (wa_shared == NULL)
+		return;
+	pg_atomic_fetch_add_u64(&wa_shared->wakeups, 1);
+	latch = wa_shared->worker_latch;
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+static void
+wa_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_at_commit)
+				wa_wake_worker();
+			wake_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a rolled-back (or prepared) transaction wakes nobody */
+			wake_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Ask for the worker to be woken when the current transaction commits.
+ * Cheap enough to call once per captured row.
+ */
+void
+wa_wake_worker_at_commit(void)
+{
+	if (!wake_registered)
+	{
+		RegisterXactCallback(wa_xact_callback, NULL);
+		wake_registered = true;
+	}
+	wake_at_commit = true;
+}
+
+void
+_PG_init(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomStringVariable("wa_notify.database",
+							   "Database in which the wa_notify worker runs.",
+							   "The extension must be created in this database; the worker idles until it is.",
+							   &wa_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("wa_notify");
+#else
+	EmitWarningsOnPlaceholders("wa_notify");
+#endif
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = wa_shmem_request;
+#else
+	wa_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = wa_shmem_startup;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	/* started on a standby too: it idles there and serves after promotion */
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "wa_notify");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "wa_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "wa_notify worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "wa_notify worker");
+	worker.bgw_main_arg = (Datum) 0;
+	worker.bgw_notify_pid = 0;
+	RegisterBackgroundWorker(&worker);
+}
+
+/* wa_notify.wake(): nudge the worker now (not deferred to commit). */
+PG_FUNCTION_INFO_V1(wa_notify_wake);
+Datum
+wa_notify_wake(PG_FUNCTION_ARGS)
+{
+	if (wa_shared == NULL || wa_shared->worker_latch == NULL)
+		PG_RETURN_BOOL(false);
+	wa_wake_worker();
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * wa_notify._random_token(nbytes): hex of nbytes from OpenSSL's CSPRNG.
+ * Used for the webhook verify token (generated at install, rotatable).
+ */
+PG_FUNCTION_INFO_V1(wa_notify_random_token);
+Datum
+wa_notify_random_token(PG_FUNCTION_ARGS)
+{
+	int32		nbytes = PG_GETARG_INT32(0);
+	unsigned char buf[64];
+	char		hex[129];
+	static const char digits[] = "0123456789abcdef";
+
+	if (nbytes < 16 || nbytes > 64)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("token length must be between 16 and 64 bytes")));
+	if (RAND_bytes(buf, nbytes) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes")));
+	for (int i = 0; i < nbytes; i++)
+	{
+		hex[2 * i] = digits[buf[i] >> 4];
+		hex[2 * i + 1] = digits[buf[i] & 0xf];
+	}
+	hex[2 * nbytes] = '\0';
+	PG_RETURN_TEXT_P(cstring_to_text(hex));
+}

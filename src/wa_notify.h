@@ -1,0 +1,46 @@
+/*-------------------------------------------------------------------------
+ * wa_notify.h
+ *	  Declarations shared by the C files of wa_notify.
+ *
+ * Each .c file owns one concern (see its header comment); this header holds
+ * only what crosses file boundaries: GUCs, the shared-memory block, and the
+ * entry points of each concern.
+ *-------------------------------------------------------------------------
+ */
+#ifndef WA_NOTIFY_H
+#define WA_NOTIFY_H
+
+#include "postgres.h"
+#include "storage/latch.h"
+#include "port/atomics.h"
+
+/* GUCs (wa_notify.c) */
+extern char *wa_database;
+
+/*
+ * Shared memory (wa_notify.c).  The worker publishes its latch here so that
+ * committing backends (capture) and wake() can set it.
+ */
+typedef struct WaShared
+{
+	Latch	   *worker_latch;	/* NULL while no worker runs */
+	pid_t		worker_pid;
+	pg_atomic_uint64 wakeups;	/* wake requests seen (diagnostics) */
+} WaShared;
+
+extern WaShared *wa_shared;		/* NULL when not preloaded */
+
+extern void wa_wake_worker(void);
+extern void wa_wake_worker_at_commit(void);
+
+/* worker.c */
+extern PGDLLEXPORT void wa_worker_main(Datum main_arg);
+
+/* phone.c: E.164 normalisation, Brazilian ninth-digit key */
+extern bool wa_phone_normalize(const char *input, const char *default_cc,
+							   char *out, size_t outlen, const char **error);
+extern void wa_phone_key(const char *e164, char *out, size_t outlen);
+
+#define WA_PHONE_MAXLEN 16		/* 15 digits + NUL */
+
+#endif							/* WA_NOTIFY_H */
