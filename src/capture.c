@@ -43,6 +43,7 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -350,12 +351,15 @@ prepare_checked(const char *sql, int nargs, Oid *types, const char *what, const 
 
 /*
  * wa_notify._expr_info(source regclass, expr text, what text,
- *     OUT type regtype, OUT has_sublink boolean, OUT new_expr text, OUT old_expr text)
+ *     OUT type regtype, OUT has_sublink boolean, OUT expr text, OUT new_expr text,
+ *     OUT old_expr text)
  *
  * Checks that expr parses as an expression over source (columns by name or
  * qualified by the table's name) and gives its type, whether it holds a
- * subquery, and, when it does not, its text over NEW and over OLD (for a
- * trigger's WHEN clause).
+ * subquery (or a volatile function: then it cannot be a WHEN clause), its
+ * text with columns qualified by the table's name, and, when it can be a
+ * WHEN clause, its text over NEW and over OLD.  All texts are deparsed with
+ * names schema-qualified.
  */
 PG_FUNCTION_INFO_V1(wa_notify_expr_info);
 Datum
@@ -373,8 +377,8 @@ wa_notify_expr_info(PG_FUNCTION_ARGS)
 	Query	   *q;
 	TargetEntry *te;
 	TupleDesc	tupdesc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
 	HeapTuple	result;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -416,22 +420,36 @@ wa_notify_expr_info(PG_FUNCTION_ARGS)
 	te = linitial_node(TargetEntry, q->targetList);
 
 	values[0] = ObjectIdGetDatum(TupleDescAttr(ps->resultDesc, 0)->atttypid);
-	values[1] = BoolGetDatum(q->hasSubLinks);
-	if (q->hasSubLinks || contain_volatile_functions((Node *) te->expr))
+	values[1] = BoolGetDatum(q->hasSubLinks || contain_volatile_functions((Node *) te->expr));
+
+	/*
+	 * Deparse with only pg_catalog in the search path, so that every other
+	 * name comes out schema-qualified: the text means the same whatever the
+	 * search path of the session that later fires the trigger.
+	 */
 	{
-		/* evaluated from a query in the trigger: no WHEN clause text */
-		nulls[2] = nulls[3] = true;
-		if (!q->hasSubLinks)
-			values[1] = BoolGetDatum(true);
-	}
-	else
-	{
+		int			nestlevel = NewGUCNestLevel();
+
+		(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 		values[2] = CStringGetTextDatum(deparse_expression((Node *) te->expr,
-														   deparse_context_for("new", relid),
+														   deparse_context_for(relname, relid),
 														   true, false));
-		values[3] = CStringGetTextDatum(deparse_expression((Node *) te->expr,
-														   deparse_context_for("old", relid),
-														   true, false));
+		if (DatumGetBool(values[1]))
+		{
+			/* evaluated from a query in the trigger: no WHEN clause text */
+			nulls[3] = nulls[4] = true;
+		}
+		else
+		{
+			values[3] = CStringGetTextDatum(deparse_expression((Node *) te->expr,
+															   deparse_context_for("new", relid),
+															   true, false));
+			values[4] = CStringGetTextDatum(deparse_expression((Node *) te->expr,
+															   deparse_context_for("old", relid),
+															   true, false));
+		}
+		AtEOXact_GUC(true, nestlevel);
 	}
 	SPI_freeplan(plan);
 	SPI_finish();

@@ -32,6 +32,7 @@ CREATE TABLE wa_notify.watch (
     order_key   text NOT NULL,
     fires_when  text,
     context     text NOT NULL,
+    search_path text NOT NULL,          -- the admin's, at watch(): the context runs with it
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     UNIQUE (event, source)
@@ -44,7 +45,7 @@ CREATE FUNCTION wa_notify._capture() RETURNS trigger
 
 CREATE FUNCTION wa_notify._expr_info(source regclass, expr text, what text,
                                      OUT type regtype, OUT has_sublink boolean,
-                                     OUT new_expr text, OUT old_expr text)
+                                     OUT qualified text, OUT new_expr text, OUT old_expr text)
     AS 'MODULE_PATHNAME', 'wa_notify_expr_info' LANGUAGE C VOLATILE STRICT;
 
 CREATE FUNCTION wa_notify._context_columns(context text) RETURNS text[]
@@ -71,9 +72,12 @@ BEGIN
     END LOOP;
 END $$;
 
+-- No SET search_path here: names in the mapping resolve with the admin's
+-- search path (recorded for the context; expressions are stored deparsed,
+-- schema-qualified).
 CREATE FUNCTION wa_notify.watch(event text, source regclass, order_key text, context text,
                                 fires_when text DEFAULT NULL)
-RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     ev       text := watch.event;
     rel      record;
@@ -83,6 +87,8 @@ DECLARE
     ctx      text := regexp_replace(context, '[\s;]+$', '');
     okinfo   record;
     fwinfo   record;
+    fw_query boolean := false;     -- fires_when needs the trigger's query
+    when_ins text := '';
     cols     text[];
     key_attnum smallint;
     alias    text;
@@ -125,6 +131,10 @@ BEGIN
                       DETAIL = format('The fires_when expression was: %s', fw),
                       HINT = 'Write a condition such as "OrderStatusId" = 40 or delivered_at IS NOT NULL.';
         END IF;
+        fw_query := fwinfo.has_sublink;
+        IF NOT fw_query THEN
+            when_ins := format('WHEN ((%s) IS TRUE)', fwinfo.new_expr);
+        END IF;
     END IF;
     IF ctx IS NULL OR ctx = '' THEN
         RAISE EXCEPTION 'context query must not be empty' USING ERRCODE = 'invalid_parameter_value';
@@ -148,25 +158,25 @@ BEGIN
                 AND rel.relname = lower(rel.relname)));
 
     -- keep the watch row (same id when the watch is replaced)
-    INSERT INTO wa_notify.watch AS w (event, source, order_key, fires_when, context)
-    VALUES (ev, srcname, ok, fw, ctx)
+    INSERT INTO wa_notify.watch AS w (event, source, order_key, fires_when, context, search_path)
+    VALUES (ev, srcname, ok, fw, ctx, pg_catalog.current_setting('search_path'))
     ON CONFLICT ON CONSTRAINT watch_event_source_key DO UPDATE
        SET order_key = EXCLUDED.order_key, fires_when = EXCLUDED.fires_when,
-           context = EXCLUDED.context, updated_at = now()
+           context = EXCLUDED.context, search_path = EXCLUDED.search_path, updated_at = now()
     RETURNING w.id INTO wid;
     PERFORM wa_notify._drop_watch_triggers(source, wid);
 
-    IF fw IS NULL OR NOT fwinfo.has_sublink THEN
+    IF NOT fw_query THEN
         -- the transition is the trigger's WHEN clause; the key a column or a query
         IF key_attnum IS NOT NULL THEN
             keysql := NULL;
         ELSE
-            keysql := format('SELECT (%s\n)::text FROM (SELECT ($1).*) AS %s', ok, alias);
+            keysql := format('SELECT (%s)::text FROM (SELECT ($1).*) AS %s', okinfo.qualified, alias);
         END IF;
         trg := format('wa_notify_%s_%s_ins', wid, ev);
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW %s EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L)',
                        trg, source,
-                       CASE WHEN fw IS NOT NULL THEN format('WHEN ((%s) IS TRUE)', fwinfo.new_expr) ELSE '' END,
+                       when_ins,
                        wid, ev, CASE WHEN keysql IS NULL THEN 'k' ELSE 'e' END,
                        coalesce(keysql, key_attnum::text));
         IF fw IS NOT NULL THEN
@@ -178,11 +188,12 @@ BEGIN
         END IF;
     ELSE
         -- fires_when holds a subquery: decided by the trigger's cached query
-        keysql := format('SELECT (%s\n)::text FROM (SELECT ($1).*) AS %s WHERE (%s\n) IS TRUE',
-                         ok, alias, fw);
+        keysql := format('SELECT (%s)::text FROM (SELECT ($1).*) AS %s WHERE (%s) IS TRUE',
+                         okinfo.qualified, alias, fwinfo.qualified);
         EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L)',
                        format('wa_notify_%s_%s_ins', wid, ev), source, wid, ev, 'e', keysql);
-        keysql := keysql || format(' AND (SELECT (%s\n) FROM (SELECT ($2).*) AS %s) IS NOT TRUE', fw, alias);
+        keysql := keysql || format(' AND (SELECT (%s) FROM (SELECT ($2).*) AS %s) IS NOT TRUE',
+                                   fwinfo.qualified, alias);
         EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L)',
                        format('wa_notify_%s_%s_upd', wid, ev), source, wid, ev, 'e', keysql);
     END IF;
@@ -226,12 +237,15 @@ CREATE FUNCTION wa_notify._context_row(watch_id bigint, order_key text, source_r
 RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 DECLARE
     ctx  text;
+    path text;
     rows jsonb[];
 BEGIN
-    SELECT w.context INTO ctx FROM wa_notify.watch w WHERE w.id = watch_id;
+    SELECT w.context, w.search_path INTO ctx, path FROM wa_notify.watch w WHERE w.id = watch_id;
     IF ctx IS NULL THEN
         RAISE EXCEPTION 'watch % no longer exists', watch_id USING ERRCODE = 'undefined_object';
     END IF;
+    -- the admin's search path at watch() time (this function's SET restores ours)
+    PERFORM set_config('search_path', path, true);
     BEGIN
         EXECUTE 'SELECT array_agg(to_jsonb(c)) FROM (SELECT * FROM (' || ctx || E'\n) c LIMIT 2) c'
            INTO rows USING order_key, source_row;
