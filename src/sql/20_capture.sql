@@ -432,6 +432,13 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Only a message that was sent, failed, skipped, expired or is under review can be resent.';
     END IF;
+    SELECT r.id INTO nid FROM wa_notify.message r
+     WHERE r.event = m.event AND r.order_key IS NOT DISTINCT FROM m.order_key
+       AND r.resend_of IS NOT NULL AND r.status IN ('queued', 'sending') LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'a resend of this message is already queued (message %)', nid
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
     live := m.watch_id IS NOT NULL AND EXISTS (SELECT 1 FROM wa_notify.watch w WHERE w.id = m.watch_id);
     INSERT INTO wa_notify.message (event, order_key, phone, params, tracking, status,
                                    resend_of, watch_id, source_row, resolved_at)
