@@ -300,7 +300,8 @@ BEGIN
                     ph := wa_notify.normalize_phone(raw, cc);
                 EXCEPTION WHEN invalid_parameter_value THEN
                     GET STACKED DIAGNOSTICS det = PG_EXCEPTION_DETAIL;
-                    err := format('invalid phone number "%s": %s', raw, rtrim(det, '.'));
+                    err := format('invalid phone number "%s": %s%s', raw, lower(left(det, 1)),
+                                  rtrim(substr(det, 2), '.'));
                 END;
             END IF;
         EXCEPTION WHEN OTHERS THEN
