@@ -3,6 +3,8 @@
 -- touching the shop's transaction, skip reasons, resend, preview.
 SET search_path = public;
 DELETE FROM wa_notify.message;
+SELECT setval('wa_notify.message_id_seq', 1, false) AS reset_ids,
+       setval('wa_notify.watch_id_seq', 1, false) AS reset_watch_ids;
 CREATE TABLE cshop_customer (id int PRIMARY KEY, name text, phone text);
 CREATE TABLE cshop_order (id serial PRIMARY KEY, customer_id int REFERENCES cshop_customer,
                           status text NOT NULL DEFAULT 'new', total numeric(12,2),

@@ -3,6 +3,8 @@
 -- (quoted CamelCase names, integer status codes, phone in "Address").
 SET search_path = public;
 DELETE FROM wa_notify.message;
+SELECT setval('wa_notify.message_id_seq', 1, false) AS reset_ids,
+       setval('wa_notify.watch_id_seq', 1, false) AS reset_watch_ids;
 INSERT INTO wa_notify.carrier (carrier, url_pattern)
   VALUES ('correios', 'https://rastreamento.correios.com.br/app/index.php?objeto={tracking}')
   ON CONFLICT DO NOTHING;

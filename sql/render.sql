@@ -1,6 +1,8 @@
 -- Rendering: the exact request bodies of the seed's templates, text bodies,
 -- pt_BR money, tracking URLs.
 SET search_path = wa_notify, public;
+CREATE TEMP TABLE saved_event AS SELECT * FROM wa_notify.event;
+DELETE FROM wa_notify.carrier;
 INSERT INTO wa_notify.carrier (carrier, url_pattern) VALUES
     ('correios', 'https://rastreamento.correios.com.br/app/index.php?objeto={tracking}'),
     ('jadlog', 'https://www.jadlog.com.br/tracking?cte={tracking}');
@@ -95,3 +97,10 @@ SELECT _render('no_such_event', '5511987654321', '{}', 1);
 SELECT preview('order_placed', '{"phone": "(11) 98765-4321", "customer_name": "Maria", "order_number": "1001", "total": 10}'::jsonb)::text;
 SELECT preview('order_placed', '{"customer_name": "Maria"}'::jsonb);
 SELECT preview('order_placed', '{"phone": "12"}'::jsonb);
+
+-- leave the configuration as found
+UPDATE wa_notify.event e SET template_name = s.template_name, template_language = s.template_language,
+       params = s.params, button_param = s.button_param, text_body = s.text_body
+  FROM saved_event s WHERE s.event = e.event;
+UPDATE wa_notify.setting SET value = NULL WHERE name = 'default_tracking_url';
+DELETE FROM wa_notify.carrier;

@@ -1,5 +1,6 @@
 -- watch(): mappings are validated when created, with errors naming the bad part.
 SET search_path = public;
+SELECT setval('wa_notify.watch_id_seq', 1, false) AS reset_watch_ids;
 CREATE TABLE wshop_order (id serial PRIMARY KEY, status text NOT NULL DEFAULT 'new',
                           phone text, total numeric(12,2), shipped_at timestamptz);
 CREATE VIEW wshop_order_v AS SELECT * FROM wshop_order;
