@@ -1,8 +1,10 @@
 -- Capture rules: one message per (event, order), transition only, values
 -- as committed, rollback enqueues nothing, failures logged without
 -- touching the shop's transaction, skip reasons, resend, preview.
+\set SHOW_CONTEXT never
 SET search_path = public;
 DELETE FROM wa_notify.message;
+DELETE FROM wa_notify.capture_queue;
 SELECT setval('wa_notify.message_id_seq', 1, false) AS reset_ids,
        setval('wa_notify.watch_id_seq', 1, false) AS reset_watch_ids;
 CREATE TABLE cshop_customer (id int PRIMARY KEY, name text, phone text);
@@ -38,7 +40,8 @@ COMMIT;
 BEGIN;
 INSERT INTO cshop_order (customer_id, total) VALUES (1, 99);
 ROLLBACK;
-SELECT count(*) AS queued_before_resolution FROM wa_notify.message WHERE resolved_at IS NULL;
+SELECT count(*) AS staged_before_resolution FROM wa_notify.capture_queue;
+SELECT count(*) AS messages_before_resolution FROM wa_notify.message;
 SELECT wa_notify._resolve_pending();
 SELECT * FROM cshop_messages;
 
@@ -132,6 +135,7 @@ INSERT INTO cshop_label (order_ref, carrier) VALUES (1, 'refund');
 -- and one giving NULL
 INSERT INTO cshop_label (order_ref, carrier) VALUES (1000, 'refund');
 SELECT count(*) AS labels FROM cshop_label WHERE carrier = 'refund';
+SELECT wa_notify._resolve_pending();
 SELECT event, order_key, status, error_message, resolved FROM cshop_messages WHERE event = 'refund_issued';
 
 -- resend: a new row pointing at the original; a captured message is resolved again
@@ -168,3 +172,4 @@ SELECT count(*) AS messages_for_70 FROM wa_notify.message WHERE order_key = '70'
 DROP VIEW cshop_messages;
 DROP TABLE cshop_label, cshop_order, cshop_customer;
 DELETE FROM wa_notify.message;
+DELETE FROM wa_notify.capture_queue;

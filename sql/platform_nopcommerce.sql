@@ -1,8 +1,10 @@
 -- nopCommerce: an order's life (placed, processing, shipped with tracking,
 -- delivered; another cancelled and refunded) through the shop's own tables
 -- (quoted CamelCase names, integer status codes, phone in "Address").
+\set SHOW_CONTEXT never
 SET search_path = public;
 DELETE FROM wa_notify.message;
+DELETE FROM wa_notify.capture_queue;
 SELECT setval('wa_notify.message_id_seq', 1, false) AS reset_ids,
        setval('wa_notify.watch_id_seq', 1, false) AS reset_watch_ids;
 INSERT INTO wa_notify.carrier (carrier, url_pattern)
@@ -104,3 +106,4 @@ UPDATE wa_notify.setting SET value = 'true' WHERE name = 'use_templates';
 SELECT wa_notify.unwatch(event, to_regclass(source)) FROM wa_notify.watch ORDER BY id;
 DROP TABLE "Shipment", "Order", "Address";
 DELETE FROM wa_notify.message;
+DELETE FROM wa_notify.capture_queue;

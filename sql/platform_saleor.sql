@@ -1,8 +1,10 @@
 -- Saleor: text statuses (draft -> unfulfilled, canceled), uuid order ids,
 -- tracking on order_fulfillment, the phone in account_address, a refund
 -- as a payment transaction event linked to its order through a subquery.
+\set SHOW_CONTEXT never
 SET search_path = public;
 DELETE FROM wa_notify.message;
+DELETE FROM wa_notify.capture_queue;
 SELECT setval('wa_notify.message_id_seq', 1, false) AS reset_ids,
        setval('wa_notify.watch_id_seq', 1, false) AS reset_watch_ids;
 INSERT INTO wa_notify.carrier (carrier, url_pattern)
@@ -99,3 +101,4 @@ SELECT wa_notify.preview('shipment_created', 'a0000000-0000-0000-0000-0000000000
 SELECT wa_notify.unwatch(event, to_regclass(source)) FROM wa_notify.watch ORDER BY id;
 DROP TABLE payment_transactionevent, payment_transactionitem, order_fulfillment, order_order, account_address;
 DELETE FROM wa_notify.message;
+DELETE FROM wa_notify.capture_queue;

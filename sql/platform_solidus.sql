@@ -2,8 +2,10 @@
 -- shipped_at on spree_shipments with the tracking code typed in the same
 -- transaction, the carrier from the selected shipping method, refunds as
 -- rows of spree_refunds linked to the order through spree_payments.
+\set SHOW_CONTEXT never
 SET search_path = public;
 DELETE FROM wa_notify.message;
+DELETE FROM wa_notify.capture_queue;
 SELECT setval('wa_notify.message_id_seq', 1, false) AS reset_ids,
        setval('wa_notify.watch_id_seq', 1, false) AS reset_watch_ids;
 INSERT INTO wa_notify.carrier (carrier, url_pattern)
@@ -98,3 +100,4 @@ SELECT wa_notify.unwatch(event, to_regclass(source)) FROM wa_notify.watch ORDER 
 DROP TABLE spree_refunds, spree_payments, spree_shipping_rates, spree_shipments, spree_shipping_methods,
            spree_orders, spree_addresses;
 DELETE FROM wa_notify.message;
+DELETE FROM wa_notify.capture_queue;

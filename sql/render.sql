@@ -1,5 +1,6 @@
 -- Rendering: the exact request bodies of the seed's templates, text bodies,
 -- pt_BR money, tracking URLs.
+\set SHOW_CONTEXT never
 SET search_path = wa_notify, public;
 CREATE TEMP TABLE saved_event AS SELECT * FROM wa_notify.event;
 DELETE FROM wa_notify.carrier;

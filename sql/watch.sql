@@ -1,4 +1,5 @@
 -- watch(): mappings are validated when created, with errors naming the bad part.
+\set SHOW_CONTEXT never
 SET search_path = public;
 SELECT setval('wa_notify.watch_id_seq', 1, false) AS reset_watch_ids;
 CREATE TABLE wshop_order (id serial PRIMARY KEY, status text NOT NULL DEFAULT 'new',

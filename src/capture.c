@@ -7,11 +7,14 @@
  *	  transition itself is decided by the trigger's WHEN clause (compiled by
  *	  PostgreSQL, so an UPDATE that does not fire costs nothing here) unless
  *	  fires_when holds a subquery; the trigger takes the order key (a column
- *	  of the row, or an expression run from a cached plan), and inserts one
- *	  wa_notify.message row (status queued, source_row = the row as jsonb,
- *	  resolved_at NULL) with ON CONFLICT DO NOTHING, then asks for the worker
- *	  to be woken at commit.  The context query runs after commit
- *	  (wa_notify._resolve_pending).
+ *	  of the row, or an expression run from a cached plan), and appends one
+ *	  row (watch, event, order key, the row as jsonb) to the index-less
+ *	  staging table wa_notify.capture_queue with a direct heap insert (no
+ *	  executor, no SPI, no privilege on wa_notify needed by the shop's role),
+ *	  then asks for the worker to be woken at commit.  After commit,
+ *	  wa_notify._resolve_pending moves staged rows into wa_notify.message
+ *	  (ON CONFLICT DO NOTHING: one message per event and order) and runs the
+ *	  context query.
  *
  *	  Trigger arguments (written by wa_notify.watch, self-contained so that
  *	  a dumped trigger works after restore):
@@ -21,8 +24,9 @@
  *	       'e': arg 3 is a query ($1 new row, $2 old row or NULL) returning
  *	            the order key as text, or no row when the event does not fire
  *	    3  see 2
+ *	    4  'j': keep the row as jsonb (the context uses $2); '-': do not
  *
- *	  Plans are prepared once per backend and watch (SPI_keepplan) and
+ *	  Key plans are prepared once per backend and watch (SPI_keepplan) and
  *	  re-prepared when the trigger's arguments change (watch() rewrites the
  *	  trigger, which invalidates the relation's cached trigger data).
  *
@@ -32,6 +36,7 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -40,7 +45,11 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "utils/fmgroids.h"
 #include "optimizer/optimizer.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -66,8 +75,8 @@ typedef struct CaptureEntry
 	CaptureKey	key;
 	char	   *keysql;			/* 'e' mode query, TopMemoryContext; NULL in 'k' */
 	SPIPlanPtr	keyplan;
-	SPIPlanPtr	insplan;		/* queue row */
-	SPIPlanPtr	failplan;		/* failed row: key NULL or key expression error */
+	bool		valid;
+	FmgrInfo	to_jsonb;		/* to_jsonb() of this row type */
 } CaptureEntry;
 
 static HTAB *capture_cache = NULL;
@@ -109,49 +118,93 @@ capture_entry(int64 watch_id, Oid rowtype, bool expr_mode, const char *keysql)
 	key.watch_id = watch_id;
 	key.rowtype = rowtype;
 	e = hash_search(capture_cache, &key, HASH_ENTER, &found);
-	if (found && e->insplan != NULL)
+	if (found && e->valid)
 	{
 		if ((!expr_mode && e->keysql == NULL) ||
 			(expr_mode && e->keysql != NULL && strcmp(e->keysql, keysql) == 0))
 			return e;
-		/* the watch changed: forget the old plans */
+		/* the watch changed: forget the old plan */
 		if (e->keyplan)
 			SPI_freeplan(e->keyplan);
 		if (e->keysql)
 			pfree(e->keysql);
-		e->keyplan = NULL;
-		e->keysql = NULL;
 	}
-	else
-	{
-		e->keysql = NULL;
-		e->keyplan = NULL;
-		e->insplan = NULL;
-		e->failplan = NULL;
-	}
+	e->keysql = NULL;
+	e->keyplan = NULL;
+	e->valid = false;
 
-	if (e->insplan == NULL)
+	if (!found)
 	{
-		Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, rowtype};
+		/* to_jsonb(row): an FmgrInfo whose call expression gives the row type */
+		FuncExpr   *fexpr;
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-		e->insplan = prepare_kept(
-			"INSERT INTO wa_notify.message (event, order_key, watch_id, source_row)"
-			" VALUES ($1, $2, $3, to_jsonb($4))"
-			" ON CONFLICT (event, order_key) WHERE resend_of IS NULL AND order_key IS NOT NULL"
-			" DO NOTHING", 4, types);
-		e->failplan = prepare_kept(
-			"INSERT INTO wa_notify.message (event, order_key, watch_id, source_row, status,"
-			"  error_message, failed_at, resolved_at)"
-			" VALUES ($1, NULL, $3, to_jsonb($4), 'failed', $2, now(), now())", 4, types);
+		fmgr_info_cxt(F_TO_JSONB, &e->to_jsonb, TopMemoryContext);
+		fexpr = makeFuncExpr(F_TO_JSONB, JSONBOID,
+							 list_make1(makeNullConst(rowtype, -1, InvalidOid)),
+							 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+		e->to_jsonb.fn_expr = (Node *) fexpr;
+		MemoryContextSwitchTo(old);
 	}
 	if (expr_mode)
 	{
 		Oid			types[2] = {rowtype, rowtype};
 
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
 		e->keyplan = prepare_kept(keysql, 2, types);
+		SPI_finish();
 		e->keysql = MemoryContextStrdup(TopMemoryContext, keysql);
 	}
+	e->valid = true;
 	return e;
+}
+
+/*
+ * Append one row to wa_notify.capture_queue.  The table has no index, no
+ * trigger and no constraint beyond NOT NULL, so a heap insert is all an
+ * INSERT would do; it is WAL-logged and rolls back with the shop's
+ * transaction like any other row.
+ */
+static void
+stage_capture(int64 watch_id, const char *event, const char *key, Datum source_row,
+			  bool has_row, const char *error)
+{
+	Oid			nsp = get_namespace_oid("wa_notify", false);
+	Oid			relid = get_relname_relid("capture_queue", nsp);
+	Relation	rel;
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
+	HeapTuple	tup;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("wa_notify.capture_queue does not exist"),
+				 errhint("Is the wa_notify extension installed in this database?")));
+	rel = table_open(relid, RowExclusiveLock);
+	if (rel->rd_rel->relhasindex || rel->trigdesc != NULL ||
+		RelationGetDescr(rel)->natts != 6)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("wa_notify.capture_queue must have six columns and no index or trigger")));
+	values[0] = Int64GetDatum(watch_id);
+	values[1] = CStringGetTextDatum(event);
+	if (key)
+		values[2] = CStringGetTextDatum(key);
+	else
+		nulls[2] = true;
+	values[3] = source_row;
+	nulls[3] = !has_row;
+	if (error)
+		values[4] = CStringGetTextDatum(error);
+	else
+		nulls[4] = true;
+	values[5] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	simple_heap_insert(rel, tup);
+	table_close(rel, NoLock);
+	wa_wake_worker_at_commit();
 }
 
 /*
@@ -232,13 +285,12 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 	HeapTuple	oldtup = NULL;
 	int64		watch_id;
 	bool		expr_mode;
+	bool		keep_row;
 	CaptureEntry *e;
 	char	   *key = NULL;
 	char	   *error = NULL;
-	Datum		newrow;
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	int			rc;
+	Datum		newrow = (Datum) 0;
+	Datum		jrow = (Datum) 0;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -249,10 +301,10 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("wa_notify._capture() must be an AFTER ... FOR EACH ROW trigger")));
 	tg = trigdata->tg_trigger;
-	if (tg->tgnargs != 4)
+	if (tg->tgnargs != 5)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("wa_notify._capture() needs four trigger arguments"),
+				 errmsg("wa_notify._capture() needs five trigger arguments"),
 				 errhint("Attach capture with wa_notify.watch().")));
 
 	rel = trigdata->tg_relation;
@@ -267,44 +319,53 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 
 	watch_id = pg_strtoint64(tg->tgargs[0]);
 	expr_mode = (tg->tgargs[2][0] == 'e');
+	keep_row = (tg->tgargs[4][0] == 'j');
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	e = capture_entry(watch_id, rel->rd_rel->reltype, expr_mode, tg->tgargs[3]);
 
-	newrow = heap_copy_tuple_as_datum(newtup, desc);
+	if (expr_mode || keep_row)
+		newrow = heap_copy_tuple_as_datum(newtup, desc);
 	if (expr_mode)
 	{
 		Datum		oldrow = oldtup ? heap_copy_tuple_as_datum(oldtup, desc) : (Datum) 0;
+		bool		fires;
 
-		if (!run_key_query(e, newrow, oldrow, oldtup != NULL, &key, &error))
-		{
-			SPI_finish();
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		fires = run_key_query(e, newrow, oldrow, oldtup != NULL, &key, &error);
+		SPI_finish();
+		if (!fires)
 			return PointerGetDatum(NULL);
-		}
 	}
 	else
 	{
 		int			attnum = pg_strtoint32(tg->tgargs[3]);
+		bool		isnull;
+		Datum		v;
 
-		if (attnum < 1 || attnum > desc->natts)
+		if (attnum < 1 || attnum > desc->natts ||
+			TupleDescAttr(desc, attnum - 1)->attisdropped)
 			error = psprintf("the order key column %d does not exist", attnum);
 		else
-			key = SPI_getvalue(newtup, desc, attnum);
+		{
+			v = heap_getattr(newtup, attnum, desc, &isnull);
+			if (!isnull)
+			{
+				Oid			typoutput;
+				bool		typisvarlena;
+
+				getTypeOutputInfo(TupleDescAttr(desc, attnum - 1)->atttypid,
+								  &typoutput, &typisvarlena);
+				key = OidOutputFunctionCall(typoutput, v);
+			}
+		}
 	}
 	if (key == NULL && error == NULL)
 		error = pstrdup("the order key expression gave NULL for this row");
 
-	args[0] = CStringGetTextDatum(tg->tgargs[1]);
-	args[1] = CStringGetTextDatum(error ? error : key);
-	args[2] = Int64GetDatum(watch_id);
-	args[3] = newrow;
-	rc = SPI_execute_plan(error ? e->failplan : e->insplan, args, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "wa_notify capture: enqueue failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed > 0)
-		wa_wake_worker_at_commit();
-	SPI_finish();
+	if (keep_row)
+		jrow = FunctionCall1(&e->to_jsonb, newrow);
+	stage_capture(watch_id, tg->tgargs[1], error ? NULL : key, jrow, keep_row, error);
 	return PointerGetDatum(NULL);
 }
 

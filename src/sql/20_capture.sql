@@ -40,6 +40,21 @@ CREATE TABLE wa_notify.watch (
 SELECT pg_catalog.pg_extension_config_dump('wa_notify.watch', '');
 SELECT pg_catalog.pg_extension_config_dump('wa_notify.watch_id_seq', '');
 
+-- Captures staged by the trigger in the shop's transaction, moved into
+-- wa_notify.message by _resolve_pending() after commit.  No index, no
+-- trigger, no constraint beyond NOT NULL: the trigger appends with a direct
+-- heap insert (capture.c checks this shape).  A restore keeps what was
+-- staged but not yet moved.
+CREATE TABLE wa_notify.capture_queue (
+    watch_id    bigint NOT NULL,
+    event       text NOT NULL,
+    order_key   text,                 -- NULL: see error
+    source_row  jsonb,                -- NULL when the watch's context does not use $2
+    error       text,                 -- the order key could not be computed
+    captured_at timestamptz NOT NULL  -- the shop's transaction start (now())
+);
+SELECT pg_catalog.pg_extension_config_dump('wa_notify.capture_queue', '');
+
 CREATE FUNCTION wa_notify._capture() RETURNS trigger
     AS 'MODULE_PATHNAME', 'wa_notify_capture' LANGUAGE C;
 
@@ -65,7 +80,7 @@ BEGIN
     FOR t IN SELECT tg.tgname FROM pg_trigger tg
               WHERE tg.tgrelid = source AND NOT tg.tgisinternal
                 AND tg.tgfoid = 'wa_notify._capture()'::regprocedure
-                AND tg.tgnargs = 4
+                AND tg.tgnargs = 5
                 AND split_part(encode(tg.tgargs, 'escape'), '\000', 1) = watch_id::text
     LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', t, source);
@@ -89,6 +104,7 @@ DECLARE
     fwinfo   record;
     fw_query boolean := false;     -- fires_when needs the trigger's query
     when_ins text := '';
+    keep_row text;                 -- 'j': stage the row as jsonb (the context reads $2)
     cols     text[];
     key_attnum smallint;
     alias    text;
@@ -147,6 +163,8 @@ BEGIN
                   HINT = 'Name the customer''s phone column "phone" (SELECT a."PhoneNumber" AS phone ...).';
     END IF;
 
+    keep_row := CASE WHEN strpos(ctx, '$2') > 0 THEN 'j' ELSE '-' END;
+
     -- the order key straight from a column of the row when it is one
     SELECT a.attnum INTO key_attnum
       FROM pg_attribute a
@@ -174,28 +192,28 @@ BEGIN
             keysql := format('SELECT (%s)::text FROM (SELECT ($1).*) AS %s', okinfo.qualified, alias);
         END IF;
         trg := format('wa_notify_%s_%s_ins', wid, ev);
-        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW %s EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L)',
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW %s EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L, %L)',
                        trg, source,
                        when_ins,
                        wid, ev, CASE WHEN keysql IS NULL THEN 'k' ELSE 'e' END,
-                       coalesce(keysql, key_attnum::text));
+                       coalesce(keysql, key_attnum::text), keep_row);
         IF fw IS NOT NULL THEN
             trg := format('wa_notify_%s_%s_upd', wid, ev);
-            EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN ((%s) IS TRUE AND (%s) IS NOT TRUE) EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L)',
+            EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN ((%s) IS TRUE AND (%s) IS NOT TRUE) EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L, %L)',
                            trg, source, fwinfo.new_expr, fwinfo.old_expr,
                            wid, ev, CASE WHEN keysql IS NULL THEN 'k' ELSE 'e' END,
-                           coalesce(keysql, key_attnum::text));
+                           coalesce(keysql, key_attnum::text), keep_row);
         END IF;
     ELSE
         -- fires_when holds a subquery: decided by the trigger's cached query
         keysql := format('SELECT (%s)::text FROM (SELECT ($1).*) AS %s WHERE (%s) IS TRUE',
                          okinfo.qualified, alias, fwinfo.qualified);
-        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L)',
-                       format('wa_notify_%s_%s_ins', wid, ev), source, wid, ev, 'e', keysql);
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L, %L)',
+                       format('wa_notify_%s_%s_ins', wid, ev), source, wid, ev, 'e', keysql, keep_row);
         keysql := keysql || format(' AND (SELECT (%s) FROM (SELECT ($2).*) AS %s) IS NOT TRUE',
                                    fwinfo.qualified, alias);
-        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L)',
-                       format('wa_notify_%s_%s_upd', wid, ev), source, wid, ev, 'e', keysql);
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L, %L)',
+                       format('wa_notify_%s_%s_upd', wid, ev), source, wid, ev, 'e', keysql, keep_row);
     END IF;
     RETURN wid;
 END $$;
@@ -213,7 +231,7 @@ BEGIN
         SELECT split_part(encode(tg.tgargs, 'escape'), '\000', 1)::bigint
           FROM pg_trigger tg
          WHERE tg.tgrelid = source AND tg.tgfoid = 'wa_notify._capture()'::regprocedure
-           AND tg.tgnargs = 4 AND split_part(encode(tg.tgargs, 'escape'), '\000', 2) = unwatch.event
+           AND tg.tgnargs = 5 AND split_part(encode(tg.tgargs, 'escape'), '\000', 2) = unwatch.event
         UNION
         SELECT w.id FROM wa_notify.watch w
          WHERE w.event = unwatch.event AND to_regclass(w.source) = unwatch.source
@@ -260,8 +278,8 @@ BEGIN
     RETURN rows[1];
 END $$;
 
--- Resolve captured messages: context -> phone, params, tracking; skip or
--- fail with the reason.  Each message is isolated (its own subtransaction,
+-- Move staged captures into wa_notify.message, then resolve captured
+-- messages: context -> phone, params, tracking; skip or fail with the reason.  Each message is isolated (its own subtransaction,
 -- which writes nothing).  Returns how many messages it resolved.
 CREATE FUNCTION wa_notify._resolve_pending(max_rows integer DEFAULT 1000)
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
@@ -280,6 +298,23 @@ DECLARE
     need     text;
     i        integer;
 BEGIN
+    -- staged captures become messages (one per event and order; a failed
+    -- order key is logged as a failed message at once)
+    WITH staged AS (
+        DELETE FROM wa_notify.capture_queue q
+         WHERE q.ctid = ANY (ARRAY(SELECT c.ctid FROM wa_notify.capture_queue c
+                                   LIMIT max_rows FOR UPDATE SKIP LOCKED))
+        RETURNING q.ctid AS pos, q.*)
+    INSERT INTO wa_notify.message AS msg (event, order_key, watch_id, source_row, created_at,
+                                          status, error_message, failed_at, resolved_at)
+    SELECT s.event, s.order_key, s.watch_id, s.source_row, s.captured_at,
+           CASE WHEN s.error IS NULL THEN 'queued' ELSE 'failed' END, s.error,
+           CASE WHEN s.error IS NOT NULL THEN now() END,
+           CASE WHEN s.error IS NOT NULL THEN now() END
+      FROM staged s
+     ORDER BY s.captured_at, s.pos
+    ON CONFLICT (event, order_key) WHERE resend_of IS NULL AND order_key IS NOT NULL DO NOTHING;
+
     FOR m IN
         SELECT msg.id, msg.event, msg.order_key, msg.source_row, msg.watch_id,
                e.enabled, e.params AS tparams, e.button_param, e.template_name
