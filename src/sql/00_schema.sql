@@ -72,6 +72,7 @@ INSERT INTO wa_notify.setting (name, default_value, unit, is_secret, description
  ('default_country_code','55', NULL, false, 'Country code applied to national phone numbers'),
  ('webhook_public_url',  NULL, NULL, false, 'Public https URL of the webhook relay'),
  ('webhook_verify_token',NULL, NULL, true,  'Verify token of the webhook handshake (generated at install)'),
+ ('webhook_max_body',    '3145728', 'bytes', false, 'Largest webhook body webhook_receive() accepts (Meta sends up to 3 MB)'),
  ('default_tracking_url',NULL, NULL, false, 'Tracking URL with {tracking}, for carriers without a pattern'),
  ('opt_out_keywords',    '{PARAR,SAIR,STOP,CANCELAR}', NULL, false, 'Inbound texts that blacklist the sender'),
  ('delivery_semantics',  'at_most_once', NULL, false, 'After a crash: at_most_once (review) or at_least_once (resend)');
