@@ -11,7 +11,8 @@ SELECT wa_notify.configure(phone_number_id => '106540352242922', business_accoun
                            quiet_hours_start => '21:30', quiet_hours_end => '08:00',
                            api_base_url => 'http://127.0.0.1:9/', default_tracking_url => 'https://t.example/{tracking}',
                            webhook_public_url => 'https://shop.example.com/whatsapp/',
-                           opt_out_keywords => ARRAY['parar', ' Sair '], delivery_semantics => 'at_least_once');
+                           opt_out_keywords => ARRAY['parar', ' Sair '], delivery_semantics => 'at_least_once',
+                           webhook_max_body => 1048576);
 -- the same values again change nothing
 SELECT wa_notify.configure(polling_interval => 120, min_delay => 0.5);
 SELECT name, value FROM wa_notify.settings
@@ -64,6 +65,7 @@ SELECT wa_notify.configure(default_tracking_url => 'not a url {tracking}');
 SELECT wa_notify.configure(opt_out_keywords => ARRAY[]::text[]);
 SELECT wa_notify.configure(opt_out_keywords => ARRAY['PARAR', '']);
 SELECT wa_notify.configure(delivery_semantics => 'exactly_once');
+SELECT wa_notify.configure(webhook_max_body => 1000);
 -- a bad secret is refused without echoing it
 SELECT wa_notify.configure(access_token => 'has spaces in the token value');
 SELECT wa_notify.configure(app_secret => 'short');

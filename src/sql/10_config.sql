@@ -152,7 +152,8 @@ CREATE FUNCTION wa_notify.configure(
     webhook_verify_token  text    DEFAULT NULL,
     default_tracking_url  text    DEFAULT NULL,
     opt_out_keywords      text[]  DEFAULT NULL,
-    delivery_semantics    text    DEFAULT NULL)
+    delivery_semantics    text    DEFAULT NULL,
+    webhook_max_body      integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
 DECLARE
@@ -327,6 +328,11 @@ BEGIN
         new_values := new_values || jsonb_build_object('webhook_verify_token',
             wa_notify._check_pattern('webhook_verify_token', webhook_verify_token, '^[A-Za-z0-9._~-]{16,128}$',
                 'The verify token is 16 to 128 characters from A-Z, a-z, 0-9, ".", "_", "~", "-"; rotate_verify_token() makes a random one.', true));
+    END IF;
+
+    IF webhook_max_body IS NOT NULL THEN
+        new_values := new_values || jsonb_build_object('webhook_max_body',
+            wa_notify._check_range('webhook_max_body', webhook_max_body, 65536, 67108864, 'bytes'));
     END IF;
 
     -- tracking
@@ -537,6 +543,12 @@ COMMENT ON FUNCTION wa_notify.block(text, text) IS 'blacklist a number (returns 
 CREATE FUNCTION wa_notify.unblock(phone text) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
 BEGIN
+    -- the digits as the blacklist shows them (E.164, any country)...
+    DELETE FROM wa_notify.blocked b WHERE b.phone = regexp_replace(unblock.phone, '[^0-9]', '', 'g');
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    -- ...or any spelling of the number, ninth digit or not
     DELETE FROM wa_notify.blocked b
      WHERE b.phone_key = wa_notify.phone_key(
                wa_notify.normalize_phone(unblock.phone, wa_notify._setting_value('default_country_code')));
