@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# wa_notify demo: the whole chain on a throw-away cluster, on loopback only.
+#
+#   shop INSERT -> capture -> worker -> mock Graph API (127.0.0.1)
+#   mock "Meta" -> signed delivery webhook -> wa_notify_relay -> webhook_receive()
+#
+# Run as root from the source tree: bash scripts/demo.sh
+# It installs what it needs (Debian packages, the extension), runs
+# PostgreSQL as the postgres user under /tmp/wa_notify_demo, and stops
+# everything it started when it ends (WA_DEMO_KEEP=1 leaves it running).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+[ "$(id -u)" = 0 ] || { echo "run as root: bash scripts/demo.sh" >&2; exit 1; }
+
+bash scripts/install-deps.sh
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+make -s PG_CONFIG="$PG_CONFIG" >/dev/null
+make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+PGBIN=$("$PG_CONFIG" --bindir)
+
+DEMO=/tmp/wa_notify_demo
+PGPORT_DEMO=54329
+RELAY_PORT=18080
+as_pg() { runuser -u postgres -- "$@"; }
+
+# an earlier run that was kept, or interrupted: stop it, start afresh
+if [ -d "$DEMO" ]; then
+    for f in relay.pid mock.pid; do
+        [ -f "$DEMO/$f" ] && kill "$(cat "$DEMO/$f")" 2>/dev/null || true
+    done
+    [ -f "$DEMO/data/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$DEMO/data" -m fast stop >/dev/null 2>&1 || true
+    rm -rf "$DEMO"
+fi
+install -d -o postgres -g postgres "$DEMO"
+
+cleanup() {
+    if [ -n "${WA_DEMO_KEEP:-}" ]; then
+        echo "left running in $DEMO (psql -h $DEMO -p $PGPORT_DEMO shop)"
+        return
+    fi
+    for f in relay.pid mock.pid; do
+        [ -f "$DEMO/$f" ] && kill "$(cat "$DEMO/$f")" 2>/dev/null || true
+    done
+    as_pg "$PGBIN/pg_ctl" -D "$DEMO/data" -m fast stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+psql_shop() { as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DEMO" -p "$PGPORT_DEMO" -d shop "$@"; }
+# poll a query until it returns 't' (deadline in seconds)
+wait_for() {
+    local sql=$1 deadline=$((SECONDS + ${2:-30}))
+    until [ "$(psql_shop -At -c "$sql")" = t ]; do
+        [ $SECONDS -lt $deadline ] || { echo "timed out waiting for: $sql" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+
+step "1. a throw-away PostgreSQL with wa_notify preloaded"
+as_pg "$PGBIN/initdb" -D "$DEMO/data" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+cat >> "$DEMO/data/postgresql.conf" <<CONF
+port = $PGPORT_DEMO
+listen_addresses = ''
+unix_socket_directories = '$DEMO'
+shared_preload_libraries = 'wa_notify'
+wa_notify.database = 'shop'
+CONF
+as_pg "$PGBIN/pg_ctl" -D "$DEMO/data" -l "$DEMO/postgres.log" -w start >/dev/null
+as_pg "$PGBIN/createdb" -h "$DEMO" -p "$PGPORT_DEMO" shop
+echo "cluster in $DEMO/data, log $DEMO/postgres.log"
+
+step "2. the mock Graph API on 127.0.0.1"
+as_pg /usr/bin/python3 test/mock/graph_mock.py --log "$DEMO/requests.jsonl" --port-file "$DEMO/mock.port" \
+    >"$DEMO/mock.log" 2>&1 &
+echo $! > "$DEMO/mock.pid"
+for _ in $(seq 100); do [ -s "$DEMO/mock.port" ] && break; sleep 0.1; done
+MOCK_PORT=$(cat "$DEMO/mock.port")
+echo "mock Graph API at http://127.0.0.1:$MOCK_PORT"
+
+step "3. a nopCommerce-shaped shop, the extension, roles, settings and a watch"
+APP_SECRET=$(openssl rand -hex 16)
+psql_shop <<SQL
+CREATE TABLE "Address" ("Id" serial PRIMARY KEY, "FirstName" text, "PhoneNumber" text);
+CREATE TABLE "Order" ("Id" serial PRIMARY KEY, "CustomOrderNumber" text, "BillingAddressId" int REFERENCES "Address",
+                      "OrderStatusId" int NOT NULL DEFAULT 10, "OrderTotal" numeric(18,4) NOT NULL,
+                      "CreatedOnUtc" timestamp NOT NULL DEFAULT now());
+-- the shop application's own login: rights on its tables only
+CREATE ROLE shop_app LOGIN;
+GRANT SELECT, INSERT, UPDATE ON "Address", "Order" TO shop_app;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO shop_app;
+
+CREATE EXTENSION wa_notify;
+-- the relay's least-privileged login (doc/roles.md)
+CREATE ROLE wa_webhook LOGIN;
+GRANT USAGE ON SCHEMA wa_notify TO wa_webhook;
+GRANT EXECUTE ON FUNCTION wa_notify.webhook_verify(text, text, text),
+                          wa_notify.webhook_receive(bytea, text) TO wa_webhook;
+
+SELECT wa_notify.configure(access_token => 'DEMO-access-token-not-a-real-one', phone_number_id => '106540352242922',
+                           app_secret => '$APP_SECRET', api_base_url => 'http://127.0.0.1:$MOCK_PORT',
+                           min_delay => 0, max_delay => 0, recipient_gap => 0,
+                           webhook_public_url => 'https://shop.example.com/whatsapp') AS settings_changed;
+SELECT wa_notify.watch('order_placed', '"Order"', '"Id"',
+       \$ctx\$SELECT a."PhoneNumber" AS phone, a."FirstName" AS customer_name,
+                o."CustomOrderNumber" AS order_number, o."OrderTotal" AS total
+           FROM "Order" o JOIN "Address" a ON a."Id" = o."BillingAddressId"
+          WHERE o."Id" = \$1::int\$ctx\$) AS watch_id;
+SQL
+psql_shop -c 'SELECT id, event, source, order_key FROM wa_notify.watches'
+
+step "4. the webhook relay (as wa_webhook) on 127.0.0.1:$RELAY_PORT"
+as_pg env PGHOST="$DEMO" PGPORT="$PGPORT_DEMO" PGDATABASE=shop PGUSER=wa_webhook \
+    "$PGBIN/wa_notify_relay" --listen "127.0.0.1:$RELAY_PORT" --path /webhook >"$DEMO/relay.log" 2>&1 &
+echo $! > "$DEMO/relay.pid"
+for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$RELAY_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1
+done
+VERIFY_TOKEN=$(psql_shop -At -c "SELECT value FROM wa_notify.setting WHERE name = 'webhook_verify_token'")
+echo "Meta's handshake: GET /webhook?hub.mode=subscribe&hub.verify_token=...&hub.challenge=1158201444 ->" \
+     "$(curl -s "http://127.0.0.1:$RELAY_PORT/webhook?hub.mode=subscribe&hub.verify_token=$VERIFY_TOKEN&hub.challenge=1158201444")"
+
+step "5. the shop places an order (as shop_app, a plain INSERT)"
+as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DEMO" -p "$PGPORT_DEMO" -U shop_app -d shop <<'SQL'
+WITH a AS (INSERT INTO "Address" ("FirstName", "PhoneNumber") VALUES ('Maria', '(11) 98765-4321') RETURNING "Id")
+INSERT INTO "Order" ("CustomOrderNumber", "BillingAddressId", "OrderTotal")
+SELECT '1001', a."Id", 1234.56 FROM a;
+SQL
+echo 'INSERT INTO "Order" ... committed'
+
+step "6. the worker sends it: what the mock Graph API received"
+wait_for "SELECT count(*) = 1 FROM wa_notify.message WHERE status = 'sent'" 30
+/usr/bin/python3 - "$DEMO/requests.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["method"] != "POST":
+        continue
+    auth = r["headers"].get("authorization", "")
+    print(r["method"], r["path"])
+    print("authorization:", auth.split(" ")[0], "<token hidden>")
+    print(json.dumps(json.loads(r["body"]), ensure_ascii=False, indent=2))
+PY
+WAMID=$(psql_shop -At -c "SELECT wamid FROM wa_notify.message WHERE order_key = '1'")
+MSG_ID=$(psql_shop -At -c "SELECT id FROM wa_notify.message WHERE order_key = '1'")
+echo "stored wamid: $WAMID"
+
+step "7. Meta calls back: a signed 'delivered' status through the relay"
+NOW=$(date +%s)
+BODY=$(printf '{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"551140000000","phone_number_id":"106540352242922"},"statuses":[{"id":"%s","status":"delivered","timestamp":"%s","recipient_id":"551187654321","biz_opaque_callback_data":"%s","conversation":{"id":"c0ffee","origin":{"type":"utility"}},"pricing":{"billable":true,"pricing_model":"PMP","category":"utility"}}]},"field":"messages"}]}]}' "$WAMID" "$NOW" "$MSG_ID")
+SIG=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$APP_SECRET" | sed 's/^.* //')
+printf 'POST /webhook -> HTTP %s\n' "$(curl -s -o /dev/null -w '%{http_code}' -X POST \
+    -H 'Content-Type: application/json' -H "X-Hub-Signature-256: sha256=$SIG" \
+    --data-binary "$BODY" "http://127.0.0.1:$RELAY_PORT/webhook")"
+printf 'same body, forged signature -> HTTP %s\n' "$(curl -s -o /dev/null -w '%{http_code}' -X POST \
+    -H 'Content-Type: application/json' -H "X-Hub-Signature-256: sha256=$(printf '0%.0s' $(seq 64))" \
+    --data-binary "$BODY" "http://127.0.0.1:$RELAY_PORT/webhook")"
+wait_for "SELECT status = 'delivered' FROM wa_notify.message WHERE id = $MSG_ID" 10
+
+step "8. the log and the status card"
+psql_shop -c "SELECT order_key AS \"order\", phone, type, status, tracking, sent_at, delivered_at, error FROM wa_notify.message_log LIMIT 50"
+psql_shop -c "SELECT * FROM wa_notify.counts()"
+psql_shop -x -c "SELECT * FROM wa_notify.status"
+echo "relay log:"; sed 's/^/  /' "$DEMO/relay.log"
+echo
+echo "demo complete"
