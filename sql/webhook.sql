@@ -44,7 +44,8 @@ CREATE VIEW wh_snapshot AS SELECT md5(
     (SELECT string_agg(m::text, '|' ORDER BY id) FROM wa_notify.message m) ||
     (SELECT string_agg(e::text, '|' ORDER BY event) FROM wa_notify.event e) ||
     coalesce((SELECT string_agg(b::text, '|' ORDER BY phone_key) FROM wa_notify.blocked b), '') ||
-    (SELECT s::text FROM wa_notify.state s)) AS digest;
+    (SELECT (to_jsonb(s) - 'webhook_last_callback')::text FROM wa_notify.state s)) AS digest;
+-- (webhook_last_callback is left out: it records that a callback came)
 CREATE FUNCTION wh_ts(t timestamptz) RETURNS bigint LANGUAGE sql AS $$ SELECT extract(epoch FROM t)::bigint $$;
 
 INSERT INTO wa_notify.message (id, event, order_key, phone, status, wamid, sent_at) VALUES

@@ -642,9 +642,15 @@ apply_quality(const WhQuality *q, WhCounts *cnt)
 static void
 record_callback(int unknown)
 {
+	static TimestampTz last_recorded = 0;	/* by this backend */
 	Oid			t = INT4OID;
 	Datum		v[1];
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
+	/* recorded by this very backend less than a second ago: skip the query */
+	if (unknown == 0 && last_recorded != 0 &&
+		now >= last_recorded && now - last_recorded < USECS_PER_SEC)
+		return;
 	v[0] = Int32GetDatum(unknown);
 	exec(prep(&plan_state,
 			  "UPDATE wa_notify.state SET webhook_last_callback = now(),"
@@ -653,6 +659,9 @@ record_callback(int unknown)
 			  "    OR webhook_last_callback < now() - interval '" WH_LAST_CALLBACK_GRANULARITY "'",
 			  1, &t),
 		 v, NULL, false, SPI_OK_UPDATE);
+	/* (if this transaction rolls back, the next call within 1 s skips: harmless) */
+	if (SPI_processed > 0)
+		last_recorded = now;
 }
 
 /* ------------------------------------------------------- SQL functions */
