@@ -19,7 +19,9 @@
 #
 # Variants:
 #   plain       no trigger
-#   wa_notify   wa_notify.watch(): C row trigger, transition in the WHEN clause
+#   wa_notify   wa_notify.watch(): C row trigger, transition in the WHEN clause,
+#               the context does not read $2 (the row is not kept as jsonb)
+#   wa_notify_j the same with a context that reads $2 (the row kept as jsonb)
 #   plpgsql     hand-written PL/pgSQL row trigger inserting into wa_notify.message
 #   plpgsql_q   hand-written PL/pgSQL row trigger inserting into a lean queue table
 #   stmt_tt     PL/pgSQL statement trigger with transition tables, one
@@ -32,7 +34,7 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 ROWS=${ROWS:-100000}
 REPS=${REPS:-3}
 CLIENTS=${CLIENTS:-2}
-VARIANTS=${VARIANTS:-"plain wa_notify plpgsql plpgsql_q stmt_tt pgq"}
+VARIANTS=${VARIANTS:-"plain wa_notify wa_notify_j plpgsql plpgsql_q stmt_tt pgq"}
 if [ "$(id -u)" = 0 ]; then
     exec runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" ROWS="$ROWS" REPS="$REPS" \
         CLIENTS="$CLIENTS" VARIANTS="$VARIANTS" bash "$0" "$@"
@@ -147,6 +149,7 @@ BEGIN
 END $$;
 SQL
 
+CTXJ='SELECT a."PhoneNumber" AS phone, $2->>'"'"'CustomerIp'"'"' AS ip, a."FirstName" AS customer_name, o."CustomOrderNumber" AS order_number, o."OrderTotal" AS total FROM "Order" o JOIN "Address" a ON a."Id" = o."BillingAddressId" WHERE o."Id" = $1::int'
 CTX='SELECT a."PhoneNumber" AS phone, a."FirstName" AS customer_name, o."CustomOrderNumber" AS order_number, o."OrderTotal" AS total FROM "Order" o JOIN "Address" a ON a."Id" = o."BillingAddressId" WHERE o."Id" = $1::int'
 
 # drop every capture trigger and queue row, then install the variant's
@@ -161,8 +164,9 @@ TRUNCATE pgq.event_template;
 SQL
     case $v in
     plain) ;;
-    wa_notify)
-        q -v ctx="$CTX" <<'SQL' >/dev/null
+    wa_notify|wa_notify_j)
+        if [ $v = wa_notify ]; then c=$CTX; else c=$CTXJ; fi
+        q -v ctx="$c" <<'SQL' >/dev/null
 SELECT wa_notify.watch('order_placed', '"Order"', '"Id"', :'ctx');
 SELECT wa_notify.watch('order_cancelled', '"Order"', '"Id"', :'ctx', '"OrderStatusId" = 40');
 SELECT wa_notify.watch('order_processing', '"Order"', '"Id"', :'ctx', '"OrderStatusId" = 20');
