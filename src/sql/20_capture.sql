@@ -172,15 +172,17 @@ BEGIN
         keep_row := 'j';
         IF (SELECT count(*) FROM regexp_matches(ctx, '\$2(?![0-9])', 'g'))
          = (SELECT count(*) FROM regexp_matches(ctx, '\$2\s*->>\s*''([^'']*)''', 'g')) THEN
-            SELECT 'c' || string_agg(a.attnum::text, ',' ORDER BY a.attnum) INTO keep_row
+            -- a key that is no column reads NULL either way: nothing to stage for it
+            SELECT CASE WHEN bool_and(a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype,
+                                                     'name'::regtype, 'int2'::regtype, 'int4'::regtype,
+                                                     'int8'::regtype, 'numeric'::regtype, 'uuid'::regtype))
+                                  IS NOT FALSE
+                        THEN 'c' || coalesce(string_agg(a.attnum::text, ',' ORDER BY a.attnum), '')
+                        ELSE 'j' END
+              INTO keep_row
               FROM pg_attribute a
              WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped
-               AND a.attname IN (SELECT m[1] FROM regexp_matches(ctx, '\$2\s*->>\s*''([^'']*)''', 'g') m)
-               AND a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'name'::regtype,
-                                  'int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
-                                  'uuid'::regtype)
-            HAVING count(*) = (SELECT count(DISTINCT m[1]) FROM regexp_matches(ctx, '\$2\s*->>\s*''([^'']*)''', 'g') m);
-            keep_row := coalesce(keep_row, 'j');
+               AND a.attname IN (SELECT m[1] FROM regexp_matches(ctx, '\$2\s*->>\s*''([^'']*)''', 'g') m);
         END IF;
     END IF;
 

@@ -46,7 +46,7 @@ BIN=$("$PG_CONFIG" --bindir)
 PGBENCH=$BIN/pgbench; [ -x "$PGBENCH" ] || PGBENCH=pgbench
 DIR=$(mktemp -d /tmp/wa_capture_bench.XXXXXX)
 PORT=${PORT:-55437}
-export PGHOST=$DIR PGPORT=$PORT PGDATABASE=bench
+export PGHOST=$DIR PGPORT=$PORT PGDATABASE=bench PGOPTIONS="-c client_min_messages=warning"
 trap '"$BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
 
 "$BIN/initdb" -D "$DIR/data" -A trust >/dev/null
@@ -71,7 +71,7 @@ q() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 q <<'SQL'
 CREATE EXTENSION wa_notify;
 CREATE EXTENSION pgq;
-SELECT pgq.create_queue('orders');
+SELECT pgq.create_queue('orders') \gset
 CREATE TABLE "Address" ("Id" serial PRIMARY KEY, "FirstName" text, "LastName" text, "Email" text,
     "PhoneNumber" text, "City" text, "CreatedOnUtc" timestamp NOT NULL DEFAULT now());
 INSERT INTO "Address" ("FirstName", "PhoneNumber") SELECT 'Cliente ' || g, '(11) 9' || (80000000 + g)
@@ -159,7 +159,7 @@ CTX='SELECT a."PhoneNumber" AS phone, a."FirstName" AS customer_name, o."CustomO
 # drop every capture trigger and queue row, then install the variant's
 setup() {
     local v=$1
-    q -v ctx="$CTX" <<SQL >/dev/null
+    q <<SQL >/dev/null
 SELECT wa_notify.unwatch(event, to_regclass(source)) FROM wa_notify.watch;
 DROP TRIGGER IF EXISTS bench_ins ON "Order"; DROP TRIGGER IF EXISTS bench_upd ON "Order";
 DROP TRIGGER IF EXISTS bench_ship ON "Shipment";
@@ -254,8 +254,8 @@ for v in $VARIANTS; do
         done
         R[$v,$what]=$(median < "$DIR/t")
     done
-    queued=$(q -At -c "SELECT (SELECT count(*) FROM wa_notify.message) + (SELECT count(*) FROM order_queue)")
-    echo "  $v done (last run queued $queued rows)" >&2
+    queued=$(q -At -c "SELECT (SELECT count(*) FROM wa_notify.message) + (SELECT count(*) FROM wa_notify.capture_queue) + (SELECT count(*) FROM order_queue) + (SELECT count(*) FROM pgq.event_template)")
+    echo "  $v done (its last run queued $queued rows)" >&2
 done
 
 printf '\nwa_notify capture benchmark: %s rows, %s clients, median of %s; PostgreSQL %s\n' \
