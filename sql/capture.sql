@@ -27,9 +27,12 @@ SELECT wa_notify.watch('order_cancelled', 'cshop_order', 'id',
       FROM cshop_order o JOIN cshop_customer c ON c.id = o.customer_id WHERE o.id = $1::int$$,
   $$status = 'canceled'$$) > 0 AS ok;
 SELECT wa_notify.watch('shipment_delivered', 'cshop_order', 'cshop_order.id',
-  $$SELECT c.phone, c.name AS customer_name, o.id::text AS order_number
+  $$SELECT c.phone, c.name AS customer_name, o.id::text AS order_number, $2->>'delivered_at' AS delivered_at
       FROM cshop_order o JOIN cshop_customer c ON c.id = o.customer_id WHERE o.id = $1::int$$,
   'delivered_at IS NOT NULL') > 0 AS ok;
+-- what each trigger stages for $2: nothing, the status column only, the whole row (a timestamp is read)
+SELECT tgname, split_part(encode(tgargs, 'escape'), '\000', 5) AS stages
+  FROM pg_trigger WHERE tgrelid = 'cshop_order'::regclass AND NOT tgisinternal ORDER BY tgname;
 
 -- an order inserted then updated in one transaction: the committed total is sent
 BEGIN;
@@ -56,7 +59,11 @@ UPDATE cshop_order SET status = 'canceled' WHERE id = 1;
 UPDATE cshop_order SET delivered_at = '2026-01-02 10:00+00' WHERE id = 1;
 UPDATE cshop_order SET delivered_at = '2026-01-03 10:00+00' WHERE id = 1;
 SELECT wa_notify._resolve_pending();
-SELECT event, order_key, status, params->>'status_then' AS status_then FROM cshop_messages WHERE event <> 'order_placed';
+SELECT event, order_key, status, params->>'status_then' AS status_then, params->>'delivered_at' AS delivered_at
+  FROM cshop_messages WHERE event <> 'order_placed';
+SELECT event, source_row FROM wa_notify.message WHERE event = 'order_cancelled';
+SELECT event, source_row->>'id' AS id, source_row->>'delivered_at' AS delivered_at, source_row->>'note' AS note
+  FROM wa_notify.message WHERE event = 'shipment_delivered';
 -- inserted already cancelled: fires on INSERT
 INSERT INTO cshop_order (id, customer_id, status, total) VALUES (10, 4, 'canceled', 5);
 SELECT wa_notify._resolve_pending();

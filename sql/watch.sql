@@ -44,6 +44,21 @@ SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger
 SELECT wa_notify.watch('order_placed', 'wshop_order', 'id', :'ctx', 'total > 0') = :placed_id AS same_id;
 SELECT fires_when FROM wa_notify.watches WHERE id = :placed_id;
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'wshop_order'::regclass;
+-- what the trigger stages for $2: the columns read with ->> (a key that is
+-- no column reads NULL either way), the whole row when a timestamp is read
+-- or $2 is used otherwise
+SELECT wa_notify.watch('order_processing', 'wshop_order', 'id',
+  $$SELECT o.phone, $2->>'nope' AS x, $2 ->> 'status' AS s, $2->>'total' AS t FROM wshop_order o WHERE o.id = $1::int$$) > 0 AS ok;
+SELECT wa_notify.watch('shipment_created', 'wshop_order', 'id',
+  $$SELECT o.phone, $2->>'shipped_at' AS s FROM wshop_order o WHERE o.id = $1::int$$) > 0 AS ok;
+SELECT wa_notify.watch('shipment_delivered', 'wshop_order', 'id',
+  $$SELECT o.phone, $2 ? 'x' AS s FROM wshop_order o WHERE o.id = $1::int$$) > 0 AS ok;
+SELECT wa_notify.watch('refund_issued', 'wshop_order', 'id',
+  $$SELECT o.phone, $2->>'nope' AS s FROM wshop_order o WHERE o.id = $1::int$$) > 0 AS ok;
+SELECT tgname, split_part(encode(tgargs, 'escape'), '\000', 5) AS stages FROM pg_trigger
+ WHERE tgrelid = 'wshop_order'::regclass AND tgname ~ '(processing|shipment|refund)' ORDER BY tgname;
+SELECT wa_notify.unwatch(e, 'wshop_order') FROM unnest('{order_processing,shipment_created,shipment_delivered,refund_issued}'::text[]) e;
+
 -- unwatch drops the triggers
 SELECT wa_notify.unwatch('order_placed', 'wshop_order');
 SELECT wa_notify.unwatch('order_placed', 'wshop_order');

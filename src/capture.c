@@ -24,7 +24,11 @@
  *	       'e': arg 3 is a query ($1 new row, $2 old row or NULL) returning
  *	            the order key as text, or no row when the event does not fire
  *	    3  see 2
- *	    4  'j': keep the row as jsonb (the context uses $2); '-': do not
+ *	    4  what of the row to stage as source_row ($2 of the context):
+ *	       '-' nothing (the context does not read $2), 'j' the row as jsonb,
+ *	       'c1,4' only these columns as a jsonb object of their text (the
+ *	       context reads only $2->>'column' of types whose text is the same
+ *	       either way; watch() decides)
  *
  *	  Key plans are prepared once per backend and watch (SPI_keepplan) and
  *	  re-prepared when the trigger's arguments change (watch() rewrites the
@@ -54,6 +58,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
@@ -158,6 +163,59 @@ capture_entry(int64 watch_id, Oid rowtype, bool expr_mode, const char *keysql)
 	}
 	e->valid = true;
 	return e;
+}
+
+/*
+ * {"column": "text of the value", ...} for the listed attribute numbers
+ * ("1,4"): what $2->>'column' reads, without converting the whole row.
+ */
+static Datum
+columns_as_jsonb(HeapTuple tup, TupleDesc desc, const char *attnums)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+	const char *p = attnums;
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	while (*p)
+	{
+		int			attnum = (int) strtol(p, (char **) &p, 10);
+		Form_pg_attribute att;
+		JsonbValue	k;
+		JsonbValue	v;
+		bool		isnull;
+		Datum		d;
+
+		if (*p == ',')
+			p++;
+		if (attnum < 1 || attnum > desc->natts)
+			continue;
+		att = TupleDescAttr(desc, attnum - 1);
+		if (att->attisdropped)
+			continue;
+		k.type = jbvString;
+		k.val.string.val = NameStr(att->attname);
+		k.val.string.len = strlen(NameStr(att->attname));
+		(void) pushJsonbValue(&state, WJB_KEY, &k);
+		d = heap_getattr(tup, attnum, desc, &isnull);
+		if (isnull)
+			v.type = jbvNull;
+		else
+		{
+			Oid			typoutput;
+			bool		typisvarlena;
+			char	   *str;
+
+			getTypeOutputInfo(att->atttypid, &typoutput, &typisvarlena);
+			str = OidOutputFunctionCall(typoutput, d);
+			v.type = jbvString;
+			v.val.string.val = str;
+			v.val.string.len = strlen(str);
+		}
+		(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(res));
 }
 
 /*
@@ -319,11 +377,11 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 
 	watch_id = pg_strtoint64(tg->tgargs[0]);
 	expr_mode = (tg->tgargs[2][0] == 'e');
-	keep_row = (tg->tgargs[4][0] == 'j');
+	keep_row = (tg->tgargs[4][0] == 'j' || tg->tgargs[4][0] == 'c');
 
 	e = capture_entry(watch_id, rel->rd_rel->reltype, expr_mode, tg->tgargs[3]);
 
-	if (expr_mode || keep_row)
+	if (expr_mode || tg->tgargs[4][0] == 'j')
 		newrow = heap_copy_tuple_as_datum(newtup, desc);
 	if (expr_mode)
 	{
@@ -363,8 +421,10 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 	if (key == NULL && error == NULL)
 		error = pstrdup("the order key expression gave NULL for this row");
 
-	if (keep_row)
+	if (tg->tgargs[4][0] == 'j')
 		jrow = FunctionCall1(&e->to_jsonb, newrow);
+	else if (keep_row)
+		jrow = columns_as_jsonb(newtup, desc, tg->tgargs[4] + 1);
 	stage_capture(watch_id, tg->tgargs[1], error ? NULL : key, jrow, keep_row, error);
 	return PointerGetDatum(NULL);
 }

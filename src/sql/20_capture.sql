@@ -49,7 +49,7 @@ CREATE TABLE wa_notify.capture_queue (
     watch_id    bigint NOT NULL,
     event       text NOT NULL,
     order_key   text,                 -- NULL: see error
-    source_row  jsonb,                -- NULL when the watch's context does not use $2
+    source_row  jsonb,                -- the row, or the columns the context reads of $2, or NULL
     error       text,                 -- the order key could not be computed
     captured_at timestamptz NOT NULL  -- the shop's transaction start (now())
 );
@@ -104,7 +104,7 @@ DECLARE
     fwinfo   record;
     fw_query boolean := false;     -- fires_when needs the trigger's query
     when_ins text := '';
-    keep_row text;                 -- 'j': stage the row as jsonb (the context reads $2)
+    keep_row text;                 -- '-', 'j' or 'c<attnums>': what of the row to stage for $2
     cols     text[];
     key_attnum smallint;
     alias    text;
@@ -163,7 +163,28 @@ BEGIN
                   HINT = 'Name the customer''s phone column "phone" (SELECT a."PhoneNumber" AS phone ...).';
     END IF;
 
-    keep_row := CASE WHEN strpos(ctx, '$2') > 0 THEN 'j' ELSE '-' END;
+    -- What of the row to stage for $2: nothing when the context does not
+    -- read $2; only the columns it reads when every use is $2->>'column' on
+    -- a column whose text is the same in jsonb (text, integers, numeric,
+    -- uuid); else the whole row as jsonb.
+    keep_row := '-';
+    IF ctx ~ '\$2(?![0-9])' THEN
+        keep_row := 'j';
+        IF (SELECT count(*) FROM regexp_matches(ctx, '\$2(?![0-9])', 'g'))
+         = (SELECT count(*) FROM regexp_matches(ctx, '\$2\s*->>\s*''([^'']*)''', 'g')) THEN
+            -- a key that is no column reads NULL either way: nothing to stage for it
+            SELECT CASE WHEN bool_and(a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype,
+                                                     'name'::regtype, 'int2'::regtype, 'int4'::regtype,
+                                                     'int8'::regtype, 'numeric'::regtype, 'uuid'::regtype))
+                                  IS NOT FALSE
+                        THEN 'c' || coalesce(string_agg(a.attnum::text, ',' ORDER BY a.attnum), '')
+                        ELSE 'j' END
+              INTO keep_row
+              FROM pg_attribute a
+             WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attname IN (SELECT m[1] FROM regexp_matches(ctx, '\$2\s*->>\s*''([^'']*)''', 'g') m);
+        END IF;
+    END IF;
 
     -- the order key straight from a column of the row when it is one
     SELECT a.attnum INTO key_attnum

@@ -19,7 +19,12 @@
 #
 # Variants:
 #   plain       no trigger
-#   wa_notify   wa_notify.watch(): C row trigger, transition in the WHEN clause
+#   wa_notify   wa_notify.watch(): C row trigger, transition in the WHEN clause,
+#               the context does not read $2 (the row is not kept as jsonb)
+#   wa_notify_c the same with a context that reads $2->>'CustomerIp' (that
+#               column staged)
+#   wa_notify_j the same with a context that reads a timestamp of $2 (the whole
+#               row staged as jsonb)
 #   plpgsql     hand-written PL/pgSQL row trigger inserting into wa_notify.message
 #   plpgsql_q   hand-written PL/pgSQL row trigger inserting into a lean queue table
 #   stmt_tt     PL/pgSQL statement trigger with transition tables, one
@@ -32,7 +37,7 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 ROWS=${ROWS:-100000}
 REPS=${REPS:-3}
 CLIENTS=${CLIENTS:-2}
-VARIANTS=${VARIANTS:-"plain wa_notify plpgsql plpgsql_q stmt_tt pgq"}
+VARIANTS=${VARIANTS:-"plain wa_notify wa_notify_c wa_notify_j plpgsql plpgsql_q stmt_tt pgq"}
 if [ "$(id -u)" = 0 ]; then
     exec runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" ROWS="$ROWS" REPS="$REPS" \
         CLIENTS="$CLIENTS" VARIANTS="$VARIANTS" bash "$0" "$@"
@@ -41,7 +46,7 @@ BIN=$("$PG_CONFIG" --bindir)
 PGBENCH=$BIN/pgbench; [ -x "$PGBENCH" ] || PGBENCH=pgbench
 DIR=$(mktemp -d /tmp/wa_capture_bench.XXXXXX)
 PORT=${PORT:-55437}
-export PGHOST=$DIR PGPORT=$PORT PGDATABASE=bench
+export PGHOST=$DIR PGPORT=$PORT PGDATABASE=bench PGOPTIONS="-c client_min_messages=warning"
 trap '"$BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$DIR"' EXIT
 
 "$BIN/initdb" -D "$DIR/data" -A trust >/dev/null
@@ -66,7 +71,7 @@ q() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 q <<'SQL'
 CREATE EXTENSION wa_notify;
 CREATE EXTENSION pgq;
-SELECT pgq.create_queue('orders');
+SELECT pgq.create_queue('orders') \gset
 CREATE TABLE "Address" ("Id" serial PRIMARY KEY, "FirstName" text, "LastName" text, "Email" text,
     "PhoneNumber" text, "City" text, "CreatedOnUtc" timestamp NOT NULL DEFAULT now());
 INSERT INTO "Address" ("FirstName", "PhoneNumber") SELECT 'Cliente ' || g, '(11) 9' || (80000000 + g)
@@ -147,12 +152,14 @@ BEGIN
 END $$;
 SQL
 
+CTXC='SELECT a."PhoneNumber" AS phone, $2->>'"'"'CustomerIp'"'"' AS ip, a."FirstName" AS customer_name, o."CustomOrderNumber" AS order_number, o."OrderTotal" AS total FROM "Order" o JOIN "Address" a ON a."Id" = o."BillingAddressId" WHERE o."Id" = $1::int'
+CTXJ='SELECT a."PhoneNumber" AS phone, $2->>'"'"'CreatedOnUtc'"'"' AS created, a."FirstName" AS customer_name, o."CustomOrderNumber" AS order_number, o."OrderTotal" AS total FROM "Order" o JOIN "Address" a ON a."Id" = o."BillingAddressId" WHERE o."Id" = $1::int'
 CTX='SELECT a."PhoneNumber" AS phone, a."FirstName" AS customer_name, o."CustomOrderNumber" AS order_number, o."OrderTotal" AS total FROM "Order" o JOIN "Address" a ON a."Id" = o."BillingAddressId" WHERE o."Id" = $1::int'
 
 # drop every capture trigger and queue row, then install the variant's
 setup() {
     local v=$1
-    q -v ctx="$CTX" <<SQL >/dev/null
+    q <<SQL >/dev/null
 SELECT wa_notify.unwatch(event, to_regclass(source)) FROM wa_notify.watch;
 DROP TRIGGER IF EXISTS bench_ins ON "Order"; DROP TRIGGER IF EXISTS bench_upd ON "Order";
 DROP TRIGGER IF EXISTS bench_ship ON "Shipment";
@@ -161,8 +168,9 @@ TRUNCATE pgq.event_template;
 SQL
     case $v in
     plain) ;;
-    wa_notify)
-        q -v ctx="$CTX" <<'SQL' >/dev/null
+    wa_notify|wa_notify_c|wa_notify_j)
+        case $v in wa_notify) c=$CTX ;; wa_notify_c) c=$CTXC ;; *) c=$CTXJ ;; esac
+        q -v ctx="$c" <<'SQL' >/dev/null
 SELECT wa_notify.watch('order_placed', '"Order"', '"Id"', :'ctx');
 SELECT wa_notify.watch('order_cancelled', '"Order"', '"Id"', :'ctx', '"OrderStatusId" = 40');
 SELECT wa_notify.watch('order_processing', '"Order"', '"Id"', :'ctx', '"OrderStatusId" = 20');
@@ -246,16 +254,16 @@ for v in $VARIANTS; do
         done
         R[$v,$what]=$(median < "$DIR/t")
     done
-    queued=$(q -At -c "SELECT (SELECT count(*) FROM wa_notify.message) + (SELECT count(*) FROM order_queue)")
-    echo "  $v done (last run queued $queued rows)" >&2
+    queued=$(q -At -c "SELECT (SELECT count(*) FROM wa_notify.message) + (SELECT count(*) FROM wa_notify.capture_queue) + (SELECT count(*) FROM order_queue) + (SELECT count(*) FROM pgq.event_template)")
+    echo "  $v done (its last run queued $queued rows)" >&2
 done
 
 printf '\nwa_notify capture benchmark: %s rows, %s clients, median of %s; PostgreSQL %s\n' \
     "$ROWS" "$CLIENTS" "$REPS" "$("$PG_CONFIG" --version | awk '{print $2}')"
 printf '(ratios: time relative to the plain table; lower is better)\n\n'
-printf '%-10s | %-22s | %-20s | %-20s | %-20s | %-20s\n' variant "checkout orders/s" "bulk INSERT ms" "shipments INSERT ms" "UPDATE no-fire ms" "UPDATE firing ms"
+printf '%-11s | %-22s | %-20s | %-20s | %-20s | %-20s\n' variant "checkout orders/s" "bulk INSERT ms" "shipments INSERT ms" "UPDATE no-fire ms" "UPDATE firing ms"
 for v in $VARIANTS; do
-    printf '%-10s | %9.0f (%5.2fx)      | %9.1f (%5.2fx)  | %9.1f (%5.2fx)  | %9.1f (%5.2fx)  | %9.1f (%5.2fx)\n' "$v" \
+    printf '%-11s | %9.0f (%5.2fx)      | %9.1f (%5.2fx)  | %9.1f (%5.2fx)  | %9.1f (%5.2fx)  | %9.1f (%5.2fx)\n' "$v" \
         "${R[$v,checkout]}" "$(echo "${R[plain,checkout]} / ${R[$v,checkout]}" | bc -l)" \
         "${R[$v,bulk]}" "$(echo "${R[$v,bulk]} / ${R[plain,bulk]}" | bc -l)" \
         "${R[$v,ship]}" "$(echo "${R[$v,ship]} / ${R[plain,ship]}" | bc -l)" \
