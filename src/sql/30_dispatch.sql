@@ -249,7 +249,8 @@ BEGIN
              WHERE message.id = r.id;
             CONTINUE;
         END IF;
-        IF wa_notify.is_blocked(e164) THEN
+        -- (inline lookup by phone_key: the ninth-digit-aware blacklist key)
+        IF EXISTS (SELECT 1 FROM wa_notify.blocked bl WHERE bl.phone_key = wa_notify.phone_key(e164)) THEN
             UPDATE wa_notify.message
                SET status = 'skipped', error_message = 'phone number is blacklisted', updated_at = now()
              WHERE message.id = r.id;

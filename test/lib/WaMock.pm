@@ -69,7 +69,7 @@ sub requests
 			next unless $l =~ /\n\z/;
 			my $o = decode_json($l);
 			next if $posts_only && !($o->{method} eq 'POST' && $o->{path} =~ m{/messages\z});
-			$o->{json} = eval { decode_json($o->{body}) } if $o->{method} eq 'POST';
+			$o->{json} = eval { JSON::PP->new->decode($o->{body}) } if $o->{method} eq 'POST';
 			push @r, $o;
 		}
 		close $fh;
@@ -145,6 +145,9 @@ sub configure
 	for my $k (sort keys %set)
 	{
 		my $v = defined $set{$k} ? "'" . $set{$k} . "'" : 'NULL';
+		# secrets never appear in a statement (the log must stay clean)
+		$v = "convert_from('\\x" . unpack('H*', $set{$k}) . "'::bytea, 'UTF8')"
+		  if defined $set{$k} && $k =~ /token|secret/;
 		push @sql, "UPDATE wa_notify.setting SET value = $v, updated_at = clock_timestamp() WHERE name = '$k';";
 	}
 	$node->safe_psql('postgres', join("\n", 'BEGIN;', @sql,
