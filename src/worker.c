@@ -131,6 +131,15 @@ wa_notify_wake_trigger(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+/* wa_notify._wake_on_commit(): wake the worker when this transaction commits */
+PG_FUNCTION_INFO_V1(wa_notify_wake_on_commit);
+Datum
+wa_notify_wake_on_commit(PG_FUNCTION_ARGS)
+{
+	wa_wake_worker_at_commit();
+	PG_RETURN_VOID();
+}
+
 static void
 wa_worker_detach(int code, Datum arg)
 {

@@ -19,6 +19,9 @@ CREATE FUNCTION wa_notify._wake_at_commit() RETURNS trigger
     AS 'MODULE_PATHNAME', 'wa_notify_wake_trigger' LANGUAGE C;
 
 -- a hand-inserted message, a setting or an event change wakes the worker
+CREATE FUNCTION wa_notify._wake_on_commit() RETURNS void
+    AS 'MODULE_PATHNAME', 'wa_notify_wake_on_commit' LANGUAGE C VOLATILE;
+
 CREATE TRIGGER wake_worker AFTER INSERT ON wa_notify.message
     FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._wake_at_commit();
 CREATE TRIGGER wake_worker AFTER INSERT OR UPDATE OR DELETE ON wa_notify.setting
@@ -204,6 +207,9 @@ DECLARE
     events text[] := '{}';
     bodies text[] := '{}';
     recent text[];
+    pair_wait text[] := ARRAY(SELECT x.phone FROM wa_notify.message x
+                               WHERE x.status = 'queued' AND x.next_attempt_at > now()
+                                 AND x.error_class = 'pair_rate');
     nrecent integer := 0;
     fail_ids bigint[] := '{}';
     fail_msgs text[] := '{}';
@@ -256,6 +262,7 @@ BEGIN
              WHERE message.id = r.id;
             CONTINUE;
         END IF;
+        CONTINUE WHEN e164 = ANY (pair_wait);   -- pair rate limit: this recipient waits
         IF recipient_gap > 0 THEN
             CONTINUE WHEN e164 = ANY (phones);
             CONTINUE WHEN EXISTS (SELECT 1 FROM wa_notify.message x
@@ -486,6 +493,7 @@ BEGIN
                messaging_limit = check_connection.messaging_limit,
                throughput_level = check_connection.throughput_level,
                paused_reason = NULL, paused_code = NULL, paused_at = NULL;
+        PERFORM wa_notify._wake_on_commit();     -- a lifted pause: dispatch now
     ELSE
         UPDATE wa_notify.state s
            SET api_status = 'disconnected', last_check_at = now(), last_check_error = error;
