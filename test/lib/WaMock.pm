@@ -123,6 +123,7 @@ sub setup_node
 	my ($name, $mock, %set) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(allows_streaming => delete $set{allows_streaming} ? 1 : 0);
+	$node->append_conf('postgresql.conf', delete $set{conf}) if $set{conf};
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'wa_notify'
 wa_notify.database = 'postgres'
