@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * phone.c
  *	  Phone numbers: normalisation of what shops store ("(11) 98765-4321",
- *	  "011 98765-4321", "+55 11 98765-4321", "5511987654321", foreign
+ *	  "011 98765-4321", "(0xx11) 98765-4321", "+55 11 98765-4321",
+ *	  "5511987654321", foreign
  *	  numbers with "+" or "00") to E.164 digits without the plus, and the
  *	  blacklist key that treats a Brazilian mobile with and without its
  *	  ninth digit as one number (WhatsApp ids often lack it).
@@ -93,6 +94,8 @@ wa_phone_normalize(const char *input, const char *default_cc,
 		else if (c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' ||
 				 c == '/' || c == '\t')
 			continue;
+		else if ((c == 'x' || c == 'X') && nd == 1 && digits[0] == '0')
+			continue;			/* "0xx11": the old "any carrier" trunk notation */
 		else
 		{
 			*error = "the phone number contains characters other than digits, spaces, dashes, dots and parentheses";
@@ -212,7 +215,7 @@ wa_notify_normalize_phone(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid phone number \"%s\"", in),
-				 errdetail("%s.", error),
+				 errdetail("%c%s.", pg_toupper((unsigned char) error[0]), error + 1),
 				 errhint("Give a number with area code, such as \"(11) 98765-4321\", or an international number starting with \"+\".")));
 	PG_RETURN_TEXT_P(cstring_to_text(out));
 }

@@ -1,0 +1,624 @@
+/*-------------------------------------------------------------------------
+ * capture.c
+ *	  Capture: the row trigger that watch() attaches to a shop's table, and
+ *	  the C helpers watch() uses to validate a mapping.
+ *
+ *	  The trigger does the least it can in the shop's transaction: the
+ *	  transition itself is decided by the trigger's WHEN clause (compiled by
+ *	  PostgreSQL, so an UPDATE that does not fire costs nothing here) unless
+ *	  fires_when holds a subquery; the trigger takes the order key (a column
+ *	  of the row, or an expression run from a cached plan), and appends one
+ *	  row (watch, event, order key, the row as jsonb) to the index-less
+ *	  staging table wa_notify.capture_queue with a direct heap insert (no
+ *	  executor, no SPI, no privilege on wa_notify needed by the shop's role),
+ *	  then asks for the worker to be woken at commit.  After commit,
+ *	  wa_notify._resolve_pending moves staged rows into wa_notify.message
+ *	  (ON CONFLICT DO NOTHING: one message per event and order) and runs the
+ *	  context query.
+ *
+ *	  Trigger arguments (written by wa_notify.watch, self-contained so that
+ *	  a dumped trigger works after restore):
+ *	    0  watch id
+ *	    1  event
+ *	    2  'k': the order key is column number arg 3 of the row
+ *	       'e': arg 3 is a query ($1 new row, $2 old row or NULL) returning
+ *	            the order key as text, or no row when the event does not fire
+ *	    3  see 2
+ *	    4  what of the row to stage as source_row ($2 of the context):
+ *	       '-' nothing (the context does not read $2), 'j' the row as jsonb,
+ *	       'c1,4' only these columns as a jsonb object of their text (the
+ *	       context reads only $2->>'column' of types whose text is the same
+ *	       either way; watch() decides)
+ *
+ *	  Key plans are prepared once per backend and watch (SPI_keepplan) and
+ *	  re-prepared when the trigger's arguments change (watch() rewrites the
+ *	  trigger, which invalidates the relation's cached trigger data).
+ *
+ *	  SQL: wa_notify._capture() (trigger), wa_notify._expr_info(),
+ *	       wa_notify._context_columns().
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "utils/fmgroids.h"
+#include "optimizer/optimizer.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/ruleutils.h"
+#include "utils/syscache.h"
+
+#include "wa_notify.h"
+
+typedef struct CaptureKey
+{
+	int64		watch_id;
+	Oid			rowtype;		/* partitions of a watched table differ */
+} CaptureKey;
+
+typedef struct CaptureEntry
+{
+	CaptureKey	key;
+	char	   *keysql;			/* 'e' mode query, TopMemoryContext; NULL in 'k' */
+	SPIPlanPtr	keyplan;
+	bool		valid;
+	FmgrInfo	to_jsonb;		/* to_jsonb() of this row type */
+} CaptureEntry;
+
+static HTAB *capture_cache = NULL;
+
+static void
+capture_cache_init(void)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(CaptureKey);
+	ctl.entrysize = sizeof(CaptureEntry);
+	capture_cache = hash_create("wa_notify capture plans", 32, &ctl,
+								HASH_ELEM | HASH_BLOBS);
+}
+
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "wa_notify capture: SPI_prepare failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+static CaptureEntry *
+capture_entry(int64 watch_id, Oid rowtype, bool expr_mode, const char *keysql)
+{
+	CaptureKey	key;
+	CaptureEntry *e;
+	bool		found;
+
+	if (capture_cache == NULL)
+		capture_cache_init();
+	memset(&key, 0, sizeof(key));
+	key.watch_id = watch_id;
+	key.rowtype = rowtype;
+	e = hash_search(capture_cache, &key, HASH_ENTER, &found);
+	if (found && e->valid)
+	{
+		if ((!expr_mode && e->keysql == NULL) ||
+			(expr_mode && e->keysql != NULL && strcmp(e->keysql, keysql) == 0))
+			return e;
+		/* the watch changed: forget the old plan */
+		if (e->keyplan)
+			SPI_freeplan(e->keyplan);
+		if (e->keysql)
+			pfree(e->keysql);
+	}
+	e->keysql = NULL;
+	e->keyplan = NULL;
+	e->valid = false;
+
+	if (!found)
+	{
+		/* to_jsonb(row): an FmgrInfo whose call expression gives the row type */
+		FuncExpr   *fexpr;
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		fmgr_info_cxt(F_TO_JSONB, &e->to_jsonb, TopMemoryContext);
+		fexpr = makeFuncExpr(F_TO_JSONB, JSONBOID,
+							 list_make1(makeNullConst(rowtype, -1, InvalidOid)),
+							 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+		e->to_jsonb.fn_expr = (Node *) fexpr;
+		MemoryContextSwitchTo(old);
+	}
+	if (expr_mode)
+	{
+		Oid			types[2] = {rowtype, rowtype};
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		e->keyplan = prepare_kept(keysql, 2, types);
+		SPI_finish();
+		e->keysql = MemoryContextStrdup(TopMemoryContext, keysql);
+	}
+	e->valid = true;
+	return e;
+}
+
+/*
+ * {"column": "text of the value", ...} for the listed attribute numbers
+ * ("1,4"): what $2->>'column' reads, without converting the whole row.
+ */
+static Datum
+columns_as_jsonb(HeapTuple tup, TupleDesc desc, const char *attnums)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+	const char *p = attnums;
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	while (*p)
+	{
+		int			attnum = (int) strtol(p, (char **) &p, 10);
+		Form_pg_attribute att;
+		JsonbValue	k;
+		JsonbValue	v;
+		bool		isnull;
+		Datum		d;
+
+		if (*p == ',')
+			p++;
+		if (attnum < 1 || attnum > desc->natts)
+			continue;
+		att = TupleDescAttr(desc, attnum - 1);
+		if (att->attisdropped)
+			continue;
+		k.type = jbvString;
+		k.val.string.val = NameStr(att->attname);
+		k.val.string.len = strlen(NameStr(att->attname));
+		(void) pushJsonbValue(&state, WJB_KEY, &k);
+		d = heap_getattr(tup, attnum, desc, &isnull);
+		if (isnull)
+			v.type = jbvNull;
+		else
+		{
+			Oid			typoutput;
+			bool		typisvarlena;
+			char	   *str;
+
+			getTypeOutputInfo(att->atttypid, &typoutput, &typisvarlena);
+			str = OidOutputFunctionCall(typoutput, d);
+			v.type = jbvString;
+			v.val.string.val = str;
+			v.val.string.len = strlen(str);
+		}
+		(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(res));
+}
+
+/*
+ * Append one row to wa_notify.capture_queue.  The table has no index, no
+ * trigger and no constraint beyond NOT NULL, so a heap insert is all an
+ * INSERT would do; it is WAL-logged and rolls back with the shop's
+ * transaction like any other row.
+ */
+static void
+stage_capture(int64 watch_id, const char *event, const char *key, Datum source_row,
+			  bool has_row, const char *error)
+{
+	Oid			nsp = get_namespace_oid("wa_notify", false);
+	Oid			relid = get_relname_relid("capture_queue", nsp);
+	Relation	rel;
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
+	HeapTuple	tup;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("wa_notify.capture_queue does not exist"),
+				 errhint("Is the wa_notify extension installed in this database?")));
+	rel = table_open(relid, RowExclusiveLock);
+	if (rel->rd_rel->relhasindex || rel->trigdesc != NULL ||
+		RelationGetDescr(rel)->natts != 6)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("wa_notify.capture_queue must have six columns and no index or trigger")));
+	values[0] = Int64GetDatum(watch_id);
+	values[1] = CStringGetTextDatum(event);
+	if (key)
+		values[2] = CStringGetTextDatum(key);
+	else
+		nulls[2] = true;
+	values[3] = source_row;
+	nulls[3] = !has_row;
+	if (error)
+		values[4] = CStringGetTextDatum(error);
+	else
+		nulls[4] = true;
+	values[5] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	simple_heap_insert(rel, tup);
+	table_close(rel, NoLock);
+	wa_wake_worker_at_commit();
+}
+
+/*
+ * Run the key query in a subtransaction (it writes nothing, so no xid is
+ * spent): an error in the admin's expression (a subquery returning two rows,
+ * a bad cast) must not roll back the shop's order.  Returns true when the
+ * event fires; *key is the order key (NULL if the expression gave NULL) or
+ * *error the expression's error.
+ */
+static bool
+run_key_query(CaptureEntry *e, Datum newrow, Datum oldrow, bool has_old,
+			  char **key, char **error)
+{
+	MemoryContext callerctx = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool fires = false;
+
+	*key = NULL;
+	*error = NULL;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(callerctx);
+	PG_TRY();
+	{
+		Datum		args[2];
+		char		nulls[2] = {' ', ' '};
+		int			rc;
+
+		args[0] = newrow;
+		args[1] = oldrow;
+		if (!has_old)
+			nulls[1] = 'n';
+		rc = SPI_execute_plan(e->keyplan, args, nulls, false, 2);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "wa_notify capture: key query failed: %s", SPI_result_code_string(rc));
+		if (SPI_processed > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_CARDINALITY_VIOLATION),
+					 errmsg("the order key query returned more than one row")));
+		if (SPI_processed == 1)
+		{
+			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+			fires = true;
+			MemoryContextSwitchTo(callerctx);
+			*key = v ? pstrdup(v) : NULL;
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(callerctx);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(callerctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(callerctx);
+		CurrentResourceOwner = owner;
+		*error = psprintf("the order key expression failed: %s", edata->message);
+		FreeErrorData(edata);
+		fires = true;
+	}
+	PG_END_TRY();
+	return fires;
+}
+
+PG_FUNCTION_INFO_V1(wa_notify_capture);
+Datum
+wa_notify_capture(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *tg;
+	Relation	rel;
+	TupleDesc	desc;
+	HeapTuple	newtup;
+	HeapTuple	oldtup = NULL;
+	int64		watch_id;
+	bool		expr_mode;
+	bool		keep_row;
+	CaptureEntry *e;
+	char	   *key = NULL;
+	char	   *error = NULL;
+	Datum		newrow = (Datum) 0;
+	Datum		jrow = (Datum) 0;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("wa_notify._capture() must be called as a trigger")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("wa_notify._capture() must be an AFTER ... FOR EACH ROW trigger")));
+	tg = trigdata->tg_trigger;
+	if (tg->tgnargs != 5)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("wa_notify._capture() needs five trigger arguments"),
+				 errhint("Attach capture with wa_notify.watch().")));
+
+	rel = trigdata->tg_relation;
+	desc = RelationGetDescr(rel);
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		oldtup = trigdata->tg_trigtuple;
+		newtup = trigdata->tg_newtuple;
+	}
+	else
+		newtup = trigdata->tg_trigtuple;
+
+	watch_id = (int64) strtoll(tg->tgargs[0], NULL, 10);
+	expr_mode = (tg->tgargs[2][0] == 'e');
+	keep_row = (tg->tgargs[4][0] == 'j' || tg->tgargs[4][0] == 'c');
+
+	e = capture_entry(watch_id, rel->rd_rel->reltype, expr_mode, tg->tgargs[3]);
+
+	if (expr_mode || tg->tgargs[4][0] == 'j')
+		newrow = heap_copy_tuple_as_datum(newtup, desc);
+	if (expr_mode)
+	{
+		Datum		oldrow = oldtup ? heap_copy_tuple_as_datum(oldtup, desc) : (Datum) 0;
+		bool		fires;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		fires = run_key_query(e, newrow, oldrow, oldtup != NULL, &key, &error);
+		SPI_finish();
+		if (!fires)
+			return PointerGetDatum(NULL);
+	}
+	else
+	{
+		int			attnum = atoi(tg->tgargs[3]);
+		bool		isnull;
+		Datum		v;
+
+		if (attnum < 1 || attnum > desc->natts ||
+			TupleDescAttr(desc, attnum - 1)->attisdropped)
+			error = psprintf("the order key column %d does not exist", attnum);
+		else
+		{
+			v = heap_getattr(newtup, attnum, desc, &isnull);
+			if (!isnull)
+			{
+				Oid			typoutput;
+				bool		typisvarlena;
+
+				getTypeOutputInfo(TupleDescAttr(desc, attnum - 1)->atttypid,
+								  &typoutput, &typisvarlena);
+				key = OidOutputFunctionCall(typoutput, v);
+			}
+		}
+	}
+	if (key == NULL && error == NULL)
+		error = pstrdup("the order key expression gave NULL for this row");
+
+	if (tg->tgargs[4][0] == 'j')
+		jrow = FunctionCall1(&e->to_jsonb, newrow);
+	else if (keep_row)
+		jrow = columns_as_jsonb(newtup, desc, tg->tgargs[4] + 1);
+	stage_capture(watch_id, tg->tgargs[1], error ? NULL : key, jrow, keep_row, error);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * Prepare "SELECT (expr) FROM ONLY source AS alias" and report errors as
+ * "invalid <what>" with the parser's message as detail.
+ */
+static SPIPlanPtr
+prepare_checked(const char *sql, int nargs, Oid *types, const char *what, const char *text)
+{
+	MemoryContext ctx = CurrentMemoryContext;
+	SPIPlanPtr	plan = NULL;
+
+	PG_TRY();
+	{
+		plan = SPI_prepare(sql, nargs, types);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(edata->sqlerrcode == ERRCODE_SYNTAX_ERROR ||
+						 edata->sqlerrcode == ERRCODE_UNDEFINED_COLUMN ||
+						 edata->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
+						 edata->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
+						 edata->sqlerrcode == ERRCODE_DATATYPE_MISMATCH ||
+						 edata->sqlerrcode == ERRCODE_UNDEFINED_PARAMETER ?
+						 edata->sqlerrcode : ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s: %s", what, edata->message),
+				 errdetail("The %s was: %s", what, text)));
+	}
+	PG_END_TRY();
+	if (plan == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s: %s", what, SPI_result_code_string(SPI_result)),
+				 errdetail("The %s was: %s", what, text)));
+	return plan;
+}
+
+/*
+ * wa_notify._expr_info(source regclass, expr text, what text,
+ *     OUT type regtype, OUT has_sublink boolean, OUT expr text, OUT new_expr text,
+ *     OUT old_expr text)
+ *
+ * Checks that expr parses as an expression over source (columns by name or
+ * qualified by the table's name) and gives its type, whether it holds a
+ * subquery (or a volatile function: then it cannot be a WHEN clause), its
+ * text with columns qualified by the table's name, and, when it can be a
+ * WHEN clause, its text over NEW and over OLD.  All texts are deparsed with
+ * names schema-qualified.
+ */
+PG_FUNCTION_INFO_V1(wa_notify_expr_info);
+Datum
+wa_notify_expr_info(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *expr = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *relname;
+	char	   *nspname;
+	char	   *sql;
+	SPIPlanPtr	plan;
+	List	   *sources;
+	CachedPlanSource *ps;
+	Query	   *q;
+	TargetEntry *te;
+	TupleDesc	tupdesc;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+	HeapTuple	result;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	relname = get_rel_name(relid);
+	if (relname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	nspname = get_namespace_name(get_rel_namespace(relid));
+
+	sql = psprintf("SELECT (%s\n) FROM ONLY %s.%s AS %s", expr,
+				   quote_identifier(nspname), quote_identifier(relname),
+				   quote_identifier(relname));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	plan = prepare_checked(sql, 0, NULL, what, expr);
+	sources = SPI_plan_get_plan_sources(plan);
+	if (list_length(sources) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s: it must be a single expression", what),
+				 errdetail("The %s was: %s", what, expr)));
+	ps = (CachedPlanSource *) linitial(sources);
+	if (ps->resultDesc == NULL || ps->resultDesc->natts != 1 ||
+		list_length(ps->query_list) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s: it must be a single expression", what),
+				 errdetail("The %s was: %s", what, expr)));
+	q = linitial_node(Query, ps->query_list);
+	if (list_length(q->targetList) != 1 || q->groupClause || q->hasAggs ||
+		q->hasWindowFuncs || q->hasTargetSRFs)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s: it must be one value per row (no aggregate, window or set-returning function)", what),
+				 errdetail("The %s was: %s", what, expr)));
+	te = linitial_node(TargetEntry, q->targetList);
+
+	values[0] = ObjectIdGetDatum(TupleDescAttr(ps->resultDesc, 0)->atttypid);
+	values[1] = BoolGetDatum(q->hasSubLinks || contain_volatile_functions((Node *) te->expr));
+
+	/*
+	 * Deparse with only pg_catalog in the search path, so that every other
+	 * name comes out schema-qualified: the text means the same whatever the
+	 * search path of the session that later fires the trigger.
+	 */
+	{
+		int			nestlevel = NewGUCNestLevel();
+
+		(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		values[2] = CStringGetTextDatum(deparse_expression((Node *) te->expr,
+														   deparse_context_for(relname, relid),
+														   true, false));
+		if (DatumGetBool(values[1]))
+		{
+			/* evaluated from a query in the trigger: no WHEN clause text */
+			nulls[3] = nulls[4] = true;
+		}
+		else
+		{
+			values[3] = CStringGetTextDatum(deparse_expression((Node *) te->expr,
+															   deparse_context_for("new", relid),
+															   true, false));
+			values[4] = CStringGetTextDatum(deparse_expression((Node *) te->expr,
+															   deparse_context_for("old", relid),
+															   true, false));
+		}
+		AtEOXact_GUC(true, nestlevel);
+	}
+	SPI_freeplan(plan);
+	SPI_finish();
+	result = heap_form_tuple(tupdesc, values, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(result));
+}
+
+/*
+ * wa_notify._context_columns(context text) RETURNS text[]: checks that the
+ * context parses as one query with $1 text and $2 jsonb and returns rows;
+ * gives the names of its columns.
+ */
+PG_FUNCTION_INFO_V1(wa_notify_context_columns);
+Datum
+wa_notify_context_columns(PG_FUNCTION_ARGS)
+{
+	char	   *ctx = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			types[2] = {TEXTOID, JSONBOID};
+	SPIPlanPtr	plan;
+	List	   *sources;
+	CachedPlanSource *ps;
+	Datum	   *names;
+	int			n;
+	ArrayType  *arr;
+	MemoryContext callerctx = CurrentMemoryContext;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	plan = prepare_checked(ctx, 2, types, "context query", ctx);
+	sources = SPI_plan_get_plan_sources(plan);
+	if (list_length(sources) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid context query: it must be a single SELECT"),
+				 errdetail("The context query was: %s", ctx)));
+	ps = (CachedPlanSource *) linitial(sources);
+	if (ps->resultDesc == NULL || ps->commandTag != CMDTAG_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid context query: it must be a SELECT returning the order context"),
+				 errdetail("The context query was: %s", ctx)));
+	n = ps->resultDesc->natts;
+	MemoryContextSwitchTo(callerctx);
+	names = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		names[i] = CStringGetTextDatum(NameStr(TupleDescAttr(ps->resultDesc, i)->attname));
+	arr = construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT);
+	SPI_freeplan(plan);
+	SPI_finish();
+	PG_RETURN_ARRAYTYPE_P(arr);
+}
