@@ -375,7 +375,7 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 	else
 		newtup = trigdata->tg_trigtuple;
 
-	watch_id = pg_strtoint64(tg->tgargs[0]);
+	watch_id = (int64) strtoll(tg->tgargs[0], NULL, 10);
 	expr_mode = (tg->tgargs[2][0] == 'e');
 	keep_row = (tg->tgargs[4][0] == 'j' || tg->tgargs[4][0] == 'c');
 
@@ -397,7 +397,7 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		int			attnum = pg_strtoint32(tg->tgargs[3]);
+		int			attnum = atoi(tg->tgargs[3]);
 		bool		isnull;
 		Datum		v;
 

@@ -131,6 +131,8 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	wa_worker_define_gucs();
+
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("wa_notify");
 #else

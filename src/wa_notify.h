@@ -35,6 +35,8 @@ extern void wa_wake_worker_at_commit(void);
 
 /* worker.c */
 extern PGDLLEXPORT void wa_worker_main(Datum main_arg);
+extern void wa_worker_define_gucs(void);
+extern int	wa_request_timeout;
 
 /* phone.c: E.164 normalisation, Brazilian ninth-digit key */
 extern bool wa_phone_normalize(const char *input, const char *default_cc,

@@ -1,12 +1,34 @@
 /*-------------------------------------------------------------------------
  * worker.c
- *	  The background worker's main loop.  (Foundation stage: it connects to
- *	  wa_notify.database, publishes its latch, names itself in
- *	  pg_stat_activity and waits; dispatch arrives with the dispatcher.)
+ *	  The dispatcher: the background worker's main loop.  It connects to
+ *	  wa_notify.database, idles on a hot standby and while the extension is
+ *	  missing, recovers messages a dead worker left 'sending' (review under
+ *	  at_most_once, queued under at_least_once), and then, cycle after
+ *	  cycle: resolves captured messages (wa_notify._resolve_pending()),
+ *	  takes the settings snapshot (wa_notify._dispatch_cycle(): expiry,
+ *	  holds, pause state), decides whether and when it may send (master
+ *	  switch, account pause, cool-down, quiet hours, per-batch cap, random
+ *	  delay, rate cap), claims a batch in one transaction, sends it through
+ *	  the libcurl multi client (graph.c) with at most max_in_flight requests
+ *	  in flight, and records the batch's outcomes in one transaction
+ *	  (wa_notify._record()), classified by graph_errors.c.
+ *
+ *	  Also here: the GUC wa_notify.request_timeout and the statement
+ *	  trigger function that wakes the worker at commit.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <math.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -16,12 +38,113 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "wa_notify.h"
+#include "graph.h"
+#include "graph_errors.h"
+
+int			wa_request_timeout = 30;	/* seconds */
+
+#define WA_MAX_ATTEMPTS			6		/* transient errors: then failed */
+#define WA_CHECK_INTERVAL		300.0	/* connection check period, s */
+#define WA_IDLE_RECHECK			60.0	/* longest idle wait, s */
+#define WA_CLAIM_AHEAD			0.05	/* paced send: claim this early, s */
+#define WA_SHUTDOWN_GRACE		3.0		/* in-flight requests on SIGTERM, s */
+#define WA_MAX_BATCH			2000
+
+/* One claimed message on its way. */
+typedef struct WaItem
+{
+	WaGraphRequest req;			/* first: completed pointers cast back */
+	char	   *phone;
+	char	   *event;
+	bool		attempted;		/* request started */
+	bool		finished;		/* outcome known */
+	const WaGraphError *err;	/* classification (NONE: ok) */
+} WaItem;
+
+/* The per-cycle snapshot (wa_notify._dispatch_cycle()). */
+typedef struct WaCycle
+{
+	bool		enabled;
+	bool		ready;
+	bool		use_templates;
+	char	   *url;			/* {base}/{version}/{pnid}/messages */
+	double		min_delay;
+	double		max_delay;
+	int			max_per_batch;
+	double		polling_interval;
+	double		max_rate;
+	int			max_in_flight;
+	double		recipient_gap;
+	int			daily_limit;
+	double		quiet_until;	/* 0: none */
+	char	   *paused_reason;	/* NULL: not paused */
+	int			paused_code;
+	double		pause_until;	/* 0: none */
+	double		rate_factor;
+	char	   *settings_version;
+	double		next_due;		/* 0: none */
+	int			sent_in_window;
+	double		window_free_at; /* 0: cap not reached */
+} WaCycle;
+
+static MemoryContext cycle_cxt = NULL;
+static WaGraphClient *client = NULL;
+static double last_start = 0;	/* when the last request started */
+static double next_gap = 0;		/* the random delay before the next one */
+static char activity[256] = "";
+static char reported_activity[256] = "";
+static double reported_next = -1;
+static char *last_settings_version = NULL;	/* malloc'd */
+static double next_check_at = 0;
+
+void
+wa_worker_define_gucs(void)
+{
+	DefineCustomIntVariable("wa_notify.request_timeout",
+							"Total timeout of one Graph API request.",
+							"The connect timeout is the smaller of this and 10 s.",
+							&wa_request_timeout,
+							30, 1, 600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+/* statement trigger: wake the worker when the transaction commits */
+PG_FUNCTION_INFO_V1(wa_notify_wake_trigger);
+Datum
+wa_notify_wake_trigger(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("wa_notify._wake_at_commit() must be called as a trigger")));
+	wa_wake_worker_at_commit();
+	return PointerGetDatum(NULL);
+}
+
+/* wa_notify._wake_on_commit(): wake the worker when this transaction commits */
+PG_FUNCTION_INFO_V1(wa_notify_wake_on_commit);
+Datum
+wa_notify_wake_on_commit(PG_FUNCTION_ARGS)
+{
+	wa_wake_worker_at_commit();
+	PG_RETURN_VOID();
+}
 
 static void
 wa_worker_detach(int code, Datum arg)
 {
+	if (client)
+		wa_graph_abort_all(client);
 	if (wa_shared && wa_shared->worker_latch == &MyProc->procLatch)
 	{
 		wa_shared->worker_latch = NULL;
@@ -29,37 +152,630 @@ wa_worker_detach(int code, Datum arg)
 	}
 }
 
+static double
+rand_unit(void)
+{
+	return (double) random() / 2147483648.0;
+}
+
+static void
+set_activity(const char *fmt,...) pg_attribute_printf(1, 2);
+
+static void
+set_activity(const char *fmt,...)
+{
+	va_list		ap;
+	char		buf[256];
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (strcmp(buf, activity) != 0)
+	{
+		strlcpy(activity, buf, sizeof(activity));
+		pgstat_report_activity(STATE_RUNNING, activity);
+	}
+}
+
+static void
+begin_tx(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+end_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+}
+
+static void
+exec_sql(const char *sql, int expect)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "wa_notify worker: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
+}
+
+static char *
+col(int row, int c)
+{
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, c);
+}
+
+static double
+col_f(int row, int c)
+{
+	char	   *v = col(row, c);
+
+	return v ? strtod(v, NULL) : 0;
+}
+
+static char *
+time_str(double epoch)
+{
+	TimestampTz t = (TimestampTz) ((epoch - ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * (double) SECS_PER_DAY)) * USECS_PER_SEC);
+	const char *s = timestamptz_to_str(t);
+
+	return pstrdup(s);
+}
+
+/* Mirror the activity (and the next dispatch time) into wa_notify.state. */
+static void
+report_state(double next_at)
+{
+	Oid			types[2] = {TEXTOID, FLOAT8OID};
+	Datum		vals[2];
+	char		nulls[2] = {' ', ' '};
+
+	if (strcmp(activity, reported_activity) == 0 &&
+		fabs(next_at - reported_next) < 0.5)
+		return;
+	begin_tx();
+	vals[0] = CStringGetTextDatum(activity);
+	vals[1] = Float8GetDatum(next_at);
+	if (next_at <= 0)
+		nulls[1] = 'n';
+	if (SPI_execute_with_args("SELECT wa_notify._report($1, to_timestamp($2))",
+							  2, types, vals, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "wa_notify worker: could not report its state");
+	end_tx();
+	strlcpy(reported_activity, activity, sizeof(reported_activity));
+	reported_next = next_at;
+}
+
+/* Wait on the latch until `until` (epoch) at the latest. */
+static void
+wait_until(double until)
+{
+	double		ms = (until - wa_now()) * 1000.0;
+	int			rc;
+
+	if (ms < 1)
+		ms = 1;
+	if (ms > WA_IDLE_RECHECK * 1000.0)
+		ms = WA_IDLE_RECHECK * 1000.0;
+	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+				   (long) ms, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+static void
+handle_signals(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+static bool
+extension_installed(void)
+{
+	bool		ok;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	ok = OidIsValid(get_extension_oid("wa_notify", true));
+	CommitTransactionCommand();
+	return ok;
+}
+
+/* Settings snapshot + housekeeping, one transaction. */
+static void
+load_cycle(WaCycle *cy)
+{
+	MemoryContext old;
+
+	begin_tx();
+	exec_sql("SELECT enabled, ready, use_templates, "
+			 "  api_base_url || '/' || api_version || '/' || coalesce(phone_number_id, '') || '/messages', "
+			 "  min_delay, max_delay, max_per_batch, polling_interval, max_rate, max_in_flight, "
+			 "  recipient_gap, daily_recipient_limit, extract(epoch FROM quiet_until), "
+			 "  paused_reason, paused_code, extract(epoch FROM pause_until), rate_factor, "
+			 "  settings_version, extract(epoch FROM next_due), sent_in_window, "
+			 "  extract(epoch FROM window_free_at) "
+			 "FROM wa_notify._dispatch_cycle()", SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "wa_notify worker: _dispatch_cycle() returned no row");
+	old = MemoryContextSwitchTo(cycle_cxt);
+	cy->enabled = strcmp(col(0, 1), "t") == 0;
+	cy->ready = strcmp(col(0, 2), "t") == 0;
+	cy->use_templates = strcmp(col(0, 3), "t") == 0;
+	cy->url = col(0, 4);
+	cy->min_delay = col_f(0, 5);
+	cy->max_delay = col_f(0, 6);
+	cy->max_per_batch = (int) col_f(0, 7);
+	cy->polling_interval = col_f(0, 8);
+	cy->max_rate = col_f(0, 9);
+	cy->max_in_flight = (int) col_f(0, 10);
+	cy->recipient_gap = col_f(0, 11);
+	cy->daily_limit = (int) col_f(0, 12);
+	cy->quiet_until = col_f(0, 13);
+	cy->paused_reason = col(0, 14);
+	cy->paused_code = (int) col_f(0, 15);
+	cy->pause_until = col_f(0, 16);
+	cy->rate_factor = col_f(0, 17);
+	cy->settings_version = col(0, 18);
+	cy->next_due = col_f(0, 19);
+	cy->sent_in_window = (int) col_f(0, 20);
+	cy->window_free_at = col_f(0, 21);
+	MemoryContextSwitchTo(old);
+	end_tx();
+	if (cy->rate_factor <= 0 || cy->rate_factor > 1)
+		cy->rate_factor = 1;
+}
+
+static void
+connection_check(void)
+{
+	set_activity("checking the connection");
+	begin_tx();
+	exec_sql("SELECT api_status FROM wa_notify.check_connection()", SPI_OK_SELECT);
+	end_tx();
+	next_check_at = wa_now() + WA_CHECK_INTERVAL;
+}
+
+/* Claim up to n messages; returns the items (cycle context) and the token. */
+static int
+claim(WaCycle *cy, int n, WaItem **items_out, char **token_out)
+{
+	Oid			types[3] = {INT4OID, FLOAT8OID, INT4OID};
+	Datum		vals[3];
+	WaItem	   *items;
+	int			got;
+	MemoryContext old;
+
+	begin_tx();
+	exec_sql("SELECT value FROM wa_notify.setting WHERE name = 'access_token'", SPI_OK_SELECT);
+	old = MemoryContextSwitchTo(cycle_cxt);
+	*token_out = SPI_processed == 1 ? col(0, 1) : NULL;
+	MemoryContextSwitchTo(old);
+
+	vals[0] = Int32GetDatum(n);
+	vals[1] = Float8GetDatum(cy->recipient_gap);
+	vals[2] = Int32GetDatum(cy->daily_limit);
+	if (SPI_execute_with_args("SELECT id, phone, event, body FROM wa_notify._claim($1, $2, $3)",
+							  3, types, vals, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "wa_notify worker: could not claim messages");
+	got = (int) SPI_processed;
+	old = MemoryContextSwitchTo(cycle_cxt);
+	items = palloc0(sizeof(WaItem) * Max(got, 1));
+	for (int i = 0; i < got; i++)
+	{
+		items[i].req.id = strtoll(col(i, 1), NULL, 10);
+		items[i].phone = col(i, 2);
+		items[i].event = col(i, 3);
+		items[i].req.body = col(i, 4);
+		items[i].req.graph_code = -1;
+	}
+	MemoryContextSwitchTo(old);
+	end_tx();
+	*items_out = items;
+	return got;
+}
+
+static const WaGraphError *
+classify(WaGraphRequest *r)
+{
+	if (r->curl_code != 0)
+		return wa_graph_error_lookup(-1, 0);
+	if (r->graph_code >= 0)
+		return wa_graph_error_lookup(r->graph_code, (int) r->http_status);
+	if (r->http_status >= 200 && r->http_status < 300)
+	{
+		if (r->wamid != NULL)
+			return wa_graph_error_lookup(-1, (int) r->http_status);
+		return wa_graph_error_lookup(-1, 502);	/* a 2xx that is no answer */
+	}
+	return wa_graph_error_lookup(-1, (int) r->http_status);
+}
+
+static void
+json_kv(StringInfo b, const char *k, const char *v, bool comma)
+{
+	if (comma)
+		appendStringInfoChar(b, ',');
+	escape_json(b, k);
+	appendStringInfoChar(b, ':');
+	if (v)
+		escape_json(b, v);
+	else
+		appendStringInfoString(b, "null");
+}
+
+/* Record the batch's outcomes in one transaction. */
+static void
+record(WaItem *items, int n)
+{
+	StringInfoData b;
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		vals[2];
+	bool		first = true;
+
+	initStringInfo(&b);
+	appendStringInfoChar(&b, '[');
+	for (int i = 0; i < n; i++)
+	{
+		WaItem	   *it = &items[i];
+
+		if (it->attempted && !it->finished)
+			continue;			/* outcome unknown: stays 'sending' (recovery) */
+		if (!first)
+			appendStringInfoChar(&b, ',');
+		first = false;
+		appendStringInfo(&b, "{\"id\":" INT64_FORMAT ",\"attempted\":%s",
+						 it->req.id, it->attempted ? "true" : "false");
+		if (it->attempted)
+		{
+			appendStringInfo(&b, ",\"http\":%ld", it->req.http_status);
+			if (it->req.graph_code >= 0)
+				appendStringInfo(&b, ",\"code\":%d", it->req.graph_code);
+			json_kv(&b, "class", wa_error_class_name(it->err->cls), true);
+			json_kv(&b, "error", it->req.error, true);
+			json_kv(&b, "wamid", it->req.wamid, true);
+			json_kv(&b, "wa_id", it->req.wa_id, true);
+			json_kv(&b, "blacklist", it->err->blacklist_source, true);
+			json_kv(&b, "title", it->err->title, true);
+			json_kv(&b, "hint", it->err->hint, true);
+		}
+		else
+			json_kv(&b, "class", "not_attempted", true);
+		appendStringInfoChar(&b, '}');
+	}
+	appendStringInfoChar(&b, ']');
+
+	begin_tx();
+	vals[0] = CStringGetTextDatum(b.data);
+	vals[1] = Int32GetDatum(WA_MAX_ATTEMPTS);
+	if (SPI_execute_with_args("SELECT wa_notify._record($1::jsonb, $2)",
+							  2, types, vals, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "wa_notify worker: could not record outcomes");
+	end_tx();
+}
+
+/*
+ * Send the claimed batch.  gap: the wait before each further request
+ * (paced mode sends one at a time, so only `spacing` matters inside a
+ * batch); spacing: 1/rate.  Stops starting requests on an account error,
+ * a throttle or shutdown; an event whose template proved broken, or a
+ * recipient that hit the pair limit, gets no further request in the batch.
+ */
+static void
+send_batch(WaItem *items, int n, int in_flight, double spacing, double start_at)
+{
+	WaGraphRequest **done = palloc(sizeof(WaGraphRequest *) * Max(in_flight, 1));
+	int			next = 0;
+	int			finished = 0;
+	bool		stop = false;
+	double		shutdown_at = 0;
+	double		next_start = start_at;
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			double		now = wa_now();
+			long		timeout = 100;
+			int			k;
+
+			if (ShutdownRequestPending && !stop)
+			{
+				stop = true;
+				shutdown_at = now;
+			}
+			/* start what we may */
+			while (!stop && next < n && wa_graph_in_flight(client) < in_flight)
+			{
+				WaItem	   *it = &items[next];
+
+				if (now < next_start)
+				{
+					double		ms = (next_start - now) * 1000.0;
+
+					if (wa_graph_in_flight(client) == 0 && ms < 60)
+					{
+						pg_usleep((long) (ms * 1000));
+						now = wa_now();
+						continue;
+					}
+					timeout = Max(1, Min(timeout, (long) ms));
+					break;
+				}
+				if (it->attempted || it->finished)
+				{
+					next++;
+					continue;
+				}
+				it->attempted = wa_graph_start(client, &it->req);
+				if (!it->attempted)
+					break;
+				last_start = now;
+				next_start = spacing > 0 ? now + spacing : now;
+				next++;
+			}
+			if (wa_graph_in_flight(client) == 0 && (stop || next >= n))
+				break;
+			if (stop && now - shutdown_at > WA_SHUTDOWN_GRACE)
+			{
+				wa_graph_abort_all(client);
+				break;
+			}
+			k = wa_graph_wait(client, timeout, done, in_flight);
+			for (int i = 0; i < k; i++)
+			{
+				WaItem	   *it = (WaItem *) done[i];
+
+				it->finished = true;
+				it->err = classify(&it->req);
+				finished++;
+				switch (it->err->cls)
+				{
+					case WA_ERR_ACCOUNT:
+					case WA_ERR_THROTTLED:
+						stop = true;
+						break;
+					case WA_ERR_TEMPLATE:
+						for (int j = next; j < n; j++)
+							if (strcmp(items[j].event, it->event) == 0)
+								items[j].finished = true;	/* not attempted */
+						break;
+					case WA_ERR_PAIR_RATE:
+						for (int j = next; j < n; j++)
+							if (strcmp(items[j].phone, it->phone) == 0)
+								items[j].finished = true;
+						break;
+					default:
+						break;
+				}
+			}
+			if (k > 0)
+				set_activity("sending %d/%d", finished, n);
+			if (ConfigReloadPending)
+			{
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		wa_graph_abort_all(client);
+	}
+	PG_END_TRY();
+	/* requests never started count as not attempted */
+	for (int i = 0; i < n; i++)
+		if (!items[i].attempted)
+			items[i].finished = false;
+}
+
+/* One dispatch decision; returns the time to wait until (0: go on now). */
+static double
+dispatch_once(void)
+{
+	WaCycle		cy;
+	double		now;
+	double		spacing = 0;
+	int			in_flight;
+	int			budget;
+	int			n;
+	bool		paced;
+	WaItem	   *items;
+	char	   *token;
+	double		start_at;
+
+	/* captured messages: resolved whatever else happens */
+	begin_tx();
+	exec_sql("SELECT wa_notify._resolve_pending()", SPI_OK_SELECT);
+	end_tx();
+
+	load_cycle(&cy);
+	now = wa_now();
+
+	if (cy.ready &&
+		(now >= next_check_at ||
+		 last_settings_version == NULL ||
+		 (cy.settings_version && strcmp(cy.settings_version, last_settings_version) != 0)))
+	{
+		free(last_settings_version);
+		last_settings_version = strdup(cy.settings_version ? cy.settings_version : "");
+		connection_check();
+		load_cycle(&cy);
+		now = wa_now();
+	}
+
+	if (!cy.ready)
+	{
+		set_activity("idle: access_token or phone_number_id not configured");
+		report_state(0);
+		return now + WA_IDLE_RECHECK;
+	}
+	if (!cy.enabled)
+	{
+		set_activity("paused: master switch off (enabled = false)");
+		report_state(0);
+		return now + WA_IDLE_RECHECK;
+	}
+	if (cy.paused_reason)
+	{
+		set_activity("paused: %s", cy.paused_reason);
+		report_state(0);
+		return Min(now + WA_IDLE_RECHECK, next_check_at);
+	}
+	if (cy.pause_until > now)
+	{
+		set_activity("paused until %s: spam rate limit cool-down (131048)", time_str(cy.pause_until));
+		report_state(cy.pause_until);
+		return cy.pause_until;
+	}
+	if (cy.quiet_until > now)
+	{
+		set_activity("quiet hours until %s", time_str(cy.quiet_until));
+		report_state(cy.quiet_until);
+		return cy.quiet_until;
+	}
+	budget = cy.max_per_batch - cy.sent_in_window;
+	if (budget <= 0)
+	{
+		double		at = cy.window_free_at > now ? cy.window_free_at : now + 1;
+
+		set_activity("batch cap reached (%d/%d): next batch at %s",
+					 cy.sent_in_window, cy.max_per_batch, time_str(at));
+		report_state(at);
+		return at;
+	}
+
+	/* pacing */
+	paced = cy.max_delay > 0;
+	in_flight = cy.max_in_flight;
+	if (cy.max_rate > 0)
+		spacing = 1.0 / (cy.max_rate * cy.rate_factor);
+	else if (cy.rate_factor < 1.0)
+		in_flight = Max(1, (int) (in_flight * cy.rate_factor));
+	if (paced)
+	{
+		double		gap = Max(next_gap, spacing);
+
+		start_at = last_start + gap;
+		if (now < start_at - WA_CLAIM_AHEAD)
+		{
+			set_activity("waiting %.1f s", start_at - now);
+			report_state(start_at);
+			return start_at - WA_CLAIM_AHEAD;
+		}
+		n = 1;
+		in_flight = 1;
+	}
+	else
+	{
+		start_at = spacing > 0 ? last_start + spacing : now;
+		n = Min(budget, Max(in_flight * 4, 64));
+		if (spacing > 0)
+			n = Min(n, (int) ceil(1.0 / spacing) + 1);
+		n = Min(n, WA_MAX_BATCH);
+	}
+	n = Min(n, budget);
+
+	n = claim(&cy, n, &items, &token);
+	if (n == 0)
+	{
+		double		at = cy.next_due > 0 ? cy.next_due : 0;
+
+		set_activity("idle");
+		report_state(at);
+		return at > 0 ? at : now + WA_IDLE_RECHECK;
+	}
+
+	wa_graph_client_configure(client, token ? token : "", cy.url, in_flight,
+							  Min(10000L, wa_request_timeout * 1000L),
+							  wa_request_timeout * 1000L);
+	if (token)
+		explicit_bzero(token, strlen(token));
+	set_activity("sending 0/%d", n);
+	send_batch(items, n, in_flight, spacing, start_at);
+	record(items, n);
+	if (paced)
+		next_gap = cy.min_delay + (cy.max_delay - cy.min_delay) * rand_unit();
+	else
+		next_gap = 0;
+	return 0;
+}
+
 void
 wa_worker_main(Datum main_arg)
 {
+	bool		recovered = false;
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(wa_database, NULL, 0);
 	pgstat_report_appname("wa_notify worker");
+	srandom((unsigned int) (MyProcPid ^ (int) wa_now()));
 
 	if (wa_shared)
 	{
 		wa_shared->worker_latch = &MyProc->procLatch;
 		wa_shared->worker_pid = MyProcPid;
-		on_shmem_exit(wa_worker_detach, (Datum) 0);
 	}
+	on_shmem_exit(wa_worker_detach, (Datum) 0);
 	elog(LOG, "wa_notify worker started for database \"%s\"", wa_database);
-	pgstat_report_activity(STATE_IDLE, "idle");
+
+	cycle_cxt = AllocSetContextCreate(TopMemoryContext, "wa_notify cycle",
+									  ALLOCSET_DEFAULT_SIZES);
+	client = wa_graph_client_create();
 
 	while (!ShutdownRequestPending)
 	{
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 60 * 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
+		double		until;
+
+		handle_signals();
+		MemoryContextReset(cycle_cxt);
+
+		if (RecoveryInProgress())
 		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
+			set_activity("standby: waiting for promotion");
+			recovered = false;
+			wait_until(wa_now() + 1.0);
+			continue;
 		}
+		if (!extension_installed())
+		{
+			set_activity("waiting for CREATE EXTENSION wa_notify");
+			recovered = false;
+			wait_until(wa_now() + 1.0);
+			continue;
+		}
+		if (!recovered)
+		{
+			int			n;
+
+			begin_tx();
+			exec_sql("SELECT wa_notify._dispatch_recover()", SPI_OK_SELECT);
+			n = atoi(col(0, 1));
+			end_tx();
+			if (n > 0)
+				elog(LOG, "wa_notify worker: %d message(s) left 'sending' by a previous worker recovered", n);
+			recovered = true;
+			reported_activity[0] = '\0';
+			next_check_at = 0;
+		}
+
+		until = dispatch_once();
+		if (until > 0 && !ShutdownRequestPending)
+			wait_until(until);
 	}
 	proc_exit(0);
 }

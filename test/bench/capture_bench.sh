@@ -163,7 +163,7 @@ setup() {
 SELECT wa_notify.unwatch(event, to_regclass(source)) FROM wa_notify.watch;
 DROP TRIGGER IF EXISTS bench_ins ON "Order"; DROP TRIGGER IF EXISTS bench_upd ON "Order";
 DROP TRIGGER IF EXISTS bench_ship ON "Shipment";
-TRUNCATE wa_notify.message, order_queue, "Shipment", "Order";
+TRUNCATE wa_notify.message, wa_notify.capture_queue, order_queue, "Shipment", "Order";
 TRUNCATE pgq.event_template;
 SQL
     case $v in
@@ -231,31 +231,36 @@ cat > "$DIR/checkout.sql" <<'PGB'
 INSERT INTO "Order" ("CustomOrderNumber", "CustomerId", "BillingAddressId", "OrderStatusId", "ShippingStatusId", "PaymentStatusId", "OrderTotal", "ShippingMethod", "CustomerIp") VALUES (:client_id || '-' || :c || '-' || random(), :c, :c, 10, 20, 10, :c + 0.99, 'Correios', '10.0.0.1');
 PGB
 
+# Round-robin: each repetition runs every variant, so a change of load on
+# the machine shifts all variants alike; figures are medians of REPS.
 declare -A R
-for v in $VARIANTS; do
-    # checkout: ROWS single-row transactions
-    setup "$v"
-    per_client=$(( ROWS / CLIENTS ))
-    tps=$("$PGBENCH" -n -f "$DIR/checkout.sql" -c "$CLIENTS" -j "$CLIENTS" -t "$per_client" bench 2>&1 |
-          sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1)
-    R[$v,checkout]=$tps
-    for what in bulk ship updno updfire; do
-        : > "$DIR/t"
-        for r in $(seq "$REPS"); do
+mkdir -p "$DIR/r"
+for r in $(seq "$REPS"); do
+    for v in $VARIANTS; do
+        # checkout: ROWS single-row transactions
+        setup "$v"
+        per_client=$(( ROWS / CLIENTS ))
+        "$PGBENCH" -n -f "$DIR/checkout.sql" -c "$CLIENTS" -j "$CLIENTS" -t "$per_client" bench 2>&1 |
+            sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1 >> "$DIR/r/$v.checkout"
+        for what in bulk ship updno updfire; do
             setup "$v"
             case $what in
-            bulk) timed "$BULK_ORDERS" >> "$DIR/t" ;;
+            bulk) timed "$BULK_ORDERS" >> "$DIR/r/$v.$what" ;;
             ship) q -c "ALTER TABLE \"Order\" DISABLE TRIGGER USER" -c "$BULK_ORDERS" -c "ALTER TABLE \"Order\" ENABLE TRIGGER USER" -c "CHECKPOINT" >/dev/null
-                  timed "$BULK_SHIP" >> "$DIR/t" ;;
+                  timed "$BULK_SHIP" >> "$DIR/r/$v.$what" ;;
             updno|updfire)
                   q -c "ALTER TABLE \"Order\" DISABLE TRIGGER USER" -c "$BULK_ORDERS" -c "ALTER TABLE \"Order\" ENABLE TRIGGER USER" -c "VACUUM ANALYZE \"Order\"" -c "CHECKPOINT" >/dev/null
-                  if [ $what = updno ]; then timed "$UPD_NO" >> "$DIR/t"; else timed "$UPD_FIRE" >> "$DIR/t"; fi ;;
+                  if [ $what = updno ]; then timed "$UPD_NO" >> "$DIR/r/$v.$what"; else timed "$UPD_FIRE" >> "$DIR/r/$v.$what"; fi ;;
             esac
         done
-        R[$v,$what]=$(median < "$DIR/t")
+        queued=$(q -At -c "SELECT (SELECT count(*) FROM wa_notify.message) + (SELECT count(*) FROM wa_notify.capture_queue) + (SELECT count(*) FROM order_queue) + (SELECT count(*) FROM pgq.event_template)")
+        echo "  round $r: $v done (its last run queued $queued rows)" >&2
     done
-    queued=$(q -At -c "SELECT (SELECT count(*) FROM wa_notify.message) + (SELECT count(*) FROM wa_notify.capture_queue) + (SELECT count(*) FROM order_queue) + (SELECT count(*) FROM pgq.event_template)")
-    echo "  $v done (its last run queued $queued rows)" >&2
+done
+for v in $VARIANTS; do
+    for what in checkout bulk ship updno updfire; do
+        R[$v,$what]=$(median < "$DIR/r/$v.$what")
+    done
 done
 
 printf '\nwa_notify capture benchmark: %s rows, %s clients, median of %s; PostgreSQL %s\n' \

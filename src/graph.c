@@ -1,0 +1,579 @@
+/*-------------------------------------------------------------------------
+ * graph.c
+ *	  The Graph API client: POSTs of messages through libcurl's multi
+ *	  interface (a bounded pool of reused easy handles, one shared header
+ *	  list holding the bearer token), answer parsing with json-c (wamid,
+ *	  contacts[0].wa_id, error.code / message / error_data.details), and the
+ *	  blocking GET behind wa_notify._graph_get() (check_connection,
+ *	  sync_templates).
+ *
+ *	  The access token lives only in the Authorization header list handed to
+ *	  libcurl; it is never put into an error, a log line or a URL.  Verbose
+ *	  output is never enabled.  libcurl callbacks never palloc or ereport
+ *	  (no longjmp through libcurl): the response is kept in a malloc'd buffer
+ *	  per pool slot, capped, reused from one request to the next.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/time.h>
+#include <curl/curl.h>
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "executor/spi.h"
+/* fmgrprotos.h declares a json_object() that clashes with json-c's type */
+#define json_object wa_pg_json_object_fn
+#include "utils/builtins.h"
+#undef json_object
+
+#include <json-c/json.h>
+
+#include "graph.h"
+
+#define WA_MAX_RESPONSE (1024 * 1024)
+
+typedef struct WaSlot
+{
+	CURL	   *easy;
+	bool		busy;
+	char	   *buf;			/* malloc'd response buffer */
+	size_t		len;
+	size_t		cap;
+	bool		overflow;
+	WaGraphRequest *req;
+	char		errbuf[CURL_ERROR_SIZE];
+} WaSlot;
+
+struct WaGraphClient
+{
+	CURLM	   *multi;
+	WaSlot	   *slots;			/* malloc'd */
+	int			nslots;
+	int			max_in_flight;
+	int			in_flight;
+	struct curl_slist *headers;
+	char	   *url;			/* malloc'd */
+	long		connect_timeout_ms;
+	long		timeout_ms;
+};
+
+static bool curl_ready = false;
+
+double
+wa_now(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+void
+wa_graph_global_init(void)
+{
+	if (curl_ready)
+		return;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not initialize libcurl")));
+	curl_ready = true;
+}
+
+/* Build "Authorization: Bearer ..." + Content-Type; the scratch is wiped. */
+static struct curl_slist *
+make_headers(const char *token, bool json_body)
+{
+	struct curl_slist *h = NULL;
+	struct curl_slist *t;
+	size_t		n = strlen(token) + 32;
+	char	   *line = malloc(n);
+
+	if (line == NULL)
+		return NULL;
+	snprintf(line, n, "Authorization: Bearer %s", token);
+	t = curl_slist_append(h, line);
+	explicit_bzero(line, n);
+	free(line);
+	if (t == NULL)
+		return NULL;
+	h = t;
+	if (json_body)
+	{
+		t = curl_slist_append(h, "Content-Type: application/json");
+		if (t == NULL)
+		{
+			curl_slist_free_all(h);
+			return NULL;
+		}
+		h = t;
+	}
+	t = curl_slist_append(h, "Expect:");
+	if (t == NULL)
+	{
+		curl_slist_free_all(h);
+		return NULL;
+	}
+	return t;
+}
+
+static size_t
+write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	WaSlot	   *s = (WaSlot *) userdata;
+	size_t		n = size * nmemb;
+
+	if (s->len + n + 1 > WA_MAX_RESPONSE)
+	{
+		s->overflow = true;
+		return 0;				/* abort the transfer: CURLE_WRITE_ERROR */
+	}
+	if (s->len + n + 1 > s->cap)
+	{
+		size_t		ncap = s->cap ? s->cap : 4096;
+		char	   *nbuf;
+
+		while (ncap < s->len + n + 1)
+			ncap *= 2;
+		nbuf = realloc(s->buf, ncap);
+		if (nbuf == NULL)
+			return 0;
+		s->buf = nbuf;
+		s->cap = ncap;
+	}
+	memcpy(s->buf + s->len, ptr, n);
+	s->len += n;
+	s->buf[s->len] = '\0';
+	return n;
+}
+
+WaGraphClient *
+wa_graph_client_create(void)
+{
+	WaGraphClient *c;
+
+	wa_graph_global_init();
+	c = calloc(1, sizeof(WaGraphClient));
+	if (c == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	c->multi = curl_multi_init();
+	if (c->multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not create a libcurl multi handle")));
+	return c;
+}
+
+/*
+ * (Re)configure: token, URL, pool size, timeouts.  Only between batches
+ * (nothing in flight).  The pool only grows; handles are reused.
+ */
+void
+wa_graph_client_configure(WaGraphClient *c, const char *token, const char *url,
+						  int max_in_flight, long connect_timeout_ms, long timeout_ms)
+{
+	struct curl_slist *h;
+
+	Assert(c->in_flight == 0);
+	h = make_headers(token ? token : "", true);
+	if (h == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	if (c->headers)
+		curl_slist_free_all(c->headers);
+	c->headers = h;
+
+	free(c->url);
+	c->url = strdup(url);
+	if (c->url == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+
+	if (max_in_flight < 1)
+		max_in_flight = 1;
+	if (max_in_flight > c->nslots)
+	{
+		WaSlot	   *ns = realloc(c->slots, sizeof(WaSlot) * max_in_flight);
+
+		if (ns == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		memset(ns + c->nslots, 0, sizeof(WaSlot) * (max_in_flight - c->nslots));
+		c->slots = ns;
+		c->nslots = max_in_flight;
+	}
+	c->max_in_flight = max_in_flight;
+	c->connect_timeout_ms = connect_timeout_ms;
+	c->timeout_ms = timeout_ms;
+	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long) max_in_flight);
+	curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) max_in_flight);
+}
+
+int
+wa_graph_in_flight(WaGraphClient *c)
+{
+	return c->in_flight;
+}
+
+static void
+set_common_opts(CURL *e, long connect_timeout_ms, long timeout_ms)
+{
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "wa_notify/1.0");
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+}
+
+/* Start r on a free pool slot; false when in-flight is at its bound. */
+bool
+wa_graph_start(WaGraphClient *c, WaGraphRequest *r)
+{
+	WaSlot	   *s = NULL;
+	int			i;
+	CURLMcode	mc;
+
+	if (c->in_flight >= c->max_in_flight)
+		return false;
+	for (i = 0; i < c->max_in_flight; i++)
+		if (!c->slots[i].busy)
+		{
+			s = &c->slots[i];
+			break;
+		}
+	if (s == NULL)
+		return false;
+	if (s->easy == NULL)
+	{
+		s->easy = curl_easy_init();
+		if (s->easy == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not create a libcurl handle")));
+		curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, write_cb);
+		curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
+		curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
+		curl_easy_setopt(s->easy, CURLOPT_ERRORBUFFER, s->errbuf);
+	}
+	set_common_opts(s->easy, c->connect_timeout_ms, c->timeout_ms);
+	curl_easy_setopt(s->easy, CURLOPT_URL, c->url);
+	curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, c->headers);
+	curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(r->body));
+	curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, r->body);
+	s->len = 0;
+	s->overflow = false;
+	s->errbuf[0] = '\0';
+	if (s->buf)
+		s->buf[0] = '\0';
+	s->req = r;
+	r->slot = (int) (s - c->slots);
+	r->started = true;
+	r->done = false;
+	r->started_at = wa_now();
+	mc = curl_multi_add_handle(c->multi, s->easy);
+	if (mc != CURLM_OK)
+	{
+		s->req = NULL;
+		r->started = false;
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not start a request: %s", curl_multi_strerror(mc))));
+	}
+	s->busy = true;
+	c->in_flight++;
+	/* get the request on the wire now, not at the next wait */
+	{
+		int			running;
+
+		curl_multi_perform(c->multi, &running);
+	}
+	return true;
+}
+
+static char *
+json_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (o && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		return pstrdup(json_object_get_string(v));
+	return NULL;
+}
+
+/* Turn a finished transfer into r's outcome fields (palloc'd). */
+static void
+parse_outcome(WaGraphRequest *r, WaSlot *s, CURLcode cc)
+{
+	r->done = true;
+	r->curl_code = (int) cc;
+	r->graph_code = -1;
+	r->http_status = 0;
+	r->wamid = r->wa_id = r->error = NULL;
+	if (cc != CURLE_OK)
+	{
+		if (s->overflow)
+			r->error = psprintf("the answer is larger than %d bytes", WA_MAX_RESPONSE);
+		else
+			r->error = psprintf("request failed: %s%s%s", curl_easy_strerror(cc),
+								s->errbuf[0] ? ": " : "", s->errbuf);
+		return;
+	}
+	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &r->http_status);
+	{
+		struct json_object *root = NULL;
+		struct json_tokener *tok = json_tokener_new();
+
+		if (tok && s->len > 0)
+			root = json_tokener_parse_ex(tok, s->buf, (int) s->len);
+		if (tok)
+		{
+			if (root && json_tokener_get_error(tok) != json_tokener_success)
+			{
+				json_object_put(root);
+				root = NULL;
+			}
+			json_tokener_free(tok);
+		}
+		if (root == NULL || !json_object_is_type(root, json_type_object))
+		{
+			r->error = psprintf("HTTP %ld: the answer is not JSON", r->http_status);
+		}
+		else
+		{
+			struct json_object *err;
+			struct json_object *arr;
+			struct json_object *v;
+
+			if (json_object_object_get_ex(root, "error", &err) &&
+				json_object_is_type(err, json_type_object))
+			{
+				char	   *msg = json_str(err, "message");
+				char	   *details = NULL;
+				struct json_object *ed;
+
+				if (json_object_object_get_ex(err, "code", &v) && json_object_is_type(v, json_type_int))
+					r->graph_code = json_object_get_int(v);
+				if (json_object_object_get_ex(err, "error_data", &ed))
+					details = json_str(ed, "details");
+				r->error = psprintf("Graph error %d: %s%s%s", r->graph_code,
+									msg ? msg : "(no message)",
+									details ? ": " : "", details ? details : "");
+			}
+			else
+			{
+				if (json_object_object_get_ex(root, "messages", &arr) &&
+					json_object_is_type(arr, json_type_array) &&
+					json_object_array_length(arr) > 0)
+					r->wamid = json_str(json_object_array_get_idx(arr, 0), "id");
+				if (json_object_object_get_ex(root, "contacts", &arr) &&
+					json_object_is_type(arr, json_type_array) &&
+					json_object_array_length(arr) > 0)
+					r->wa_id = json_str(json_object_array_get_idx(arr, 0), "wa_id");
+				if (r->wamid == NULL)
+					r->error = psprintf("HTTP %ld: the answer has no message id", r->http_status);
+			}
+		}
+		if (root)
+			json_object_put(root);
+	}
+}
+
+static void
+release_slot(WaGraphClient *c, WaSlot *s)
+{
+	curl_multi_remove_handle(c->multi, s->easy);
+	s->busy = false;
+	s->req = NULL;
+	c->in_flight--;
+}
+
+/*
+ * Drive transfers for up to timeout_ms; put finished requests into
+ * completed[] (at most max_completed) and return how many.
+ */
+int
+wa_graph_wait(WaGraphClient *c, long timeout_ms, WaGraphRequest **completed, int max_completed)
+{
+	int			running = 0;
+	int			n = 0;
+	CURLMsg    *msg;
+	int			left;
+
+	curl_multi_perform(c->multi, &running);
+	if (c->in_flight > 0 && timeout_ms > 0)
+	{
+		int			numfds;
+
+		/* is anything already finished? then do not wait */
+		curl_multi_poll(c->multi, NULL, 0, (int) timeout_ms, &numfds);
+		curl_multi_perform(c->multi, &running);
+	}
+	while (n < max_completed && (msg = curl_multi_info_read(c->multi, &left)) != NULL)
+	{
+		WaSlot	   *s = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &s);
+		if (s == NULL || s->req == NULL)
+			continue;
+		parse_outcome(s->req, s, msg->data.result);
+		completed[n++] = s->req;
+		release_slot(c, s);
+	}
+	return n;
+}
+
+/* Drop every transfer in flight (their outcome stays unknown). */
+void
+wa_graph_abort_all(WaGraphClient *c)
+{
+	if (c == NULL)
+		return;
+	for (int i = 0; i < c->nslots; i++)
+		if (c->slots[i].busy)
+			release_slot(c, &c->slots[i]);
+	c->in_flight = 0;
+}
+
+/*
+ * Blocking GET; *body and *error palloc'd.  The easy handle is freed on
+ * every path.
+ */
+bool
+wa_graph_get(const char *url, const char *token, long connect_timeout_ms, long timeout_ms,
+			 long *http_status, char **body, char **error)
+{
+	CURL	   *volatile e = NULL;
+	struct curl_slist *volatile h = NULL;
+	WaSlot		s;
+	bool		ok = false;
+
+	wa_graph_global_init();
+	memset(&s, 0, sizeof(s));
+	*http_status = 0;
+	*body = NULL;
+	*error = NULL;
+	PG_TRY();
+	{
+		CURLcode	cc;
+
+		e = curl_easy_init();
+		h = make_headers(token, false);
+		if (e == NULL || h == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		set_common_opts(e, connect_timeout_ms, timeout_ms);
+		curl_easy_setopt(e, CURLOPT_URL, url);
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, &s);
+		curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s.errbuf);
+		cc = curl_easy_perform(e);
+		if (cc != CURLE_OK)
+			*error = psprintf("request failed: %s%s%s", curl_easy_strerror(cc),
+							  s.errbuf[0] ? ": " : "", s.errbuf);
+		else
+		{
+			curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, http_status);
+			*body = pstrdup(s.buf ? s.buf : "");
+			ok = true;
+		}
+	}
+	PG_FINALLY();
+	{
+		if (e)
+			curl_easy_cleanup(e);
+		if (h)
+			curl_slist_free_all(h);
+		free(s.buf);
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/* request timeout (s) for SQL-side GETs: the worker's GUC */
+extern int	wa_request_timeout;
+
+/*
+ * wa_notify._graph_get(path) -> (http_status, body, error):
+ * GET {api_base_url}/{api_version}/{path} with the access token.
+ */
+PG_FUNCTION_INFO_V1(wa_notify_graph_get);
+Datum
+wa_notify_graph_get(PG_FUNCTION_ARGS)
+{
+	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	char	   *base = NULL,
+			   *version = NULL,
+			   *token = NULL;
+	long		http = 0;
+	char	   *body = NULL,
+			   *error = NULL;
+	char	   *url;
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (strstr(path, "://") != NULL || path[0] == '/')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("path must be relative to the Graph API version")));
+
+	SPI_connect();
+	if (SPI_execute("SELECT name, value FROM wa_notify.setting "
+					"WHERE name IN ('api_base_url', 'api_version', 'access_token')",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read wa_notify settings");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *n = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		MemoryContext spicxt = MemoryContextSwitchTo(oldcxt);
+
+		if (v != NULL)
+		{
+			if (strcmp(n, "api_base_url") == 0)
+				base = pstrdup(v);
+			else if (strcmp(n, "api_version") == 0)
+				version = pstrdup(v);
+			else
+				token = pstrdup(v);
+		}
+		MemoryContextSwitchTo(spicxt);
+	}
+	SPI_finish();
+
+	if (base == NULL || version == NULL || token == NULL || token[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the Graph API is not configured"),
+				 errhint("Set access_token, api_base_url and api_version with wa_notify.configure().")));
+	while (strlen(base) > 0 && base[strlen(base) - 1] == '/')
+		base[strlen(base) - 1] = '\0';
+	url = psprintf("%s/%s/%s", base, version, path);
+	(void) wa_graph_get(url, token, Min(10000L, wa_request_timeout * 1000L),
+						wa_request_timeout * 1000L, &http, &body, &error);
+	explicit_bzero(token, strlen(token));
+
+	values[0] = Int32GetDatum((int32) http);
+	if (body)
+		values[1] = CStringGetTextDatum(body);
+	else
+		nulls[1] = true;
+	if (error)
+		values[2] = CStringGetTextDatum(error);
+	else
+		nulls[2] = true;
+	if (http == 0)
+		nulls[0] = true;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}

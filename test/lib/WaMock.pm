@@ -1,0 +1,184 @@
+# WaMock: start and drive the mock Graph API (test/mock/graph_mock.py) from
+# TAP tests, and set up a node whose wa_notify worker talks to it.
+#
+#   my $mock = WaMock->new;                      # listens on 127.0.0.1
+#   my $node = WaMock::setup_node('name', $mock, %settings);
+#   $mock->control({rules => {'5511...' => {code => 131026}}});
+#   my $reqs = $mock->wait_posts(3);             # polls with a deadline
+package WaMock;
+use strict;
+use warnings;
+use File::Basename qw(dirname);
+use File::Spec;
+use HTTP::Tiny;
+use IPC::Run;
+use JSON::PP;
+use Time::HiRes qw(time usleep);
+use Test::More;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+
+my $mock_script = File::Spec->rel2abs(
+	File::Spec->catfile(dirname(__FILE__), '..', 'mock', 'graph_mock.py'));
+
+our $TOKEN = 'EAAtest-secret-token-0123456789';
+our $PNID = '106540352242922';
+our $WABA = '102290129340398';
+
+sub new
+{
+	my ($class) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my $self = bless { log => "$dir/requests.jsonl", portfile => "$dir/port", seen => 0 }, $class;
+	$self->{h} = IPC::Run::start(['/usr/bin/python3', $mock_script, '--log', $self->{log},
+		'--port-file', $self->{portfile}], '>', "$dir/mock.out", '2>', "$dir/mock.err");
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (!-s $self->{portfile})
+	{
+		die "mock Graph API did not start" if time > $deadline;
+		usleep(20_000);
+	}
+	open(my $fh, '<', $self->{portfile}) or die;
+	chomp($self->{port} = <$fh>);
+	close $fh;
+	$self->{http} = HTTP::Tiny->new(keep_alive => 0);
+	return $self;
+}
+
+sub port { $_[0]{port} }
+sub base_url { 'http://127.0.0.1:' . $_[0]{port} }
+
+sub control
+{
+	my ($self, $cfg) = @_;
+	my $r = $self->{http}->post($self->base_url . '/_control',
+		{ content => encode_json($cfg), headers => { 'Content-Type' => 'application/json' } });
+	die "mock control failed: $r->{status}" unless $r->{success};
+	return;
+}
+
+# every request recorded so far (optionally only POST /messages)
+sub requests
+{
+	my ($self, $posts_only) = @_;
+	my @r;
+	if (open(my $fh, '<', $self->{log}))
+	{
+		while (my $l = <$fh>)
+		{
+			next unless $l =~ /\n\z/;
+			my $o = decode_json($l);
+			next if $posts_only && !($o->{method} eq 'POST' && $o->{path} =~ m{/messages\z});
+			$o->{json} = eval { JSON::PP->new->decode($o->{body}) } if $o->{method} eq 'POST';
+			push @r, $o;
+		}
+		close $fh;
+	}
+	return \@r;
+}
+
+sub posts { return $_[0]->requests(1) }
+
+# wait until at least $n POSTs were recorded; returns them all
+sub wait_posts
+{
+	my ($self, $n) = @_;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (1)
+	{
+		my $p = $self->posts;
+		return $p if @$p >= $n;
+		if (time > $deadline)
+		{
+			diag("timed out waiting for $n POSTs, got " . scalar(@$p));
+			return $p;
+		}
+		usleep(20_000);
+	}
+}
+
+# the POSTs sent to one phone
+sub posts_to
+{
+	my ($self, $phone) = @_;
+	return [ grep { ($_->{json}{to} // '') eq $phone } @{ $self->posts } ];
+}
+
+sub stop
+{
+	my ($self) = @_;
+	if ($self->{h})
+	{
+		$self->{h}->kill_kill;
+		$self->{h} = undef;
+	}
+}
+
+sub DESTROY { $_[0]->stop }
+
+# A node with the extension in "postgres", its worker aimed at the mock.
+# Fast defaults: no delays, no rate cap, no recipient gap.
+sub setup_node
+{
+	my ($name, $mock, %set) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(allows_streaming => delete $set{allows_streaming} ? 1 : 0);
+	$node->append_conf('postgresql.conf', delete $set{conf}) if $set{conf};
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'wa_notify'
+wa_notify.database = 'postgres'
+wa_notify.request_timeout = 2
+});
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION wa_notify');
+	configure($node, access_token => $TOKEN, phone_number_id => $PNID,
+		business_account_id => $WABA, api_base_url => $mock->base_url,
+		min_delay => 0, max_delay => 0, max_rate => 0, recipient_gap => 0,
+		max_per_batch => 100000, %set);
+	return $node;
+}
+
+# set settings the way configure() does (its table), waking the worker
+sub configure
+{
+	my ($node, %set) = @_;
+	my @sql;
+	for my $k (sort keys %set)
+	{
+		my $v = defined $set{$k} ? "'" . $set{$k} . "'" : 'NULL';
+		# secrets never appear in a statement (the log must stay clean)
+		$v = "convert_from('\\x" . unpack('H*', $set{$k}) . "'::bytea, 'UTF8')"
+		  if defined $set{$k} && $k =~ /token|secret/;
+		push @sql, "UPDATE wa_notify.setting SET value = $v, updated_at = clock_timestamp() WHERE name = '$k';";
+	}
+	$node->safe_psql('postgres', join("\n", 'BEGIN;', @sql,
+		'UPDATE wa_notify.state SET paused_reason = NULL, paused_code = NULL, paused_at = NULL;',
+		'COMMIT;'));
+	return;
+}
+
+# queue a message by hand; returns its id
+sub enqueue
+{
+	my ($node, $event, $order, $phone, $params) = @_;
+	$params //= { customer_name => 'Ana', order_number => $order, total => '10,00' };
+	my $j = encode_json($params);
+	$j =~ s/'/''/g;
+	return $node->safe_psql('postgres',
+		"INSERT INTO wa_notify.message (event, order_key, phone, params) "
+		  . "VALUES ('$event', '$order', '$phone', '$j') RETURNING id");
+}
+
+# wait until the message is in one of the given statuses; returns the row
+sub wait_status
+{
+	my ($node, $id, @st) = @_;
+	my $in = join(',', map { "'$_'" } @st);
+	ok($node->poll_query_until('postgres',
+		"SELECT status IN ($in) FROM wa_notify.message WHERE id = $id"),
+		"message $id reaches " . join('/', @st))
+	  or diag($node->safe_psql('postgres', "SELECT * FROM wa_notify.message WHERE id = $id"));
+	return;
+}
+
+1;
