@@ -19,7 +19,7 @@ make -s PG_CONFIG="$PG_CONFIG" >/dev/null
 make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 
 # PostgreSQL refuses to run as root: test from a copy the postgres user owns.
-scratch=$(mktemp -d /tmp/wa_notify_test.XXXXXX)
+scratch=$(mktemp -d "${WA_TEST_TMP:-/var/tmp}/wa_notify_test.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 tar --exclude=.git --exclude='tmp_check*' --exclude=results -cf - . | tar -C "$scratch" -xf -
 chown -R postgres: "$scratch"
