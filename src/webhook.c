@@ -875,7 +875,6 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 	WhCounts	cnt = {0};
 	size_t		nstatuses;
 	size_t		ninbound;
-	char	   *result;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -960,13 +959,33 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	result = psprintf("{\"statuses\": %zu, \"applied\": %d, \"unchanged\": %d, \"unknown\": %d,"
-					  " \"ignored\": %d, \"inbound\": %zu, \"opt_outs\": %d, \"templates\": %d,"
-					  " \"quality\": %d}",
-					  nstatuses, cnt.applied, cnt.unchanged, cnt.unknown, cnt.ignored,
-					  ninbound, cnt.opt_outs, cnt.templates, cnt.quality);
 	SPI_finish();
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result)));
+	{
+		/* built directly (no text round trip); jsonb orders the keys */
+		const char *const keys[] = {"statuses", "applied", "unchanged", "unknown", "ignored",
+		"inbound", "opt_outs", "templates", "quality"};
+		const int64 vals[] = {(int64) nstatuses, cnt.applied, cnt.unchanged, cnt.unknown,
+			cnt.ignored, (int64) ninbound, cnt.opt_outs, cnt.templates, cnt.quality};
+		JsonbParseState *state = NULL;
+		JsonbValue *res;
+
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		for (int i = 0; i < lengthof(keys); i++)
+		{
+			JsonbValue	k;
+			JsonbValue	v;
+
+			k.type = jbvString;
+			k.val.string.val = (char *) keys[i];
+			k.val.string.len = strlen(keys[i]);
+			pushJsonbValue(&state, WJB_KEY, &k);
+			v.type = jbvNumeric;
+			v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(vals[i])));
+			pushJsonbValue(&state, WJB_VALUE, &v);
+		}
+		res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+		PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+	}
 }
 
 /*
