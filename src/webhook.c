@@ -16,6 +16,8 @@
  *
  *	  The payload is parsed by the pure parser in webhook_parse.c (also
  *	  built into the libFuzzer target); this file is the SPI apply step.
+ *	  A status costs one UPDATE by wamid in the common case (see
+ *	  apply_status()); apply_status_locked() is the general path.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -383,6 +385,12 @@ failure_texts(const WhStatus *st, char **reason, char **errmsg)
 	return ge;
 }
 
+/*
+ * The general path: find and lock the message (by wamid, else by
+ * biz_opaque_callback_data), work the change out here, update it by id.
+ * apply_status() tries the one-statement path first and comes here for
+ * whatever that did not settle.
+ */
 static void
 apply_status_locked(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
 {
