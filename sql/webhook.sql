@@ -370,3 +370,34 @@ SELECT p.proname, p.prosecdef, p.proconfig FROM pg_proc p
 
 DROP OWNED BY regress_wh_relay, regress_wh_nobody;
 DROP ROLE regress_wh_relay, regress_wh_nobody;
+
+---------------------------------------------------------------------------
+-- statuses at the edges of the one-statement path (webhook.c fast path)
+---------------------------------------------------------------------------
+INSERT INTO wa_notify.message (id, event, order_key, phone, status, wamid, wa_id, sent_at, delivered_at, read_at, failed_at) VALUES
+ (20, 'order_placed', '1020', '5541988880020', 'skipped',   'wamid.M20', NULL, NULL, NULL, NULL, NULL),
+ (21, 'order_placed', '1021', '5541988880021', 'delivered', 'wamid.M21', NULL, to_timestamp(1700004000), to_timestamp(1700004001), NULL, NULL),
+ (22, 'order_placed', '1022', '5541988880022', 'read',      'wamid.M22', NULL, to_timestamp(1700004000), to_timestamp(1700004001), to_timestamp(1700004002), NULL),
+ (23, 'order_placed', '1023', '5541988880023', 'queued',    NULL,        NULL, NULL, NULL, NULL, NULL),
+ (24, 'order_placed', '1024', '5541988880024', 'failed',    'wamid.M24', NULL, NULL, NULL, NULL, to_timestamp(1700004003));
+-- a skipped message: ignored, nothing changes
+SELECT digest AS before_skipped FROM wh_snapshot \gset
+SELECT wh_post(wh_statuses(wh_status('wamid.M20', 'delivered', 1700005000)));
+SELECT digest = :'before_skipped' AS skipped_changed_nothing FROM wh_snapshot;
+-- a repeat that only brings the wa_id: applied, the timestamp stays; then a true repeat
+SELECT wh_post(wh_statuses(wh_status('wamid.M21', 'delivered', 1700005001)));
+SELECT wh_post(wh_statuses(wh_status('wamid.M21', 'delivered', 1700005002)));
+-- "failed" after "read": only the wa_id is learnt, no failure, no blacklist
+SELECT wh_post(wh_statuses(wh_status('wamid.M22', 'failed', 1700005003,
+  '{"errors": [{"code": 131026, "title": "Message undeliverable", "message": "Message undeliverable"}]}')));
+-- without recipient_id, a "failed" repeat for it changes nothing
+SELECT wh_post(wh_statuses(wh_status('wamid.M22', 'failed', 1700005004) - 'recipient_id'));
+-- "failed" without an error object, matched by biz_opaque_callback_data: takes the wamid
+SELECT wh_post(wh_statuses(wh_status('wamid.M23', 'failed', 1700005005, '{"biz_opaque_callback_data": "23"}')));
+-- "sent" after "failed" fills sent_at only; "delivered" proves the message arrived
+SELECT wh_post(wh_statuses(wh_status('wamid.M24', 'sent', 1700005006) - 'recipient_id'));
+SELECT wh_post(wh_statuses(wh_status('wamid.M24', 'delivered', 1700005007) - 'recipient_id'));
+SELECT id, status, wamid, wa_id, wh_ts(sent_at) AS sent, wh_ts(delivered_at) AS delivered,
+       wh_ts(read_at) AS read, wh_ts(failed_at) AS failed, error_code, error_class, error_message
+  FROM wa_notify.message WHERE id BETWEEN 20 AND 24 ORDER BY id;
+SELECT count(*) AS blacklisted FROM wa_notify.blocked WHERE phone_key LIKE '554198888002%';

@@ -16,6 +16,8 @@
  *
  *	  The payload is parsed by the pure parser in webhook_parse.c (also
  *	  built into the libFuzzer target); this file is the SPI apply step.
+ *	  A status costs one UPDATE by wamid in the common case (see
+ *	  apply_status()); apply_status_locked() is the general path.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -85,6 +87,23 @@ prep(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 	if (*slot == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*slot = p;
+	}
+	return *slot;
+}
+
+/* the same, for a plan whose parameters never change its shape: generic at once */
+static SPIPlanPtr
+prep_generic(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
 
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
@@ -341,8 +360,39 @@ apply_failure_effects(const WaGraphError *ge, int code, const char *reason,
 	}
 }
 
+/*
+ * A failed status's error: its class, the reason (blacklist, hold, pause)
+ * and the message's error_message (the reason, plus the hint of a
+ * message-class error), both in the database encoding.
+ */
+static const WaGraphError *
+failure_texts(const WhStatus *st, char **reason, char **errmsg)
+{
+	const WaGraphError *ge = wa_graph_error_lookup(st->error_code, 400);
+	StringInfoData r;
+
+	initStringInfo(&r);
+	if (st->error_code >= 0)
+		appendStringInfo(&r, "(#%d) ", st->error_code);
+	appendStringInfoString(&r, st->error_message ? st->error_message :
+						   st->error_title ? st->error_title : ge->title);
+	if (st->error_details && st->error_details[0])
+		appendStringInfo(&r, ": %s", st->error_details);
+	*reason = pstrdup(pg_any_to_server(r.data, r.len, PG_UTF8));
+	if (ge->cls == WA_ERR_MESSAGE && ge->hint)
+		appendStringInfo(&r, " Hint: %s", ge->hint);
+	*errmsg = pg_any_to_server(r.data, r.len, PG_UTF8);
+	return ge;
+}
+
+/*
+ * The general path: find and lock the message (by wamid, else by
+ * biz_opaque_callback_data), work the change out here, update it by id.
+ * apply_status() tries the one-statement path first and comes here for
+ * whatever that did not settle.
+ */
 static void
-apply_status(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
+apply_status_locked(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
 {
 	HeapTuple	tup;
 	TupleDesc	desc;
@@ -359,11 +409,6 @@ apply_status(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
 	const WaGraphError *ge = NULL;
 	char	   *reason = NULL;
 
-	if (st->kind == WH_ST_OTHER)
-	{
-		cnt->ignored++;
-		return;
-	}
 	if (!find_message(st))
 	{
 		cnt->unknown++;
@@ -417,27 +462,17 @@ apply_status(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
 		case WH_ST_FAILED:
 			if (cur >= 0 && cur <= 1)
 			{
-				StringInfoData r;
+				char	   *errmsg;
 
 				to_failed = true;
 				changed = true;
-				ge = wa_graph_error_lookup(st->error_code, 400);
-				initStringInfo(&r);
-				if (st->error_code >= 0)
-					appendStringInfo(&r, "(#%d) ", st->error_code);
-				appendStringInfoString(&r, st->error_message ? st->error_message :
-									   st->error_title ? st->error_title : ge->title);
-				if (st->error_details && st->error_details[0])
-					appendStringInfo(&r, ": %s", st->error_details);
-				reason = pstrdup(pg_any_to_server(r.data, r.len, PG_UTF8));
+				ge = failure_texts(st, &reason, &errmsg);
 				v[C_STATUS - 1] = CStringGetTextDatum("failed");
 				v[C_FAILED - 1] = TimestampTzGetDatum(ts);
 				isnull[C_FAILED - 1] = false;
 				v[C_ERRCODE - 1] = Int32GetDatum(st->error_code);
 				isnull[C_ERRCODE - 1] = st->error_code < 0;
-				if (ge->cls == WA_ERR_MESSAGE && ge->hint)
-					appendStringInfo(&r, " Hint: %s", ge->hint);
-				v[C_ERRMSG - 1] = CStringGetTextDatum(pg_any_to_server(r.data, r.len, PG_UTF8));
+				v[C_ERRMSG - 1] = CStringGetTextDatum(errmsg);
 				isnull[C_ERRMSG - 1] = false;
 				v[C_ERRCLASS - 1] = CStringGetTextDatum(wa_error_class_name(ge->cls));
 				isnull[C_ERRCLASS - 1] = false;
@@ -477,6 +512,143 @@ apply_status(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
 	if (to_failed)
 		apply_failure_effects(ge, st->error_code, reason,
 							  phone ? phone : st->recipient_id, event, set);
+}
+
+/* ------------------------------------------------- statuses: fast path */
+
+/*
+ * The common case, one statement per status: an UPDATE by wamid that moves
+ * the message forward only (the status rank and the timestamp columns in the
+ * statement itself, see status_rank()), and whose WHERE clause lets a no-op
+ * repeat change nothing (no new row version, no transaction id, no WAL).
+ * When it changes nothing, a plain SELECT tells an unchanged (or ignored)
+ * message from anything else; "anything else" (no message by that wamid,
+ * the biz_opaque_callback_data match, a row changed concurrently between the
+ * two statements) takes the locking path, apply_status_locked(), whose
+ * outcome the fast path never differs from.
+ */
+
+/* statuses a status moves a message from (its rank is higher, see status_rank) */
+#define FROM_SENT		"'queued', 'sending', 'review'"
+#define FROM_DELIVERED	FROM_SENT ", 'sent', 'failed'"
+#define FROM_READ		FROM_DELIVERED ", 'delivered'"
+#define FROM_FAILED		FROM_SENT ", 'sent'"
+
+/* sent, delivered, read: $1 wamid, $2 timestamp, $3 wa_id (or NULL) */
+#define FAST_FORWARD(st, from, col) \
+	"UPDATE wa_notify.message SET status = CASE WHEN status IN (" from ") THEN '" st "' ELSE status END," \
+	" " col " = coalesce(" col ", $2), wa_id = coalesce(wa_id, $3), updated_at = now()" \
+	" WHERE wamid = $1 AND (status IN (" from ") OR (status NOT IN ('skipped', 'expired')" \
+	" AND (" col " IS NULL OR (wa_id IS NULL AND $3 IS NOT NULL))))"
+/* $1 wamid, $2 wa_id (or NULL): is it ignored, would the status change it */
+#define CHECK_FORWARD(from, col) \
+	"SELECT status IN ('skipped', 'expired'), status IN (" from ") OR " col " IS NULL" \
+	" OR (wa_id IS NULL AND $2 IS NOT NULL)" \
+	" FROM wa_notify.message WHERE wamid = $1 ORDER BY id LIMIT 1"
+
+static const char *const fast_sql[] = {
+	[WH_ST_SENT] = FAST_FORWARD("sent", FROM_SENT, "sent_at"),
+	[WH_ST_DELIVERED] = FAST_FORWARD("delivered", FROM_DELIVERED, "delivered_at"),
+	[WH_ST_READ] = FAST_FORWARD("read", FROM_READ, "read_at"),
+	/* $4 error_code, $5 error_message, $6 error_class: the transition only */
+	[WH_ST_FAILED] =
+	"UPDATE wa_notify.message SET status = 'failed', failed_at = $2, wa_id = coalesce(wa_id, $3),"
+	" error_code = $4, error_message = $5, error_class = $6, updated_at = now()"
+	" WHERE wamid = $1 AND status IN (" FROM_FAILED ") RETURNING phone, event",
+};
+static const char *const check_sql[] = {
+	[WH_ST_SENT] = CHECK_FORWARD(FROM_SENT, "sent_at"),
+	[WH_ST_DELIVERED] = CHECK_FORWARD(FROM_DELIVERED, "delivered_at"),
+	[WH_ST_READ] = CHECK_FORWARD(FROM_READ, "read_at"),
+	[WH_ST_FAILED] =
+	"SELECT status IN ('skipped', 'expired'), status IN (" FROM_FAILED ")"
+	" OR (wa_id IS NULL AND $2 IS NOT NULL)"
+	" FROM wa_notify.message WHERE wamid = $1 ORDER BY id LIMIT 1",
+};
+static SPIPlanPtr plan_fast[lengthof(fast_sql)];
+static SPIPlanPtr plan_check[lengthof(check_sql)];
+
+static void
+apply_status(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
+{
+	static const Oid fast_types[6] = {TEXTOID, TIMESTAMPTZOID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
+	Datum		v[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	const WaGraphError *ge = NULL;
+	char	   *reason = NULL;
+	int			nargs = 3;
+	bool		failed = st->kind == WH_ST_FAILED;
+
+	if (st->kind == WH_ST_OTHER)
+	{
+		cnt->ignored++;
+		return;
+	}
+
+	v[0] = txt(st->wamid);
+	v[1] = TimestampTzGetDatum(st->timestamp > 0 ?
+							   time_t_to_timestamptz((pg_time_t) st->timestamp) :
+							   GetCurrentTimestamp());
+	if (st->recipient_id && st->recipient_id[0])
+		v[2] = txt(st->recipient_id);
+	else
+		nulls[2] = 'n';
+	if (failed)
+	{
+		char	   *errmsg;
+
+		ge = failure_texts(st, &reason, &errmsg);
+		v[3] = Int32GetDatum(st->error_code);
+		nulls[3] = st->error_code < 0 ? 'n' : ' ';
+		v[4] = CStringGetTextDatum(errmsg);
+		v[5] = CStringGetTextDatum(wa_error_class_name(ge->cls));
+		nargs = 6;
+	}
+	exec(prep_generic(&plan_fast[st->kind], fast_sql[st->kind], nargs, (Oid *) fast_types),
+		 v, nulls, false, failed ? SPI_OK_UPDATE_RETURNING : SPI_OK_UPDATE);
+	if (SPI_processed > 0)
+	{
+		cnt->applied++;
+		if (failed)
+		{
+			char	   *phone = col_text(0, 1);
+			char	   *event = col_text(0, 2);
+
+			apply_failure_effects(ge, st->error_code, reason,
+								  phone ? phone : st->recipient_id, event, set);
+		}
+		return;
+	}
+
+	/* nothing changed: a repeat (or an ignored message) when the row says so */
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+		Datum		cv[2] = {v[0], v[2]};
+		char		cnulls[2] = {' ', nulls[2]};
+
+		exec(prep_generic(&plan_check[st->kind], check_sql[st->kind], 2, types),
+			 cv, cnulls, true, SPI_OK_SELECT);
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+			bool		ignored = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 1, &isnull));
+			bool		would_change = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+																  SPI_tuptable->tupdesc, 2, &isnull));
+
+			if (ignored)
+			{
+				cnt->ignored++;
+				return;
+			}
+			if (!would_change)
+			{
+				cnt->unchanged++;
+				return;
+			}
+		}
+	}
+	apply_status_locked(st, set, cnt);
 }
 
 /* ------------------------------------------------------------- inbound */
@@ -711,7 +883,6 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 	WhCounts	cnt = {0};
 	size_t		nstatuses;
 	size_t		ninbound;
-	char	   *result;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -796,13 +967,33 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	result = psprintf("{\"statuses\": %zu, \"applied\": %d, \"unchanged\": %d, \"unknown\": %d,"
-					  " \"ignored\": %d, \"inbound\": %zu, \"opt_outs\": %d, \"templates\": %d,"
-					  " \"quality\": %d}",
-					  nstatuses, cnt.applied, cnt.unchanged, cnt.unknown, cnt.ignored,
-					  ninbound, cnt.opt_outs, cnt.templates, cnt.quality);
 	SPI_finish();
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result)));
+	{
+		/* built directly (no text round trip); jsonb orders the keys */
+		const char *const keys[] = {"statuses", "applied", "unchanged", "unknown", "ignored",
+		"inbound", "opt_outs", "templates", "quality"};
+		const int64 vals[] = {(int64) nstatuses, cnt.applied, cnt.unchanged, cnt.unknown,
+			cnt.ignored, (int64) ninbound, cnt.opt_outs, cnt.templates, cnt.quality};
+		JsonbParseState *state = NULL;
+		JsonbValue *res;
+
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		for (int i = 0; i < lengthof(keys); i++)
+		{
+			JsonbValue	k;
+			JsonbValue	v;
+
+			k.type = jbvString;
+			k.val.string.val = (char *) keys[i];
+			k.val.string.len = strlen(keys[i]);
+			pushJsonbValue(&state, WJB_KEY, &k);
+			v.type = jbvNumeric;
+			v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(vals[i])));
+			pushJsonbValue(&state, WJB_VALUE, &v);
+		}
+		res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+		PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+	}
 }
 
 /*

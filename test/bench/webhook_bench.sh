@@ -93,8 +93,22 @@ SELECT length(body), sig FROM single WHERE id = (SELECT nextval('s_single'));
 S
 chown postgres: "$dir"/*.sql
 
-pgb() { as_pg "$bindir/pgbench" -h "$dir" -p "$PORT" -U postgres -n -c "$CLIENTS" -j 2 "$@" postgres 2>&1 \
-        | grep -E '^(number of transactions actually processed|latency average|tps|number of failed)'; }
+# CPU used by the backends that exited (the postmaster's cutime + cstime, clock ticks):
+# a figure that the other load on the machine disturbs far less than tps does
+backend_ticks() { awk '{print $16 + $17}' "/proc/$(head -1 "$dir/data/postmaster.pid")/stat"; }
+pgb() {
+    local t0 t1 out n
+    t0=$(backend_ticks)
+    out=$(as_pg "$bindir/pgbench" -h "$dir" -p "$PORT" -U postgres -n -c "$CLIENTS" -j 2 "$@" postgres 2>&1)
+    # the backends' times reach cutime when the postmaster has reaped them
+    for _ in $(seq 200); do pgrep -P "$(head -1 "$dir/data/postmaster.pid")" -f '\[local\]' >/dev/null || break; sleep 0.01; done
+    t1=$(backend_ticks)
+    grep -E '^(number of transactions actually processed|latency average|tps|number of failed)' <<<"$out"
+    n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+    [ "${n:-0}" -gt 0 ] && awk -v t=$((t1 - t0)) -v n="$n" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "server CPU per transaction (backends, user+sys) = %.1f us\n", t / hz / n * 1e6 }'
+    return 0
+}
 # each client runs a fixed share of the payloads, so that every callback is a first one
 per_client_single=$(( N_SINGLE_RUN / CLIENTS ))
 per_client_batch=$(( NBATCH / CLIENTS ))
