@@ -8,7 +8,8 @@
  *	  PostgreSQL, so an UPDATE that does not fire costs nothing here) unless
  *	  fires_when holds a subquery; the trigger takes the order key (a column
  *	  of the row, or an expression run from a cached plan), and appends one
- *	  row (watch, event, order key, the row as jsonb) to the index-less
+ *	  row (watch, event, order key, as much of the row as jsonb as the
+ *	  context reads of $2) to the index-less
  *	  staging table wa_notify.capture_queue with a direct heap insert (no
  *	  executor, no SPI, no privilege on wa_notify needed by the shop's role),
  *	  then asks for the worker to be woken at commit.  After commit,
@@ -27,9 +28,8 @@
  *	    4  what of the row to stage as source_row ($2 of the context):
  *	       '-' nothing (the context does not read $2), 'j' the row as jsonb,
  *	       'cstatus,"Id"' only these columns (quoted names) as a jsonb
- *	       object of their text (the
- *	       context reads only $2->>'column' of types whose text is the same
- *	       either way; watch() decides)
+ *	       object of their text (the context reads only $2->>'column' of
+ *	       types whose text is the same either way; watch() decides)
  *
  *	  Key plans are prepared once per backend and watch (SPI_keepplan) and
  *	  re-prepared when the trigger's arguments change (watch() rewrites the
