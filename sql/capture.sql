@@ -171,6 +171,24 @@ SELECT wa_notify.preview('order_processing', '1')::text AS not_captured;
 SELECT wa_notify.preview('order_processing', '12345');
 SELECT wa_notify.preview('refund_issued', '1')->>'to' AS refund_to;
 
+-- a partitioned table whose partitions order their columns differently
+CREATE TABLE pshop_order (id int NOT NULL, note text, status text, phone text) PARTITION BY RANGE (id);
+CREATE TABLE pshop_order_1 PARTITION OF pshop_order FOR VALUES FROM (0) TO (100);
+CREATE TABLE pshop_order_2 (status text, phone text, note text, id int NOT NULL);
+ALTER TABLE pshop_order ATTACH PARTITION pshop_order_2 FOR VALUES FROM (100) TO (200);
+SELECT wa_notify.watch('order_cancelled', 'pshop_order', 'id',
+  $$SELECT p.phone, 'P' AS customer_name, p.id::text AS order_number, $2->>'note' AS note_then FROM pshop_order p WHERE p.id = $1::int$$,
+  $$status = 'canceled'$$) > 0 AS ok;
+INSERT INTO pshop_order VALUES (5, 'first', 'new', '11 98765-4321'), (105, 'second', 'new', '21 98765-4321');
+UPDATE pshop_order SET status = 'canceled', note = 'bye' WHERE true;
+UPDATE pshop_order SET note = 'later' WHERE true;
+SELECT wa_notify._resolve_pending();
+SELECT event, order_key, status, phone, params->>'note_then' AS note_then, source_row
+  FROM wa_notify.message WHERE order_key IN ('5', '105') AND event = 'order_cancelled'
+ ORDER BY order_key;
+SELECT wa_notify.unwatch('order_cancelled', 'pshop_order');
+DROP TABLE pshop_order;
+
 -- unwatch: the table's triggers are gone, inserts enqueue nothing
 SELECT wa_notify.unwatch(event, to_regclass(source)) FROM wa_notify.watch ORDER BY id;
 SELECT count(*) AS wa_triggers FROM pg_trigger WHERE tgfoid = 'wa_notify._capture()'::regprocedure;

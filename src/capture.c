@@ -8,7 +8,8 @@
  *	  PostgreSQL, so an UPDATE that does not fire costs nothing here) unless
  *	  fires_when holds a subquery; the trigger takes the order key (a column
  *	  of the row, or an expression run from a cached plan), and appends one
- *	  row (watch, event, order key, the row as jsonb) to the index-less
+ *	  row (watch, event, order key, as much of the row as jsonb as the
+ *	  context reads of $2) to the index-less
  *	  staging table wa_notify.capture_queue with a direct heap insert (no
  *	  executor, no SPI, no privilege on wa_notify needed by the shop's role),
  *	  then asks for the worker to be woken at commit.  After commit,
@@ -20,15 +21,15 @@
  *	  a dumped trigger works after restore):
  *	    0  watch id
  *	    1  event
- *	    2  'k': the order key is column number arg 3 of the row
+ *	    2  'k': the order key is the column named by arg 3 (quoted)
  *	       'e': arg 3 is a query ($1 new row, $2 old row or NULL) returning
  *	            the order key as text, or no row when the event does not fire
  *	    3  see 2
  *	    4  what of the row to stage as source_row ($2 of the context):
  *	       '-' nothing (the context does not read $2), 'j' the row as jsonb,
- *	       'c1,4' only these columns as a jsonb object of their text (the
- *	       context reads only $2->>'column' of types whose text is the same
- *	       either way; watch() decides)
+ *	       'cstatus,"Id"' only these columns (quoted names) as a jsonb
+ *	       object of their text (the context reads only $2->>'column' of
+ *	       types whose text is the same either way; watch() decides)
  *
  *	  Key plans are prepared once per backend and watch (SPI_keepplan) and
  *	  re-prepared when the trigger's arguments change (watch() rewrites the
@@ -56,6 +57,7 @@
 #include "utils/fmgroids.h"
 #include "optimizer/optimizer.h"
 #include "utils/builtins.h"
+#include "utils/varlena.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -166,32 +168,72 @@ capture_entry(int64 watch_id, Oid rowtype, bool expr_mode, const char *keysql)
 }
 
 /*
- * {"column": "text of the value", ...} for the listed attribute numbers
- * ("1,4"): what $2->>'column' reads, without converting the whole row.
+ * The attribute number of a column named in a trigger argument (quoted as
+ * quote_ident does), looked up in this relation's descriptor: the
+ * partitions of a watched table may order their columns differently.
+ * 0 when there is no such column.
+ */
+static int
+column_number(TupleDesc desc, char *quoted)
+{
+	List	   *names;
+	int			attnum = 0;
+
+	if (SplitIdentifierString(quoted, ',', &names) && list_length(names) == 1)
+	{
+		const char *name = (const char *) linitial(names);
+
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			{
+				attnum = i + 1;
+				break;
+			}
+		}
+	}
+	return attnum;
+}
+
+/*
+ * {"column": "text of the value", ...} for the listed columns (quoted
+ * names separated by commas): what $2->>'column' reads, without converting
+ * the whole row.
  */
 static Datum
-columns_as_jsonb(HeapTuple tup, TupleDesc desc, const char *attnums)
+columns_as_jsonb(HeapTuple tup, TupleDesc desc, const char *columns)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
-	const char *p = attnums;
+	List	   *names = NIL;
+	ListCell   *lc;
 
+	if (!SplitIdentifierString(pstrdup(columns), ',', &names))
+		names = NIL;
 	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	while (*p)
+	foreach(lc, names)
 	{
-		int			attnum = (int) strtol(p, (char **) &p, 10);
-		Form_pg_attribute att;
+		const char *name = (const char *) lfirst(lc);
+		Form_pg_attribute att = NULL;
+		int			attnum = 0;
 		JsonbValue	k;
 		JsonbValue	v;
 		bool		isnull;
 		Datum		d;
 
-		if (*p == ',')
-			p++;
-		if (attnum < 1 || attnum > desc->natts)
-			continue;
-		att = TupleDescAttr(desc, attnum - 1);
-		if (att->attisdropped)
+		for (int i = 0; i < desc->natts; i++)
+		{
+			if (!TupleDescAttr(desc, i)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
+			{
+				attnum = i + 1;
+				att = TupleDescAttr(desc, i);
+				break;
+			}
+		}
+		if (attnum == 0)
 			continue;
 		k.type = jbvString;
 		k.val.string.val = NameStr(att->attname);
@@ -397,13 +439,12 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		int			attnum = atoi(tg->tgargs[3]);
+		int			attnum = column_number(desc, pstrdup(tg->tgargs[3]));
 		bool		isnull;
 		Datum		v;
 
-		if (attnum < 1 || attnum > desc->natts ||
-			TupleDescAttr(desc, attnum - 1)->attisdropped)
-			error = psprintf("the order key column %d does not exist", attnum);
+		if (attnum == 0)
+			error = psprintf("the order key column %s does not exist", tg->tgargs[3]);
 		else
 		{
 			v = heap_getattr(newtup, attnum, desc, &isnull);

@@ -104,9 +104,9 @@ DECLARE
     fwinfo   record;
     fw_query boolean := false;     -- fires_when needs the trigger's query
     when_ins text := '';
-    keep_row text;                 -- '-', 'j' or 'c<attnums>': what of the row to stage for $2
+    keep_row text;                 -- '-', 'j' or 'c<columns>': what of the row to stage for $2
     cols     text[];
-    key_attnum smallint;
+    key_col  name;                 -- order_key is this column
     alias    text;
     keysql   text;
     wid      bigint;
@@ -177,7 +177,7 @@ BEGIN
                                                      'name'::regtype, 'int2'::regtype, 'int4'::regtype,
                                                      'int8'::regtype, 'numeric'::regtype, 'uuid'::regtype))
                                   IS NOT FALSE
-                        THEN 'c' || coalesce(string_agg(a.attnum::text, ',' ORDER BY a.attnum), '')
+                        THEN 'c' || coalesce(string_agg(quote_ident(a.attname), ',' ORDER BY a.attnum), '')
                         ELSE 'j' END
               INTO keep_row
               FROM pg_attribute a
@@ -187,7 +187,7 @@ BEGIN
     END IF;
 
     -- the order key straight from a column of the row when it is one
-    SELECT a.attnum INTO key_attnum
+    SELECT a.attname INTO key_col
       FROM pg_attribute a
      WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped
        AND (ok IN (quote_ident(a.attname), alias || '.' || quote_ident(a.attname))
@@ -207,7 +207,7 @@ BEGIN
 
     IF NOT fw_query THEN
         -- the transition is the trigger's WHEN clause; the key a column or a query
-        IF key_attnum IS NOT NULL THEN
+        IF key_col IS NOT NULL THEN
             keysql := NULL;
         ELSE
             keysql := format('SELECT (%s)::text FROM (SELECT ($1).*) AS %s', okinfo.qualified, alias);
@@ -217,13 +217,13 @@ BEGIN
                        trg, source,
                        when_ins,
                        wid, ev, CASE WHEN keysql IS NULL THEN 'k' ELSE 'e' END,
-                       coalesce(keysql, key_attnum::text), keep_row);
+                       coalesce(keysql, quote_ident(key_col)), keep_row);
         IF fw IS NOT NULL THEN
             trg := format('wa_notify_%s_%s_upd', wid, ev);
             EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN ((%s) IS TRUE AND (%s) IS NOT TRUE) EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L, %L)',
                            trg, source, fwinfo.new_expr, fwinfo.old_expr,
                            wid, ev, CASE WHEN keysql IS NULL THEN 'k' ELSE 'e' END,
-                           coalesce(keysql, key_attnum::text), keep_row);
+                           coalesce(keysql, quote_ident(key_col)), keep_row);
         END IF;
     ELSE
         -- fires_when holds a subquery: decided by the trigger's cached query

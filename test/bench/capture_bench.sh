@@ -15,7 +15,8 @@
 #   ship      one INSERT ... SELECT of ROWS shipped shipments (median of REPS);
 #   upd-no    one UPDATE of ROWS orders that fires no event (median of REPS);
 #   upd-fire  one UPDATE of ROWS orders to Cancelled, firing (median of REPS);
-# and prints each against the plain table (no trigger).
+# and prints each against the plain table (no trigger); then the time the
+# worker's _resolve_pending() takes for ROWS captured orders.
 #
 # Variants:
 #   plain       no trigger
@@ -263,6 +264,15 @@ for v in $VARIANTS; do
     done
 done
 
+# the work moved out of the checkout: resolving ROWS captured orders
+# (staged rows into wa_notify.message, context query, phone) after commit
+RESOLVE_MS=
+if [[ " $VARIANTS " == *" wa_notify "* ]]; then
+    setup wa_notify
+    q -c "$BULK_ORDERS" >/dev/null
+    RESOLVE_MS=$(timed "SELECT wa_notify._resolve_pending($ROWS)")
+fi
+
 printf '\nwa_notify capture benchmark: %s rows, %s clients, median of %s; PostgreSQL %s\n' \
     "$ROWS" "$CLIENTS" "$REPS" "$("$PG_CONFIG" --version | awk '{print $2}')"
 printf '(ratios: time relative to the plain table; lower is better)\n\n'
@@ -275,3 +285,7 @@ for v in $VARIANTS; do
         "${R[$v,updno]}" "$(echo "${R[$v,updno]} / ${R[plain,updno]}" | bc -l)" \
         "${R[$v,updfire]}" "$(echo "${R[$v,updfire]} / ${R[plain,updfire]}" | bc -l)"
 done
+if [ -n "$RESOLVE_MS" ]; then
+    printf '\nafter commit: _resolve_pending(%s) of %s captured orders: %.0f ms (%.0f messages/s)\n' \
+        "$ROWS" "$ROWS" "$RESOLVE_MS" "$(echo "$ROWS * 1000 / $RESOLVE_MS" | bc -l)"
+fi
