@@ -44,17 +44,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     FROM (SELECT regexp_replace(phone, '[^0-9]', '', 'g') AS d) AS x
 $$;
 
--- URL-encode (RFC 3986 unreserved characters kept)
-CREATE FUNCTION wa_notify._urlencode(s text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT coalesce(string_agg(CASE WHEN b BETWEEN 48 AND 57 OR b BETWEEN 65 AND 90
-                                      OR b BETWEEN 97 AND 122 OR b IN (45, 46, 95, 126)
-                                    THEN chr(b) ELSE '%' || upper(lpad(to_hex(b), 2, '0')) END,
-                               '' ORDER BY i), '')
-    FROM (SELECT i, get_byte(convert_to(s, 'UTF8'), i) AS b
-            FROM generate_series(0, octet_length(convert_to(s, 'UTF8')) - 1) AS i) AS bytes
-$$;
-
 CREATE FUNCTION wa_notify._invalid(setting text, hint text, detail text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -516,18 +505,6 @@ BEGIN
     DELETE FROM wa_notify.carrier c WHERE c.carrier = lower(btrim(remove_carrier.carrier));
     RETURN FOUND;
 END $$;
-
--- The URL a customer gets: the carrier's pattern (case-insensitive name),
--- else default_tracking_url; NULL when neither applies or no tracking number.
-CREATE FUNCTION wa_notify.tracking_url(carrier text, tracking text) RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
-    SELECT CASE WHEN nullif(btrim(tracking), '') IS NULL THEN NULL
-           ELSE replace(p.pattern, '{tracking}', wa_notify._urlencode(btrim(tracking))) END
-      FROM (SELECT coalesce((SELECT c.url_pattern FROM wa_notify.carrier c
-                              WHERE c.carrier = lower(btrim(tracking_url.carrier))),
-                            (SELECT value FROM wa_notify.setting WHERE name = 'default_tracking_url'))
-                   AS pattern) AS p
-$$;
 
 -------------------------------------------------------------------------------
 -- blacklist

@@ -15,6 +15,13 @@ CREATE FUNCTION wa_notify._tracking_url(carrier text, tracking text)
 COMMENT ON FUNCTION wa_notify._tracking_url(text, text) IS
     'tracking URL: the carrier''s pattern (case-insensitive), else default_tracking_url; the number URL-encoded';
 
+-- SPEC section 6: the URL a customer gets (NULL without a tracking number, or
+-- when neither the carrier nor default_tracking_url has a pattern)
+CREATE FUNCTION wa_notify.tracking_url(carrier text, tracking text) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
+    SELECT wa_notify._tracking_url(carrier, nullif(btrim(tracking), ''))
+$$;
+
 CREATE FUNCTION wa_notify._format_money(amount text)
     RETURNS text AS 'MODULE_PATHNAME', 'wa_notify_format_money' LANGUAGE C IMMUTABLE STRICT;
 COMMENT ON FUNCTION wa_notify._format_money(text) IS
