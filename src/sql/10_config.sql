@@ -147,7 +147,11 @@ RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
 DECLARE
     new_values jsonb := '{}';
+    nums jsonb;
     k text;
+    lo numeric;
+    hi numeric;
+    unit text;
     v text;
     cur_min numeric;
     cur_max numeric;
@@ -215,50 +219,34 @@ BEGIN
             wa_notify._language_ok('default_language', default_language));
     END IF;
 
-    -- dispatch and anti-ban
-    IF polling_interval IS NOT NULL THEN
-        new_values := new_values || jsonb_build_object('polling_interval',
-            wa_notify._check_range('polling_interval', polling_interval, 60, 3600, 'seconds'));
-    END IF;
-    IF min_delay IS NOT NULL THEN
-        new_values := new_values || jsonb_build_object('min_delay',
-            wa_notify._check_range('min_delay', min_delay, 0, 3600, 'seconds'));
-    END IF;
-    IF max_delay IS NOT NULL THEN
-        new_values := new_values || jsonb_build_object('max_delay',
-            wa_notify._check_range('max_delay', max_delay, 0, 3600, 'seconds'));
-    END IF;
+    -- dispatch and anti-ban: numeric ranges, one table
+    nums := jsonb_strip_nulls(jsonb_build_object(
+        'polling_interval', polling_interval, 'min_delay', min_delay, 'max_delay', max_delay,
+        'max_per_batch', max_per_batch, 'lookback_days', lookback_days, 'max_rate', max_rate,
+        'max_in_flight', max_in_flight, 'recipient_gap', recipient_gap,
+        'daily_recipient_limit', daily_recipient_limit, 'webhook_max_body', webhook_max_body));
+    FOR k, lo, hi, unit IN
+        SELECT * FROM (VALUES ('polling_interval', 60, 3600, 'seconds'),
+                              ('min_delay', 0, 3600, 'seconds'),
+                              ('max_delay', 0, 3600, 'seconds'),
+                              ('max_per_batch', 1, 100000, 'messages'),
+                              ('lookback_days', 1, 365, 'days'),
+                              ('max_rate', 0, 1000, 'messages per second (0: no cap)'),
+                              ('max_in_flight', 1, 1000, 'requests'),
+                              ('recipient_gap', 0, 86400, 'seconds'),
+                              ('daily_recipient_limit', 0, 10000000, 'recipients (0: no limit)'),
+                              ('webhook_max_body', 65536, 67108864, 'bytes')) AS r(k, lo, hi, unit)
+         WHERE nums ? r.k
+    LOOP
+        new_values := new_values || jsonb_build_object(k,
+            wa_notify._check_range(k, (nums ->> k)::numeric, lo, hi, unit));
+    END LOOP;
     cur_min := coalesce(min_delay, wa_notify._setting_value('min_delay')::numeric);
     cur_max := coalesce(max_delay, wa_notify._setting_value('max_delay')::numeric);
     IF cur_min > cur_max THEN
         RAISE EXCEPTION 'min_delay (%) is greater than max_delay (%)', cur_min, cur_max
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'The random delay between sends is drawn from [min_delay, max_delay]: min_delay must not exceed max_delay; set both in one call if needed.';
-    END IF;
-    IF max_per_batch IS NOT NULL THEN
-        new_values := new_values || jsonb_build_object('max_per_batch',
-            wa_notify._check_range('max_per_batch', max_per_batch, 1, 100000, 'messages'));
-    END IF;
-    IF lookback_days IS NOT NULL THEN
-        new_values := new_values || jsonb_build_object('lookback_days',
-            wa_notify._check_range('lookback_days', lookback_days, 1, 365, 'days'));
-    END IF;
-    IF max_rate IS NOT NULL THEN
-        new_values := new_values || jsonb_build_object('max_rate',
-            wa_notify._check_range('max_rate', max_rate, 0, 1000, 'messages per second (0: no cap)'));
-    END IF;
-    IF max_in_flight IS NOT NULL THEN
-        new_values := new_values || jsonb_build_object('max_in_flight',
-            wa_notify._check_range('max_in_flight', max_in_flight, 1, 1000, 'requests'));
-    END IF;
-    IF recipient_gap IS NOT NULL THEN
-        new_values := new_values || jsonb_build_object('recipient_gap',
-            wa_notify._check_range('recipient_gap', recipient_gap, 0, 86400, 'seconds'));
-    END IF;
-    IF daily_recipient_limit IS NOT NULL THEN
-        new_values := new_values || jsonb_build_object('daily_recipient_limit',
-            wa_notify._check_range('daily_recipient_limit', daily_recipient_limit, 0, 10000000,
-                                   'recipients (0: no limit)'));
     END IF;
     qs := coalesce(quiet_hours_start, wa_notify._setting_value('quiet_hours_start'), '');
     qe := coalesce(quiet_hours_end, wa_notify._setting_value('quiet_hours_end'), '');
@@ -317,11 +305,6 @@ BEGIN
         new_values := new_values || jsonb_build_object('webhook_verify_token',
             wa_notify._check_pattern('webhook_verify_token', webhook_verify_token, '^[A-Za-z0-9._~-]{16,128}$',
                 'The verify token is 16 to 128 characters from A-Z, a-z, 0-9, ".", "_", "~", "-"; rotate_verify_token() makes a random one.', true));
-    END IF;
-
-    IF webhook_max_body IS NOT NULL THEN
-        new_values := new_values || jsonb_build_object('webhook_max_body',
-            wa_notify._check_range('webhook_max_body', webhook_max_body, 65536, 67108864, 'bytes'));
     END IF;
 
     -- tracking
