@@ -677,7 +677,7 @@ run_pipeline(WaCycle *cy, bool paced, int in_flight, double spacing,
 					break;
 				it->attempted = true;
 				unstarted--;
-				last_start = now;
+				last_start = now = wa_now();
 				next_start = spacing > 0 ? now + spacing : now;
 				pos++;
 			}
@@ -903,7 +903,17 @@ dispatch_once(void)
 		return at > 0 ? at : now + WA_IDLE_RECHECK;
 	}
 	if (paced)
-		next_gap = cy.min_delay + (cy.max_delay - cy.min_delay) * rand_unit();
+	{
+		/*
+		 * A uniform delay in [min, max], kept a little inside the bounds so
+		 * that scheduling jitter on either request cannot push the gap the
+		 * API sees outside them.
+		 */
+		double		margin = Min(0.05, (cy.max_delay - cy.min_delay) * 0.1);
+
+		next_gap = cy.min_delay + margin +
+			(cy.max_delay - cy.min_delay - 2 * margin) * rand_unit();
+	}
 	else
 		next_gap = 0;
 	return 0;

@@ -194,7 +194,14 @@ DECLARE
     r record;
     cc text := (SELECT value FROM wa_notify.setting WHERE name = 'default_country_code');
     disabled text[] := ARRAY(SELECT e.event FROM wa_notify.event e WHERE NOT e.enabled);
-    held text[] := ARRAY(SELECT e.event FROM wa_notify.event e WHERE e.held_reason IS NOT NULL);
+    -- the cycle's holds and expiry, applied here too: the worker may claim
+    -- several batches between two cycles
+    held text[] := ARRAY(SELECT e.event FROM wa_notify.event e
+                          WHERE e.held_reason IS NOT NULL
+                             OR ((SELECT value FROM wa_notify.setting WHERE name = 'use_templates') = 'true'
+                                 AND e.template_status IN ('PENDING', 'REJECTED', 'PAUSED', 'DISABLED')));
+    oldest timestamptz := now() - make_interval(days => coalesce(
+        (SELECT value FROM wa_notify.setting WHERE name = 'lookback_days')::integer, 3));
     e164 text;
     b text;
     ids bigint[] := '{}';
@@ -221,6 +228,7 @@ BEGIN
            AND (m.watch_id IS NULL OR m.resolved_at IS NOT NULL)
            AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
            AND m.held_reason IS NULL
+           AND m.created_at >= oldest
          ORDER BY m.next_attempt_at NULLS FIRST, m.id
          LIMIT greatest(n, 0) * 2 + 10
            FOR UPDATE SKIP LOCKED
