@@ -22,6 +22,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "executor/spi.h"
+#include "utils/memutils.h"
 /* fmgrprotos.h declares a json_object() that clashes with json-c's type */
 #define json_object wa_pg_json_object_fn
 #include "utils/builtins.h"
@@ -260,6 +261,11 @@ wa_graph_start(WaGraphClient *c, WaGraphRequest *r)
 		curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
 		curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
 		curl_easy_setopt(s->easy, CURLOPT_ERRORBUFFER, s->errbuf);
+		/* answers are small: keep the pooled handles' buffers small too */
+		curl_easy_setopt(s->easy, CURLOPT_BUFFERSIZE, 4096L);
+#if LIBCURL_VERSION_NUM >= 0x073e00
+		curl_easy_setopt(s->easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+#endif
 	}
 	set_common_opts(s->easy, c->connect_timeout_ms, c->timeout_ms);
 	curl_easy_setopt(s->easy, CURLOPT_URL, c->url);
@@ -306,9 +312,21 @@ json_str(struct json_object *o, const char *key)
 	return NULL;
 }
 
+static void parse_outcome_in(WaGraphRequest *r, WaSlot *s, CURLcode cc);
+
 /* Turn a finished transfer into r's outcome fields (palloc'd). */
 static void
 parse_outcome(WaGraphRequest *r, WaSlot *s, CURLcode cc)
+{
+	/* the outcome lives as long as the request (its batch's context) */
+	MemoryContext old = MemoryContextSwitchTo(r->cxt ? r->cxt : CurrentMemoryContext);
+
+	parse_outcome_in(r, s, cc);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+parse_outcome_in(WaGraphRequest *r, WaSlot *s, CURLcode cc)
 {
 	r->done = true;
 	r->curl_code = (int) cc;

@@ -24,6 +24,7 @@ typedef struct WaGraphRequest
 	char	   *wa_id;			/* contacts[0].wa_id */
 	double		started_at;		/* epoch seconds */
 	int			slot;			/* internal */
+	MemoryContext cxt;			/* where the outcome strings go */
 } WaGraphRequest;
 
 typedef struct WaGraphClient WaGraphClient;

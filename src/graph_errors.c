@@ -59,6 +59,8 @@ static const WaGraphError graph_errors[] = {
 	"Check the message with preview()."},
 	{130497, M, NULL, "business account is restricted from messaging users in this country",
 	"The recipient's country is barred for this account; nothing to retry."},
+	{130472, M, NULL, "user's number is part of an experiment",
+	"Meta held this marketing message back for an experiment; nothing to retry."},
 	{131030, M, NULL, "recipient phone number not in allowed list",
 	"The sender is a test number; add the recipient to the allowed list in the app dashboard or use a production number."},
 

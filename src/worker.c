@@ -65,7 +65,8 @@ typedef struct WaItem
 	char	   *phone;
 	char	   *event;
 	bool		attempted;		/* request started */
-	bool		finished;		/* outcome known */
+	bool		finished;		/* outcome known (or skipped: not attempted) */
+	bool		recorded;		/* outcome written */
 	const WaGraphError *err;	/* classification (NONE: ok) */
 } WaItem;
 
@@ -91,8 +92,8 @@ typedef struct WaCycle
 	double		rate_factor;
 	char	   *settings_version;
 	double		next_due;		/* 0: none */
-	int			sent_in_window;
-	double		window_free_at; /* 0: cap not reached */
+	int			sent_in_window; /* at start only */
+	double		window_first;	/* oldest claim in the window (at start) */
 } WaCycle;
 
 static MemoryContext cycle_cxt = NULL;
@@ -104,6 +105,8 @@ static char reported_activity[256] = "";
 static double reported_next = -1;
 static char *last_settings_version = NULL;	/* malloc'd */
 static double next_check_at = 0;
+static double window_start = 0;	/* per-batch cap: current polling interval */
+static int	window_count = -1;	/* claims in it; -1: seed from the database */
 
 void
 wa_worker_define_gucs(void)
@@ -193,6 +196,8 @@ end_tx(void)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
+	/* commit leaves TopMemoryContext current: never allocate there */
+	MemoryContextSwitchTo(cycle_cxt);
 }
 
 static void
@@ -289,6 +294,7 @@ extension_installed(void)
 	StartTransactionCommand();
 	ok = OidIsValid(get_extension_oid("wa_notify", true));
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(cycle_cxt);
 	return ok;
 }
 
@@ -299,14 +305,20 @@ load_cycle(WaCycle *cy)
 	MemoryContext old;
 
 	begin_tx();
-	exec_sql("SELECT enabled, ready, use_templates, "
+	{
+		Oid			t = BOOLOID;
+		Datum		v = BoolGetDatum(window_count < 0);
+
+		if (SPI_execute_with_args("SELECT enabled, ready, use_templates, "
 			 "  api_base_url || '/' || api_version || '/' || coalesce(phone_number_id, '') || '/messages', "
 			 "  min_delay, max_delay, max_per_batch, polling_interval, max_rate, max_in_flight, "
 			 "  recipient_gap, daily_recipient_limit, extract(epoch FROM quiet_until), "
 			 "  paused_reason, paused_code, extract(epoch FROM pause_until), rate_factor, "
 			 "  settings_version, extract(epoch FROM next_due), sent_in_window, "
-			 "  extract(epoch FROM window_free_at) "
-			 "FROM wa_notify._dispatch_cycle()", SPI_OK_SELECT);
+			 "  extract(epoch FROM window_first) "
+			 "FROM wa_notify._dispatch_cycle($1)", 1, &t, &v, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "wa_notify worker: _dispatch_cycle() failed");
+	}
 	if (SPI_processed != 1)
 		elog(ERROR, "wa_notify worker: _dispatch_cycle() returned no row");
 	old = MemoryContextSwitchTo(cycle_cxt);
@@ -330,7 +342,7 @@ load_cycle(WaCycle *cy)
 	cy->settings_version = col(0, 18);
 	cy->next_due = col_f(0, 19);
 	cy->sent_in_window = (int) col_f(0, 20);
-	cy->window_free_at = col_f(0, 21);
+	cy->window_first = col_f(0, 21);
 	MemoryContextSwitchTo(old);
 	end_tx();
 	if (cy->rate_factor <= 0 || cy->rate_factor > 1)
@@ -347,19 +359,38 @@ connection_check(void)
 	next_check_at = wa_now() + WA_CHECK_INTERVAL;
 }
 
-/* Claim up to n messages; returns the items (cycle context) and the token. */
-static int
-claim(WaCycle *cy, int n, WaItem **items_out, char **token_out)
+/*
+ * A claimed batch ("chunk") lives in its own memory context until every
+ * outcome in it is recorded, so that a long run of batches holds only the
+ * chunks still in flight.
+ */
+typedef struct WaChunk
+{
+	MemoryContext cxt;
+	WaItem	   *items;
+	int			n;
+	int			left;			/* items not recorded yet */
+	struct WaChunk *next;
+} WaChunk;
+
+/* Claim up to n messages (one transaction); *token_out palloc'd in the chunk. */
+static WaChunk *
+claim(WaCycle *cy, int n, char **token_out)
 {
 	Oid			types[3] = {INT4OID, FLOAT8OID, INT4OID};
 	Datum		vals[3];
-	WaItem	   *items;
-	int			got;
+	WaChunk    *ch;
+	MemoryContext cxt;
 	MemoryContext old;
+	int			got;
+
+	cxt = AllocSetContextCreate(cycle_cxt, "wa_notify batch", ALLOCSET_DEFAULT_SIZES);
+	ch = MemoryContextAllocZero(cxt, sizeof(WaChunk));
+	ch->cxt = cxt;
 
 	begin_tx();
 	exec_sql("SELECT value FROM wa_notify.setting WHERE name = 'access_token'", SPI_OK_SELECT);
-	old = MemoryContextSwitchTo(cycle_cxt);
+	old = MemoryContextSwitchTo(cxt);
 	*token_out = SPI_processed == 1 ? col(0, 1) : NULL;
 	MemoryContextSwitchTo(old);
 
@@ -370,20 +401,21 @@ claim(WaCycle *cy, int n, WaItem **items_out, char **token_out)
 							  3, types, vals, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "wa_notify worker: could not claim messages");
 	got = (int) SPI_processed;
-	old = MemoryContextSwitchTo(cycle_cxt);
-	items = palloc0(sizeof(WaItem) * Max(got, 1));
+	old = MemoryContextSwitchTo(cxt);
+	ch->items = palloc0(sizeof(WaItem) * Max(got, 1));
 	for (int i = 0; i < got; i++)
 	{
-		items[i].req.id = strtoll(col(i, 1), NULL, 10);
-		items[i].phone = col(i, 2);
-		items[i].event = col(i, 3);
-		items[i].req.body = col(i, 4);
-		items[i].req.graph_code = -1;
+		ch->items[i].req.id = strtoll(col(i, 1), NULL, 10);
+		ch->items[i].phone = col(i, 2);
+		ch->items[i].event = col(i, 3);
+		ch->items[i].req.body = col(i, 4);
+		ch->items[i].req.graph_code = -1;
+		ch->items[i].req.cxt = cxt;
 	}
 	MemoryContextSwitchTo(old);
 	end_tx();
-	*items_out = items;
-	return got;
+	ch->n = ch->left = got;
+	return ch;
 }
 
 static const WaGraphError *
@@ -415,72 +447,144 @@ json_kv(StringInfo b, const char *k, const char *v, bool comma)
 		appendStringInfoString(b, "null");
 }
 
-/* Record the batch's outcomes in one transaction. */
+/*
+ * Record, in one transaction, every outcome known and not yet recorded:
+ * finished requests, and requests never started (final, or skipped by a
+ * stop rule).  Requests started whose answer never came stay 'sending' for
+ * the crash recovery.  Fully recorded chunks are freed.
+ */
 static void
-record(WaItem *items, int n)
+record(WaChunk **head, bool final)
 {
 	StringInfoData b;
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		vals[2];
-	bool		first = true;
+	int			count = 0;
+	WaChunk   **pp;
 
 	initStringInfo(&b);
 	appendStringInfoChar(&b, '[');
-	for (int i = 0; i < n; i++)
-	{
-		WaItem	   *it = &items[i];
-
-		if (it->attempted && !it->finished)
-			continue;			/* outcome unknown: stays 'sending' (recovery) */
-		if (!first)
-			appendStringInfoChar(&b, ',');
-		first = false;
-		appendStringInfo(&b, "{\"id\":" INT64_FORMAT ",\"attempted\":%s",
-						 it->req.id, it->attempted ? "true" : "false");
-		if (it->attempted)
+	for (WaChunk *ch = *head; ch; ch = ch->next)
+		for (int i = 0; i < ch->n; i++)
 		{
-			appendStringInfo(&b, ",\"http\":%ld", it->req.http_status);
-			if (it->req.graph_code >= 0)
-				appendStringInfo(&b, ",\"code\":%d", it->req.graph_code);
-			json_kv(&b, "class", wa_error_class_name(it->err->cls), true);
-			json_kv(&b, "error", it->req.error, true);
-			json_kv(&b, "wamid", it->req.wamid, true);
-			json_kv(&b, "wa_id", it->req.wa_id, true);
-			json_kv(&b, "blacklist", it->err->blacklist_source, true);
-			json_kv(&b, "title", it->err->title, true);
-			json_kv(&b, "hint", it->err->hint, true);
+			WaItem	   *it = &ch->items[i];
+
+			if (it->recorded)
+				continue;
+			if (it->attempted ? !it->finished : !(it->finished || final))
+				continue;
+			it->recorded = true;
+			ch->left--;
+			if (count++ > 0)
+				appendStringInfoChar(&b, ',');
+			appendStringInfo(&b, "{\"id\":" INT64_FORMAT ",\"attempted\":%s",
+							 it->req.id, it->attempted ? "true" : "false");
+			if (it->attempted)
+			{
+				appendStringInfo(&b, ",\"http\":%ld", it->req.http_status);
+				if (it->req.graph_code >= 0)
+					appendStringInfo(&b, ",\"code\":%d", it->req.graph_code);
+				json_kv(&b, "class", wa_error_class_name(it->err->cls), true);
+				json_kv(&b, "error", it->req.error, true);
+				json_kv(&b, "wamid", it->req.wamid, true);
+				json_kv(&b, "wa_id", it->req.wa_id, true);
+				json_kv(&b, "blacklist", it->err->blacklist_source, true);
+				json_kv(&b, "title", it->err->title, true);
+				json_kv(&b, "hint", it->err->hint, true);
+			}
+			else
+				json_kv(&b, "class", "not_attempted", true);
+			appendStringInfoChar(&b, '}');
 		}
-		else
-			json_kv(&b, "class", "not_attempted", true);
-		appendStringInfoChar(&b, '}');
-	}
 	appendStringInfoChar(&b, ']');
 
-	begin_tx();
-	vals[0] = CStringGetTextDatum(b.data);
-	vals[1] = Int32GetDatum(WA_MAX_ATTEMPTS);
-	if (SPI_execute_with_args("SELECT wa_notify._record($1::jsonb, $2)",
-							  2, types, vals, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "wa_notify worker: could not record outcomes");
-	end_tx();
+	if (count > 0)
+	{
+		begin_tx();
+		vals[0] = CStringGetTextDatum(b.data);
+		vals[1] = Int32GetDatum(WA_MAX_ATTEMPTS);
+		if (SPI_execute_with_args("SELECT wa_notify._record($1::jsonb, $2)",
+								  2, types, vals, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "wa_notify worker: could not record outcomes");
+		end_tx();
+	}
+	pfree(b.data);
+
+	/* free chunks whose every item is recorded (or can never be) */
+	pp = head;
+	while (*pp)
+	{
+		WaChunk    *ch = *pp;
+		bool		done = ch->left == 0;
+
+		if (!done && final)
+		{
+			done = true;
+			for (int i = 0; i < ch->n; i++)
+				if (!ch->items[i].recorded && !(ch->items[i].attempted && !ch->items[i].finished))
+					done = false;
+		}
+		if (done)
+		{
+			*pp = ch->next;
+			MemoryContextDelete(ch->cxt);
+		}
+		else
+			pp = &ch->next;
+	}
+}
+
+/* mark the not-yet-started items matching event or phone as skipped for now */
+static int
+skip_unstarted(WaChunk *head, const char *event, const char *phone)
+{
+	int			k = 0;
+
+	for (WaChunk *ch = head; ch; ch = ch->next)
+		for (int i = 0; i < ch->n; i++)
+		{
+			WaItem	   *it = &ch->items[i];
+
+			if (it->attempted || it->finished)
+				continue;
+			if ((event && strcmp(it->event, event) == 0) ||
+				(phone && strcmp(it->phone, phone) == 0))
+			{
+				it->finished = true;	/* back to the queue, not attempted */
+				k++;
+			}
+		}
+	return k;
 }
 
 /*
- * Send the claimed batch.  gap: the wait before each further request
- * (paced mode sends one at a time, so only `spacing` matters inside a
- * batch); spacing: 1/rate.  Stops starting requests on an account error,
- * a throttle or shutdown; an event whose template proved broken, or a
- * recipient that hit the pair limit, gets no further request in the batch.
+ * Claim, send and record, overlapping the claim and record transactions
+ * with the requests in flight: while requests are out, the next batch is
+ * claimed as soon as nothing is left to start, and outcomes are recorded as
+ * soon as enough are known.  Paced sending (delays) claims one message.
+ * New batches are claimed for at most WA_PIPELINE_SECS, then the caller's
+ * cycle re-reads settings.  Returns how many messages were claimed.
  */
-static void
-send_batch(WaItem *items, int n, int in_flight, double spacing, double start_at)
+#define WA_PIPELINE_SECS 2.0
+static int
+run_pipeline(WaCycle *cy, bool paced, int in_flight, double spacing,
+			 double start_at, int budget, int chunk_n)
 {
+	WaChunk    *head = NULL;
+	WaChunk    *tail = NULL;
 	WaGraphRequest **done = palloc(sizeof(WaGraphRequest *) * Max(in_flight, 1));
-	int			next = 0;
+	int			claimed = 0;
+	int			unstarted = 0;
+	int			unrecorded = 0;
 	int			finished = 0;
 	bool		stop = false;
+	bool		exhausted = false;
+	bool		configured = false;
+	double		t0 = wa_now();
 	double		shutdown_at = 0;
 	double		next_start = start_at;
+	WaChunk    *cur = NULL;		/* next item to start: cur->items[pos] */
+	int			pos = 0;
 
 	PG_TRY();
 	{
@@ -495,16 +599,72 @@ send_batch(WaItem *items, int n, int in_flight, double spacing, double start_at)
 				stop = true;
 				shutdown_at = now;
 			}
-			/* start what we may */
-			while (!stop && next < n && wa_graph_in_flight(client) < in_flight)
-			{
-				WaItem	   *it = &items[next];
 
+			/* nothing left to start: claim the next batch */
+			if (!stop && !exhausted && budget > 0 &&
+				(unstarted == 0 || (!paced && unstarted <= in_flight / 2)) &&
+				(claimed == 0 || (!paced && now - t0 < WA_PIPELINE_SECS)))
+			{
+				char	   *token = NULL;
+				WaChunk    *ch = claim(cy, Min(chunk_n, budget), &token);
+
+				if (!configured && ch->n > 0)
+				{
+					wa_graph_client_configure(client, token ? token : "", cy->url, in_flight,
+											  Min(10000L, wa_request_timeout * 1000L),
+											  wa_request_timeout * 1000L);
+					configured = true;
+				}
+				if (token)
+					explicit_bzero(token, strlen(token));
+				if (ch->n == 0)
+				{
+					MemoryContextDelete(ch->cxt);
+					exhausted = true;
+				}
+				else
+				{
+					if (tail)
+						tail->next = ch;
+					else
+						head = ch;
+					tail = ch;
+					if (cur == NULL)
+					{
+						cur = ch;
+						pos = 0;
+					}
+					claimed += ch->n;
+					budget -= ch->n;
+					unstarted += ch->n;
+				}
+				if (paced)
+					exhausted = true;
+				now = wa_now();
+			}
+
+			/* start what we may */
+			while (!stop && cur && unstarted > 0 && wa_graph_in_flight(client) < in_flight)
+			{
+				WaItem	   *it;
+
+				if (pos >= cur->n)
+				{
+					cur = cur->next;
+					pos = 0;
+					continue;
+				}
+				it = &cur->items[pos];
+				if (it->attempted || it->finished)
+				{
+					pos++;
+					continue;
+				}
 				if (now < next_start)
 				{
 					double		ms = (next_start - now) * 1000.0;
 
-					if (wa_graph_in_flight(client) == 0 && ms < 60)
+					if (wa_graph_in_flight(client) == 0 && ms < 200)
 					{
 						pg_usleep((long) (ms * 1000));
 						now = wa_now();
@@ -513,26 +673,30 @@ send_batch(WaItem *items, int n, int in_flight, double spacing, double start_at)
 					timeout = Max(1, Min(timeout, (long) ms));
 					break;
 				}
-				if (it->attempted || it->finished)
-				{
-					next++;
-					continue;
-				}
-				it->attempted = wa_graph_start(client, &it->req);
-				if (!it->attempted)
+				if (!wa_graph_start(client, &it->req))
 					break;
-				last_start = now;
+				it->attempted = true;
+				unstarted--;
+				last_start = now = wa_now();
 				next_start = spacing > 0 ? now + spacing : now;
-				next++;
+				pos++;
 			}
-			if (wa_graph_in_flight(client) == 0 && (stop || next >= n))
+
+			if (wa_graph_in_flight(client) == 0 &&
+				(stop || (unstarted == 0 && (exhausted || budget <= 0 ||
+											 paced || now - t0 >= WA_PIPELINE_SECS))))
 				break;
-			if (stop && now - shutdown_at > WA_SHUTDOWN_GRACE)
+			if (shutdown_at > 0 && now - shutdown_at > WA_SHUTDOWN_GRACE)
+				break;
+
+			if (wa_graph_in_flight(client) > 0)
+				k = wa_graph_wait(client, timeout, done, in_flight);
+			else
 			{
-				wa_graph_abort_all(client);
-				break;
+				k = 0;
+				if (unstarted > 0)
+					pg_usleep(Min(timeout, 100) * 1000L);
 			}
-			k = wa_graph_wait(client, timeout, done, in_flight);
 			for (int i = 0; i < k; i++)
 			{
 				WaItem	   *it = (WaItem *) done[i];
@@ -540,6 +704,7 @@ send_batch(WaItem *items, int n, int in_flight, double spacing, double start_at)
 				it->finished = true;
 				it->err = classify(&it->req);
 				finished++;
+				unrecorded++;
 				switch (it->err->cls)
 				{
 					case WA_ERR_ACCOUNT:
@@ -547,21 +712,39 @@ send_batch(WaItem *items, int n, int in_flight, double spacing, double start_at)
 						stop = true;
 						break;
 					case WA_ERR_TEMPLATE:
-						for (int j = next; j < n; j++)
-							if (strcmp(items[j].event, it->event) == 0)
-								items[j].finished = true;	/* not attempted */
+						unstarted -= skip_unstarted(head, it->event, NULL);
 						break;
 					case WA_ERR_PAIR_RATE:
-						for (int j = next; j < n; j++)
-							if (strcmp(items[j].phone, it->phone) == 0)
-								items[j].finished = true;
+						unstarted -= skip_unstarted(head, NULL, it->phone);
 						break;
 					default:
 						break;
 				}
 			}
 			if (k > 0)
-				set_activity("sending %d/%d", finished, n);
+				set_activity("sending %d/%d", finished, claimed);
+			if (unrecorded >= Max(in_flight, 64) && !stop)
+			{
+				record(&head, false);
+				unrecorded = 0;
+				/* chunks may have been freed: re-find the cursor and tail */
+				tail = head;
+				while (tail && tail->next)
+					tail = tail->next;
+				if (cur)
+				{
+					bool		alive = false;
+
+					for (WaChunk *ch = head; ch; ch = ch->next)
+						if (ch == cur)
+							alive = true;
+					if (!alive)
+					{
+						cur = head;
+						pos = 0;
+					}
+				}
+			}
 			if (ConfigReloadPending)
 			{
 				ConfigReloadPending = false;
@@ -574,10 +757,16 @@ send_batch(WaItem *items, int n, int in_flight, double spacing, double start_at)
 		wa_graph_abort_all(client);
 	}
 	PG_END_TRY();
-	/* requests never started count as not attempted */
-	for (int i = 0; i < n; i++)
-		if (!items[i].attempted)
-			items[i].finished = false;
+	record(&head, true);
+	/* anything left (answers that never came at shutdown) stays 'sending' */
+	while (head)
+	{
+		WaChunk    *ch = head;
+
+		head = ch->next;
+		MemoryContextDelete(ch->cxt);
+	}
+	return claimed;
 }
 
 /* One dispatch decision; returns the time to wait until (0: go on now). */
@@ -591,9 +780,8 @@ dispatch_once(void)
 	int			budget;
 	int			n;
 	bool		paced;
-	WaItem	   *items;
-	char	   *token;
 	double		start_at;
+	int			k;
 
 	/* captured messages: resolved whatever else happens */
 	begin_tx();
@@ -645,13 +833,28 @@ dispatch_once(void)
 		report_state(cy.quiet_until);
 		return cy.quiet_until;
 	}
-	budget = cy.max_per_batch - cy.sent_in_window;
+	/*
+	 * Per-batch cap: at most max_per_batch claims per polling interval.  The
+	 * interval opens at its first claim; after a restart it is seeded from
+	 * the claims the database remembers.
+	 */
+	if (window_count < 0)
+	{
+		window_count = cy.sent_in_window;
+		window_start = cy.window_first > 0 ? cy.window_first : now;
+	}
+	if (now >= window_start + cy.polling_interval)
+	{
+		window_start = now;
+		window_count = 0;
+	}
+	budget = cy.max_per_batch - window_count;
 	if (budget <= 0)
 	{
-		double		at = cy.window_free_at > now ? cy.window_free_at : now + 1;
+		double		at = window_start + cy.polling_interval;
 
 		set_activity("batch cap reached (%d/%d): next batch at %s",
-					 cy.sent_in_window, cy.max_per_batch, time_str(at));
+					 window_count, cy.max_per_batch, time_str(at));
 		report_state(at);
 		return at;
 	}
@@ -680,15 +883,18 @@ dispatch_once(void)
 	else
 	{
 		start_at = spacing > 0 ? last_start + spacing : now;
-		n = Min(budget, Max(in_flight * 4, 64));
+		n = Min(budget, Max(in_flight * 2, 64));
 		if (spacing > 0)
 			n = Min(n, (int) ceil(1.0 / spacing) + 1);
 		n = Min(n, WA_MAX_BATCH);
 	}
 	n = Min(n, budget);
 
-	n = claim(&cy, n, &items, &token);
-	if (n == 0)
+	if (window_count == 0)
+		window_start = now;
+	k = run_pipeline(&cy, paced, in_flight, spacing, start_at, budget, n);
+	window_count += k;
+	if (k == 0)
 	{
 		double		at = cy.next_due > 0 ? cy.next_due : 0;
 
@@ -696,17 +902,18 @@ dispatch_once(void)
 		report_state(at);
 		return at > 0 ? at : now + WA_IDLE_RECHECK;
 	}
-
-	wa_graph_client_configure(client, token ? token : "", cy.url, in_flight,
-							  Min(10000L, wa_request_timeout * 1000L),
-							  wa_request_timeout * 1000L);
-	if (token)
-		explicit_bzero(token, strlen(token));
-	set_activity("sending 0/%d", n);
-	send_batch(items, n, in_flight, spacing, start_at);
-	record(items, n);
 	if (paced)
-		next_gap = cy.min_delay + (cy.max_delay - cy.min_delay) * rand_unit();
+	{
+		/*
+		 * A uniform delay in [min, max], kept a little inside the bounds so
+		 * that scheduling jitter on either request cannot push the gap the
+		 * API sees outside them.
+		 */
+		double		margin = Min(0.05, (cy.max_delay - cy.min_delay) * 0.1);
+
+		next_gap = cy.min_delay + margin +
+			(cy.max_delay - cy.min_delay - 2 * margin) * rand_unit();
+	}
 	else
 		next_gap = 0;
 	return 0;
@@ -742,6 +949,7 @@ wa_worker_main(Datum main_arg)
 		double		until;
 
 		handle_signals();
+		MemoryContextSwitchTo(cycle_cxt);
 		MemoryContextReset(cycle_cxt);
 
 		if (RecoveryInProgress())
@@ -762,6 +970,7 @@ wa_worker_main(Datum main_arg)
 		{
 			int			n;
 
+			window_count = -1;
 			begin_tx();
 			exec_sql("SELECT wa_notify._dispatch_recover()", SPI_OK_SELECT);
 			n = atoi(col(0, 1));

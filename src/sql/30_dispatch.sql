@@ -97,7 +97,7 @@ END $$;
 -------------------------------------------------------------------------------
 -- per cycle: housekeeping and the snapshot the worker runs on
 -------------------------------------------------------------------------------
-CREATE FUNCTION wa_notify._dispatch_cycle(
+CREATE FUNCTION wa_notify._dispatch_cycle(count_window boolean DEFAULT false,
     OUT enabled boolean, OUT ready boolean, OUT phone_number_id text,
     OUT api_base_url text, OUT api_version text, OUT use_templates boolean,
     OUT min_delay float8, OUT max_delay float8, OUT max_per_batch integer,
@@ -106,7 +106,7 @@ CREATE FUNCTION wa_notify._dispatch_cycle(
     OUT quiet_until timestamptz, OUT paused_reason text, OUT paused_code integer,
     OUT pause_until timestamptz, OUT rate_factor float8,
     OUT settings_version text, OUT next_due timestamptz, OUT expired integer,
-    OUT sent_in_window integer, OUT window_free_at timestamptz)
+    OUT sent_in_window integer, OUT window_first timestamptz)
 LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 #variable_conflict use_column
 DECLARE
@@ -175,15 +175,10 @@ BEGIN
 
     SELECT min(m.next_attempt_at) INTO next_due FROM wa_notify.message m
      WHERE m.status = 'queued' AND m.next_attempt_at > now() AND m.held_reason IS NULL;
-    SELECT count(*) INTO sent_in_window FROM wa_notify.message m
-     WHERE m.claimed_at > now() - make_interval(secs => polling_interval);
-    IF sent_in_window >= max_per_batch THEN
-        -- the claim whose ageing out frees a place in the sliding window
-        SELECT m.claimed_at + make_interval(secs => polling_interval) INTO window_free_at
-          FROM wa_notify.message m
-         WHERE m.claimed_at > now() - make_interval(secs => polling_interval)
-         ORDER BY m.claimed_at
-        OFFSET sent_in_window - max_per_batch LIMIT 1;
+    -- the per-batch window, when the worker (re)starts
+    IF count_window THEN
+        SELECT count(*), min(m.claimed_at) INTO sent_in_window, window_first FROM wa_notify.message m
+         WHERE m.claimed_at > now() - make_interval(secs => polling_interval);
     END IF;
 END $$;
 
@@ -199,7 +194,14 @@ DECLARE
     r record;
     cc text := (SELECT value FROM wa_notify.setting WHERE name = 'default_country_code');
     disabled text[] := ARRAY(SELECT e.event FROM wa_notify.event e WHERE NOT e.enabled);
-    held text[] := ARRAY(SELECT e.event FROM wa_notify.event e WHERE e.held_reason IS NOT NULL);
+    -- the cycle's holds and expiry, applied here too: the worker may claim
+    -- several batches between two cycles
+    held text[] := ARRAY(SELECT e.event FROM wa_notify.event e
+                          WHERE e.held_reason IS NOT NULL
+                             OR ((SELECT value FROM wa_notify.setting WHERE name = 'use_templates') = 'true'
+                                 AND e.template_status IN ('PENDING', 'REJECTED', 'PAUSED', 'DISABLED')));
+    oldest timestamptz := now() - make_interval(days => coalesce(
+        (SELECT value FROM wa_notify.setting WHERE name = 'lookback_days')::integer, 3));
     e164 text;
     b text;
     ids bigint[] := '{}';
@@ -226,6 +228,7 @@ BEGIN
            AND (m.watch_id IS NULL OR m.resolved_at IS NOT NULL)
            AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
            AND m.held_reason IS NULL
+           AND m.created_at >= oldest
          ORDER BY m.next_attempt_at NULLS FIRST, m.id
          LIMIT greatest(n, 0) * 2 + 10
            FOR UPDATE SKIP LOCKED

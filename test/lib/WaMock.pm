@@ -24,6 +24,7 @@ my $mock_script = File::Spec->rel2abs(
 our $TOKEN = 'EAAtest-secret-token-0123456789';
 our $PNID = '106540352242922';
 our $WABA = '102290129340398';
+my @instances;
 
 sub new
 {
@@ -42,6 +43,8 @@ sub new
 	chomp($self->{port} = <$fh>);
 	close $fh;
 	$self->{http} = HTTP::Tiny->new(keep_alive => 0);
+	$self->{pid} = $self->{h}{KIDS}[0]{PID};
+	push @instances, $self;
 	return $self;
 }
 
@@ -107,14 +110,19 @@ sub posts_to
 sub stop
 {
 	my ($self) = @_;
+	kill 'KILL', $self->{pid} if $self->{pid};
+	$self->{pid} = undef;
 	if ($self->{h})
 	{
-		$self->{h}->kill_kill;
+		eval { $self->{h}->kill_kill; };
 		$self->{h} = undef;
 	}
 }
 
 sub DESTROY { $_[0]->stop }
+
+# never leave a mock behind, whatever way the test ends
+END { local $?; $_->stop for @instances; }
 
 # A node with the extension in "postgres", its worker aimed at the mock.
 # Fast defaults: no delays, no rate cap, no recipient gap.

@@ -57,7 +57,7 @@ def graph_error(code, message=None, details=None, etype="OAuthException"):
 
 def pick_rule(phone):
     rules = CONFIG["rules"]
-    key = phone if phone in rules else ("*" if "*" in rules else None)
+    key = phone if phone in rules else ("*" if "*" in rules and phone != "GET" else None)
     if key is None:
         return None
     rule = rules[key]
@@ -150,7 +150,7 @@ def handle(method, target, headers, body):
                 return rule.get("delay", 0), None
             if rule.get("garbage"):
                 return 0, respond(200, raw=b"garbage")
-            return 0, respond(rule.get("http", 400), graph_error(rule["code"]))
+            return 0, respond(rule.get("http", 400), graph_error(rule.get("code", 1)))
         info = dict(CONFIG["phone_info"] or DEFAULT_PHONE_INFO)
         info["id"] = parts[1]
         return 0, respond(200, info)
