@@ -23,6 +23,8 @@ DEMO=/tmp/wa_notify_demo
 PGPORT_DEMO=54329
 RELAY_PORT=18080
 as_pg() { runuser -u postgres -- "$@"; }
+# start a background process as postgres; its own pid (not runuser's) goes to $1
+as_pg_bg() { local pidfile=$1; shift; runuser -u postgres -- bash -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@" & }
 
 # an earlier run that was kept, or interrupted: stop it, start afresh
 if [ -d "$DEMO" ]; then
@@ -71,9 +73,8 @@ as_pg "$PGBIN/createdb" -h "$DEMO" -p "$PGPORT_DEMO" shop
 echo "cluster in $DEMO/data, log $DEMO/postgres.log"
 
 step "2. the mock Graph API on 127.0.0.1"
-as_pg /usr/bin/python3 test/mock/graph_mock.py --log "$DEMO/requests.jsonl" --port-file "$DEMO/mock.port" \
-    >"$DEMO/mock.log" 2>&1 &
-echo $! > "$DEMO/mock.pid"
+as_pg_bg "$DEMO/mock.pid" /usr/bin/python3 test/mock/graph_mock.py --log "$DEMO/requests.jsonl" \
+    --port-file "$DEMO/mock.port" >"$DEMO/mock.log" 2>&1
 for _ in $(seq 100); do [ -s "$DEMO/mock.port" ] && break; sleep 0.1; done
 MOCK_PORT=$(cat "$DEMO/mock.port")
 echo "mock Graph API at http://127.0.0.1:$MOCK_PORT"
@@ -110,9 +111,8 @@ SQL
 psql_shop -c 'SELECT id, event, source, order_key FROM wa_notify.watches'
 
 step "4. the webhook relay (as wa_webhook) on 127.0.0.1:$RELAY_PORT"
-as_pg env PGHOST="$DEMO" PGPORT="$PGPORT_DEMO" PGDATABASE=shop PGUSER=wa_webhook \
-    "$PGBIN/wa_notify_relay" --listen "127.0.0.1:$RELAY_PORT" --path /webhook >"$DEMO/relay.log" 2>&1 &
-echo $! > "$DEMO/relay.pid"
+as_pg_bg "$DEMO/relay.pid" env PGHOST="$DEMO" PGPORT="$PGPORT_DEMO" PGDATABASE=shop PGUSER=wa_webhook \
+    "$PGBIN/wa_notify_relay" --listen "127.0.0.1:$RELAY_PORT" --path /webhook >"$DEMO/relay.log" 2>&1
 for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$RELAY_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1
 done
