@@ -65,11 +65,15 @@ cat >> "$DEMO/data/postgresql.conf" <<CONF
 port = $PGPORT_DEMO
 listen_addresses = ''
 unix_socket_directories = '$DEMO'
+CONF
+# the worker's database must exist when the worker starts (else it retries every 5 s)
+as_pg "$PGBIN/pg_ctl" -D "$DEMO/data" -l "$DEMO/postgres.log" -w start >/dev/null
+as_pg "$PGBIN/createdb" -h "$DEMO" -p "$PGPORT_DEMO" shop
+cat >> "$DEMO/data/postgresql.conf" <<CONF
 shared_preload_libraries = 'wa_notify'
 wa_notify.database = 'shop'
 CONF
-as_pg "$PGBIN/pg_ctl" -D "$DEMO/data" -l "$DEMO/postgres.log" -w start >/dev/null
-as_pg "$PGBIN/createdb" -h "$DEMO" -p "$PGPORT_DEMO" shop
+as_pg "$PGBIN/pg_ctl" -D "$DEMO/data" -l "$DEMO/postgres.log" -w restart >/dev/null
 echo "cluster in $DEMO/data, log $DEMO/postgres.log"
 
 step "2. the mock Graph API on 127.0.0.1"
