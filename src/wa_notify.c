@@ -122,14 +122,21 @@ _PG_init(void)
 {
 	BackgroundWorker worker;
 
-	DefineCustomStringVariable("wa_notify.database",
-							   "Database in which the wa_notify worker runs.",
-							   "The extension must be created in this database; the worker idles until it is.",
-							   &wa_database,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
+	/*
+	 * A PGC_POSTMASTER variable can only be defined while preloading: when a
+	 * session loads the library on its own (CREATE EXTENSION before the DBA
+	 * added it to shared_preload_libraries), the SQL functions work and no
+	 * worker runs (wa_notify.status says worker_running = false).
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("wa_notify.database",
+								   "Database in which the wa_notify worker runs.",
+								   "The extension must be created in this database; the worker idles until it is.",
+								   &wa_database,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   0,
+								   NULL, NULL, NULL);
 
 	wa_worker_define_gucs();
 

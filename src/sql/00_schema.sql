@@ -180,14 +180,18 @@ CREATE TABLE wa_notify.message (
     watch_id        bigint,                    -- capture: which watch enqueued it
     source_row      jsonb,                     -- capture: the row as the event fired
     resolved_at     timestamptz,               -- capture: context resolved (NULL: pending)
-    updated_at      timestamptz NOT NULL DEFAULT now()
-);
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    -- derived, for the queue's partial indexes: they name this column rather
+    -- than status, so that a webhook moving a message sent -> delivered ->
+    -- read changes no indexed column and stays a HOT update
+    queued          boolean GENERATED ALWAYS AS (status = 'queued') STORED
+) WITH (fillfactor = 75);   -- every message is updated 3-5 times: room for HOT updates
 
 -- one message per (event, order) unless resent explicitly
 CREATE UNIQUE INDEX message_event_order_key ON wa_notify.message (event, order_key)
     WHERE resend_of IS NULL AND order_key IS NOT NULL;
 CREATE INDEX message_due ON wa_notify.message (next_attempt_at NULLS FIRST, id)
-    WHERE status = 'queued';
+    WHERE queued;
 CREATE INDEX message_created ON wa_notify.message (created_at DESC);
 CREATE INDEX message_wamid ON wa_notify.message (wamid) WHERE wamid IS NOT NULL;
 CREATE INDEX message_unresolved ON wa_notify.message (id)

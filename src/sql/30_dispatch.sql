@@ -10,7 +10,7 @@ CREATE INDEX message_phone_claimed ON wa_notify.message (phone, claimed_at)
 CREATE INDEX message_claimed ON wa_notify.message (claimed_at)
     WHERE claimed_at IS NOT NULL;
 CREATE INDEX message_held ON wa_notify.message (event)
-    WHERE held_reason IS NOT NULL AND status = 'queued';
+    WHERE held_reason IS NOT NULL AND queued;
 
 -------------------------------------------------------------------------------
 -- waking the worker at commit
@@ -147,7 +147,7 @@ BEGIN
     UPDATE wa_notify.message
        SET status = 'expired', updated_at = now(), next_attempt_at = NULL,
            error_message = format('not sent within lookback_days (%s)', s ->> 'lookback_days')
-     WHERE status = 'queued'
+     WHERE queued AND status = 'queued'
        AND created_at < now() - make_interval(days => coalesce((s ->> 'lookback_days')::integer, 3));
     GET DIAGNOSTICS expired = ROW_COUNT;
 
@@ -163,18 +163,18 @@ BEGIN
                   FROM wa_notify.event e
                  WHERE e.held_reason IS NOT NULL
                     OR (use_templates AND e.template_status IN ('PENDING', 'REJECTED', 'PAUSED', 'DISABLED'))) h
-         WHERE m.event = h.event AND m.status = 'queued'
+         WHERE m.event = h.event AND m.queued AND m.status = 'queued'
            AND m.held_reason IS DISTINCT FROM h.reason;
     END IF;
     UPDATE wa_notify.message m
        SET held_reason = NULL, updated_at = now()
       FROM wa_notify.event e
-     WHERE m.held_reason IS NOT NULL AND m.status = 'queued' AND e.event = m.event
+     WHERE m.held_reason IS NOT NULL AND m.queued AND m.status = 'queued' AND e.event = m.event
        AND e.held_reason IS NULL
        AND NOT (use_templates AND e.template_status IN ('PENDING', 'REJECTED', 'PAUSED', 'DISABLED'));
 
     SELECT min(m.next_attempt_at) INTO next_due FROM wa_notify.message m
-     WHERE m.status = 'queued' AND m.next_attempt_at > now() AND m.held_reason IS NULL;
+     WHERE m.queued AND m.status = 'queued' AND m.next_attempt_at > now() AND m.held_reason IS NULL;
     -- the per-batch window, when the worker (re)starts
     IF count_window THEN
         SELECT count(*), min(m.claimed_at) INTO sent_in_window, window_first FROM wa_notify.message m
@@ -210,7 +210,7 @@ DECLARE
     bodies text[] := '{}';
     recent text[];
     pair_wait text[] := ARRAY(SELECT x.phone FROM wa_notify.message x
-                               WHERE x.status = 'queued' AND x.next_attempt_at > now()
+                               WHERE x.queued AND x.status = 'queued' AND x.next_attempt_at > now()
                                  AND x.error_class = 'pair_rate');
     nrecent integer := 0;
     fail_ids bigint[] := '{}';
@@ -224,7 +224,7 @@ BEGIN
     FOR r IN
         SELECT m.id, m.event, m.phone, m.params, m.watch_id
           FROM wa_notify.message m
-         WHERE m.status = 'queued'
+         WHERE m.queued AND m.status = 'queued'
            AND (m.watch_id IS NULL OR m.resolved_at IS NOT NULL)
            AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
            AND m.held_reason IS NULL
