@@ -60,14 +60,30 @@ SET ROLE regress_cp_admin;
 SELECT wa_notify.watch('order_placed', 'ppshop_order', 'id',
   $$SELECT c.phone, c.name AS customer_name, o.id::text AS order_number, o.total
       FROM ppshop_order o JOIN ppshop_customer c ON c.id = o.customer_id WHERE o.id = $1::int$$) AS placed_id;
--- a context reading a table the admin may not read
+-- a context reading a table the admin may not read, or calling a
+-- superuser-only function (no EXECUTE for PUBLIC): refused at watch() time
 SELECT wa_notify.watch('order_cancelled', 'ppshop_order', 'id',
   $$SELECT c.phone, k.number AS customer_name FROM ppshop_order o JOIN ppshop_customer c ON c.id = o.customer_id
       JOIN ppshop_card k ON k.customer_id = c.id WHERE o.id = $1::int$$,
   $$status = 'canceled'$$) AS cancelled_id;
--- a context calling a superuser-only (pg_read_server_files) function
 SELECT wa_notify.watch('order_processing', 'ppshop_order', 'id',
   $$SELECT pg_read_file('PG_VERSION') AS phone$$, $$status = 'processing'$$) AS processing_id;
+SELECT count(*) AS watches FROM wa_notify.watch;
+RESET ROLE;
+-- the same once the admin could, and no longer can, when the worker runs them
+GRANT SELECT ON ppshop_card TO regress_cp_admin;
+GRANT EXECUTE ON FUNCTION pg_read_file(text) TO regress_cp_admin;
+SET ROLE regress_cp_admin;
+SELECT wa_notify.watch('order_cancelled', 'ppshop_order', 'id',
+  $$SELECT c.phone, k.number AS customer_name FROM ppshop_order o JOIN ppshop_customer c ON c.id = o.customer_id
+      JOIN ppshop_card k ON k.customer_id = c.id WHERE o.id = $1::int$$,
+  $$status = 'canceled'$$) AS cancelled_id;
+SELECT wa_notify.watch('order_processing', 'ppshop_order', 'id',
+  $$SELECT pg_read_file('PG_VERSION') AS phone$$, $$status = 'processing'$$) AS processing_id;
+RESET ROLE;
+REVOKE SELECT ON ppshop_card FROM regress_cp_admin;
+REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM regress_cp_admin;
+SET ROLE regress_cp_admin;
 -- a context trying to become the worker's superuser again
 SELECT wa_notify.watch('shipment_created', 'ppshop_order', 'id',
   $$SELECT set_config('role', 'regress_cp_super', true) AS phone$$, $$status = 'shipped'$$) AS shipped_id;

@@ -186,6 +186,21 @@ BEGIN
                   DETAIL = format('Its columns are: %s.', array_to_string(cols, ', ')),
                   HINT = 'Name the customer''s phone column "phone" (SELECT a."PhoneNumber" AS phone ...).';
     END IF;
+    -- The context will run as the caller: it must be allowed to read what
+    -- the context reads and call what it calls.  EXPLAIN checks exactly that
+    -- (the executor's permission checks) without running the query; other
+    -- errors are left to the run.
+    BEGIN
+        EXECUTE 'EXPLAIN (COSTS OFF) ' || ctx USING NULL::text, NULL::jsonb;
+    EXCEPTION
+        WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'invalid context query: %', SQLERRM
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('The context runs as the role that calls watch(), %s.', quote_ident(current_user)),
+                      HINT = 'Grant that role what the context needs (SELECT on its tables, EXECUTE on its functions), or call watch() as a role that has it.';
+        WHEN OTHERS THEN
+            NULL;
+    END;
 
     -- What of the row to stage for $2: nothing when the context does not
     -- read $2; only the columns it reads when every use is $2->>'column' on
