@@ -40,6 +40,9 @@ CREATE TABLE wa_notify.watch (
     fires_when  text,
     context     text NOT NULL,
     search_path text NOT NULL,          -- the admin's, at watch(): the context runs with it
+    -- the role that called watch() (current_user): the context runs as it.
+    -- A name, not an oid: it survives pg_dump/restore into another cluster.
+    owner       name NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     UNIQUE (event, source)
@@ -73,11 +76,25 @@ CREATE FUNCTION wa_notify._expr_info(source regclass, expr text, what text,
 CREATE FUNCTION wa_notify._context_columns(context text) RETURNS text[]
     AS 'MODULE_PATHNAME', 'wa_notify_context_columns' LANGUAGE C VOLATILE STRICT;
 
+-- capture_priv.c: the privilege gate (checks the CALLER, then writes the
+-- watch row as the extension's owner) and the context run as the watch's
+-- role.  None is SECURITY DEFINER: a direct call is no way around the checks.
+CREATE FUNCTION wa_notify._watch_check(source regclass, unwatch boolean) RETURNS void
+    AS 'MODULE_PATHNAME', 'wa_notify_watch_check' LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION wa_notify._watch_store(event text, source regclass, order_key text,
+                                       fires_when text, context text, search_path text)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'wa_notify_watch_store' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION wa_notify._context_exec(role name, search_path text, context text,
+                                        order_key text, source_row jsonb)
+    RETURNS jsonb[] AS 'MODULE_PATHNAME', 'wa_notify_context_exec' LANGUAGE C VOLATILE;
+
 CREATE VIEW wa_notify.watches AS
     SELECT w.id, w.event, to_regclass(w.source) AS source, w.order_key, w.fires_when,
-           w.context, w.created_at
+           w.context, w.created_at, w.owner
       FROM wa_notify.watch w;
-COMMENT ON VIEW wa_notify.watches IS 'capture mappings: which table feeds which event';
+COMMENT ON VIEW wa_notify.watches IS 'capture mappings: which table feeds which event (owner: the role its context runs as)';
 
 CREATE FUNCTION wa_notify._drop_watch_triggers(source regclass, watch_id bigint)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
@@ -103,7 +120,6 @@ RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     ev       text := watch.event;
     rel      record;
-    srcname  text;
     ok       text := btrim(order_key);
     fw       text := nullif(btrim(fires_when), '');
     ctx      text := regexp_replace(context, '[\s;]+$', '');
@@ -127,6 +143,8 @@ BEGIN
     IF source IS NULL THEN
         RAISE EXCEPTION 'source table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- the caller needs TRIGGER on the table (checked again by _watch_store)
+    PERFORM wa_notify._watch_check(source, false);
     SELECT c.relname, c.relkind, n.nspname INTO rel
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
     IF rel.relkind NOT IN ('r', 'p') THEN
@@ -138,7 +156,6 @@ BEGIN
         RAISE EXCEPTION 'cannot watch wa_notify''s own table "%"', source::text
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    srcname := format('%I.%I', rel.nspname, rel.relname);
     alias := quote_ident(rel.relname);
 
     IF ok IS NULL OR ok = '' THEN
@@ -169,6 +186,21 @@ BEGIN
                   DETAIL = format('Its columns are: %s.', array_to_string(cols, ', ')),
                   HINT = 'Name the customer''s phone column "phone" (SELECT a."PhoneNumber" AS phone ...).';
     END IF;
+    -- The context will run as the caller: it must be allowed to read what
+    -- the context reads and call what it calls.  EXPLAIN checks exactly that
+    -- (the executor's permission checks) without running the query; other
+    -- errors are left to the run.
+    BEGIN
+        EXECUTE 'EXPLAIN (COSTS OFF) ' || ctx USING NULL::text, NULL::jsonb;
+    EXCEPTION
+        WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'invalid context query: %', SQLERRM
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('The context runs as the role that calls watch(), %s.', quote_ident(current_user)),
+                      HINT = 'Grant that role what the context needs (SELECT on its tables, EXECUTE on its functions), or call watch() as a role that has it.';
+        WHEN OTHERS THEN
+            NULL;
+    END;
 
     -- What of the row to stage for $2: nothing when the context does not
     -- read $2; only the columns it reads when every use is $2->>'column' on
@@ -203,14 +235,11 @@ BEGIN
                 AND lower(ok) = lower(rel.relname) || '.' || a.attname
                 AND rel.relname = lower(rel.relname)));
 
-    -- keep the watch row (same id when the watch is replaced)
-    INSERT INTO wa_notify.watch AS w (event, source, order_key, fires_when, context, search_path)
-    VALUES (ev, srcname, ok, fw, ctx, pg_catalog.current_setting('search_path'))
-    ON CONFLICT ON CONSTRAINT watch_event_source_key DO UPDATE
-       SET order_key = EXCLUDED.order_key, fires_when = EXCLUDED.fires_when,
-           context = EXCLUDED.context, search_path = EXCLUDED.search_path, updated_at = now()
-    RETURNING w.id INTO wid;
-    PERFORM wa_notify._drop_watch_triggers(source, wid);
+    -- keep the watch row (same id when the watch is replaced; owner = the
+    -- caller) and drop its previous triggers: done by the extension's owner
+    -- once the caller's TRIGGER privilege is checked.  The new triggers are
+    -- created below as the caller.
+    wid := wa_notify._watch_store(ev, source, ok, fw, ctx, pg_catalog.current_setting('search_path'));
 
     IF NOT fw_query THEN
         -- the transition is the trigger's WHEN clause; the key a column or a query
@@ -248,7 +277,38 @@ END $$;
 COMMENT ON FUNCTION wa_notify.watch(text, regclass, text, text, text) IS
     'attach capture of one event to a shop table (replaces the watch of the same event and table)';
 
+-- Run by _watch_store as the extension's owner: upsert the watch row and
+-- drop the watch's previous triggers.  (Called directly by anyone else it
+-- fails: writing wa_notify.watch needs more than the admin role has.)
+CREATE FUNCTION wa_notify._watch_upsert(event text, source regclass, order_key text,
+                                        fires_when text, context text, search_path text,
+                                        owner name)
+RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    wid bigint;
+BEGIN
+    INSERT INTO wa_notify.watch AS w (event, source, order_key, fires_when, context, search_path, owner)
+    SELECT _watch_upsert.event, format('%I.%I', n.nspname, c.relname), _watch_upsert.order_key,
+           _watch_upsert.fires_when, _watch_upsert.context, _watch_upsert.search_path, _watch_upsert.owner
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = _watch_upsert.source
+    ON CONFLICT ON CONSTRAINT watch_event_source_key DO UPDATE
+       SET order_key = EXCLUDED.order_key, fires_when = EXCLUDED.fires_when,
+           context = EXCLUDED.context, search_path = EXCLUDED.search_path,
+           owner = EXCLUDED.owner, updated_at = now()
+    RETURNING w.id INTO wid;
+    PERFORM wa_notify._drop_watch_triggers(source, wid);
+    RETURN wid;
+END $$;
+
+-- Checks the caller (TRIGGER on the table, or member of its owner role),
+-- then runs _unwatch_drop as the extension's owner.
 CREATE FUNCTION wa_notify.unwatch(event text, source regclass)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'wa_notify_unwatch' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION wa_notify.unwatch(text, regclass) IS
+    'remove the capture of one event from a table (drops its triggers); false when there was none';
+
+CREATE FUNCTION wa_notify._unwatch_drop(event text, source regclass)
 RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 DECLARE
     wid bigint;
@@ -259,10 +319,10 @@ BEGIN
         SELECT split_part(encode(tg.tgargs, 'escape'), '\000', 1)::bigint
           FROM pg_trigger tg
          WHERE tg.tgrelid = source AND tg.tgfoid = 'wa_notify._capture()'::regprocedure
-           AND tg.tgnargs = 5 AND split_part(encode(tg.tgargs, 'escape'), '\000', 2) = unwatch.event
+           AND tg.tgnargs = 5 AND split_part(encode(tg.tgargs, 'escape'), '\000', 2) = _unwatch_drop.event
         UNION
         SELECT w.id FROM wa_notify.watch w
-         WHERE w.event = unwatch.event AND to_regclass(w.source) = unwatch.source
+         WHERE w.event = _unwatch_drop.event AND to_regclass(w.source) = _unwatch_drop.source
     LOOP
         PERFORM wa_notify._drop_watch_triggers(source, wid);
         DELETE FROM wa_notify.watch w WHERE w.id = wid;
@@ -270,31 +330,40 @@ BEGIN
     END LOOP;
     RETURN found_any;
 END $$;
-COMMENT ON FUNCTION wa_notify.unwatch(text, regclass) IS
-    'remove the capture of one event from a table (drops its triggers); false when there was none';
 
 -------------------------------------------------------------------------------
 -- context resolution (after commit, by the worker every cycle)
 -------------------------------------------------------------------------------
 -- The order context of one message: the watch's context query run with
--- ($1 order key, $2 source row).  Raises a clear error when the query fails
--- or returns no row or several rows, or when the watch is gone.
+-- ($1 order key, $2 source row), as the watch's role (never as the worker's
+-- superuser) with the search path recorded at watch() time.  Raises a clear
+-- error when the query fails or returns no row or several rows, when the
+-- watch or its role is gone, or when the caller (preview() by another
+-- admin) lacks the privileges of the watch's role.
 CREATE FUNCTION wa_notify._context_row(watch_id bigint, order_key text, source_row jsonb)
 RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 DECLARE
     ctx  text;
     path text;
+    own  name;
     rows jsonb[];
 BEGIN
-    SELECT w.context, w.search_path INTO ctx, path FROM wa_notify.watch w WHERE w.id = watch_id;
+    SELECT w.context, w.search_path, w.owner INTO ctx, path, own FROM wa_notify.watch w WHERE w.id = watch_id;
     IF ctx IS NULL THEN
         RAISE EXCEPTION 'watch % no longer exists', watch_id USING ERRCODE = 'undefined_object';
     END IF;
-    -- the admin's search path at watch() time (this function's SET restores ours)
-    PERFORM set_config('search_path', path, true);
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = own) THEN
+        RAISE EXCEPTION 'role "%" of watch % no longer exists', own, watch_id
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'The context runs as the role that called watch(): call wa_notify.watch() again as an existing role.';
+    END IF;
+    IF NOT pg_has_role(own, 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to run the context of watch % as role "%"', watch_id, own
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The context runs as the role that called watch(); only that role and its members can preview it.';
+    END IF;
     BEGIN
-        EXECUTE 'SELECT array_agg(to_jsonb(c)) FROM (SELECT * FROM (' || ctx || E'\n) c LIMIT 2) c'
-           INTO rows USING order_key, source_row;
+        rows := wa_notify._context_exec(own, path, ctx, order_key, source_row);
     EXCEPTION WHEN OTHERS THEN
         RAISE EXCEPTION 'context query failed: %', SQLERRM USING ERRCODE = 'WA001';
     END;
