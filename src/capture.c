@@ -100,18 +100,6 @@ capture_cache_init(void)
 								HASH_ELEM | HASH_BLOBS);
 }
 
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "wa_notify capture: SPI_prepare failed for \"%s\": %s",
-			 sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
 static CaptureEntry *
 capture_entry(int64 watch_id, Oid rowtype, bool expr_mode, const char *keysql)
 {
@@ -159,7 +147,7 @@ capture_entry(int64 watch_id, Oid rowtype, bool expr_mode, const char *keysql)
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		e->keyplan = prepare_kept(keysql, 2, types);
+		e->keyplan = wa_prepare_kept(keysql, 2, types, 0);
 		SPI_finish();
 		e->keysql = MemoryContextStrdup(TopMemoryContext, keysql);
 	}

@@ -252,7 +252,7 @@ load_config(const char *event, const char *carrier, RenderConfig *cfg)
 		Oid			types[2] = {TEXTOID, TEXTOID};
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare(
+		plan = wa_prepare_kept(
 			"SELECT e.template_name,"
 			"       coalesce(e.template_language,"
 			"                (SELECT s.value FROM wa_notify.setting s WHERE s.name = 'default_language')),"
@@ -261,10 +261,7 @@ load_config(const char *event, const char *carrier, RenderConfig *cfg)
 			"       (SELECT s.value FROM wa_notify.setting s WHERE s.name = 'default_tracking_url'),"
 			"       (SELECT c.url_pattern FROM wa_notify.carrier c WHERE c.carrier = lower(btrim($2)))"
 			"  FROM wa_notify.event e WHERE e.event = $1",
-			2, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
+			2, types, 0);
 		config_plan = plan;
 	}
 	args[0] = CStringGetTextDatum(event);

@@ -172,6 +172,18 @@ _PG_init(void)
 	RegisterBackgroundWorker(&worker);
 }
 
+SPIPlanPtr
+wa_prepare_kept(const char *sql, int nargs, Oid *types, int cursor_options)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types, cursor_options);
+
+	if (plan == NULL)
+		elog(ERROR, "wa_notify: SPI_prepare failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
 /* wa_notify.wake(): nudge the worker now (not deferred to commit). */
 PG_FUNCTION_INFO_V1(wa_notify_wake);
 Datum

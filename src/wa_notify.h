@@ -11,6 +11,7 @@
 #define WA_NOTIFY_H
 
 #include "postgres.h"
+#include "executor/spi.h"
 #include "storage/latch.h"
 #include "port/atomics.h"
 
@@ -32,6 +33,12 @@ extern WaShared *wa_shared;		/* NULL when not preloaded */
 
 extern void wa_wake_worker(void);
 extern void wa_wake_worker_at_commit(void);
+
+/*
+ * SPI_prepare_cursor + SPI_keepplan, with an error naming the statement when
+ * it does not prepare (wa_notify.c).  Callers cache the plan for the backend.
+ */
+extern SPIPlanPtr wa_prepare_kept(const char *sql, int nargs, Oid *types, int cursor_options);
 
 /* worker.c */
 extern PGDLLEXPORT void wa_worker_main(Datum main_arg);

@@ -85,15 +85,7 @@ static SPIPlanPtr
 prep(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 {
 	if (*slot == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*slot = p;
-	}
+		*slot = wa_prepare_kept(sql, nargs, types, 0);
 	return *slot;
 }
 
@@ -102,15 +94,7 @@ static SPIPlanPtr
 prep_generic(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 {
 	if (*slot == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*slot = p;
-	}
+		*slot = wa_prepare_kept(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
 	return *slot;
 }
 
