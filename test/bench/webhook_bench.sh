@@ -73,7 +73,7 @@ CREATE TABLE batch (id int PRIMARY KEY, body bytea, sig text);
 INSERT INTO batch SELECT k, b, 'sha256=' || encode(hmac(b, 'bench-app-secret', 'sha256'), 'hex')
   FROM generate_series(1, $NBATCH) k,
        LATERAL (SELECT env(jsonb_agg(st(i, 'read', 1700500000 + i))) FROM generate_series((k - 1) * 50 + 1, k * 50) i) x(b);
-CREATE SEQUENCE s_single; CREATE SEQUENCE s_batch;
+CREATE SEQUENCE s_single; CREATE SEQUENCE s_batch; CREATE SEQUENCE s_bare START 100001;
 VACUUM ANALYZE;
 SQL
 echo "single payload bytes: $(psql -At -c 'SELECT length(body) FROM single WHERE id = 1'), batch payload bytes: $(psql -At -c 'SELECT length(body) FROM batch WHERE id = 1')"
@@ -90,6 +90,11 @@ SELECT wa_notify.webhook_receive(body, sig) FROM batch WHERE id = (SELECT nextva
 S
 cat > "$dir/lookup.sql" <<'S'
 SELECT length(body), sig FROM single WHERE id = (SELECT nextval('s_single'));
+S
+# the floor: one bare durable UPDATE per callback, no payload, no signature
+cat > "$dir/bare.sql" <<'S'
+UPDATE wa_notify.message SET status = 'delivered', delivered_at = now(), updated_at = now()
+ WHERE wamid = 'wamid.B' || (SELECT nextval('s_bare'));
 S
 chown postgres: "$dir"/*.sql
 
@@ -120,6 +125,8 @@ psql -c "SELECT setval('s_single', 1, false)" >/dev/null
 echo "-- single-status 'delivered' callbacks, each a first delivery (sent -> delivered)"
 pgb -t "$per_client_single" -f "$dir/single.sql"
 psql -At -c "SELECT 'messages delivered: ' || count(*) FROM wa_notify.message WHERE status = 'delivered'"
+echo "-- reference: a bare UPDATE sent -> delivered by wamid per transaction (the database's own floor)"
+pgb -t "$(( 50000 / CLIENTS ))" -f "$dir/bare.sql"
 echo "-- single-status callbacks repeated (duplicates: nothing changes), ${DURATION}s"
 pgb -T "$DURATION" -f "$dir/single_dup.sql"
 echo "-- 50-status batches ('read'); statuses/s = tps x 50"
