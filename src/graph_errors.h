@@ -37,7 +37,6 @@ typedef struct WaGraphError
 extern const WaGraphError *wa_graph_error_lookup(int code, int http_status);
 extern const char *wa_error_class_name(WaErrorClass cls);
 
-/* 131048 (spam rate limit) pauses all sending for this long, seconds. */
-#define WA_SPAM_COOLDOWN_SECS 900
+/* 131048 (spam rate limit): the cool-down is wa_notify._spam_cooldown(). */
 
 #endif

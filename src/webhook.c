@@ -320,23 +320,16 @@ apply_failure_effects(const WaGraphError *ge, int code, const char *reason,
 
 				v[0] = CStringGetTextDatum(reason);
 				v[1] = Int32GetDatum(code);
-				exec(prep(&plan_pause,
-						  "UPDATE wa_notify.state SET paused_reason = $1, paused_code = $2, paused_at = now()"
-						  " WHERE paused_reason IS NULL OR paused_code IS DISTINCT FROM $2",
-						  2, types),
-					 v, NULL, false, SPI_OK_UPDATE);
+				exec(prep(&plan_pause, "SELECT wa_notify._pause_dispatch($1, $2)", 2, types),
+					 v, NULL, false, SPI_OK_SELECT);
 				break;
 			}
 		case WA_ERR_THROTTLED:
 			if (code == 131048)
 			{
 				/* spam rate limit: a cool-down for all sending */
-				exec(prep(&plan_cooldown,
-						  "UPDATE wa_notify.state SET pause_until = now() + make_interval(secs => "
-						  CppAsString2(WA_SPAM_COOLDOWN_SECS) ")"
-						  " WHERE pause_until IS NULL OR pause_until < now() + make_interval(secs => "
-						  CppAsString2(WA_SPAM_COOLDOWN_SECS) ")", 0, NULL),
-					 NULL, NULL, false, SPI_OK_UPDATE);
+				exec(prep(&plan_cooldown, "SELECT wa_notify._spam_cooldown()", 0, NULL),
+					 NULL, NULL, false, SPI_OK_SELECT);
 			}
 			break;
 		default:

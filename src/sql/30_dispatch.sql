@@ -311,6 +311,24 @@ END $$;
 --   results: [{"id", "attempted", "http", "code", "class", "error", "wamid",
 --              "wa_id", "blacklist", "title", "hint"}]
 -------------------------------------------------------------------------------
+-- Account-wide effects of a Graph error, shared by the dispatcher (answers to
+-- sends) and webhook_receive() (asynchronous failures).
+-- account or credentials: dispatch pauses until settings change or a check succeeds
+CREATE FUNCTION wa_notify._pause_dispatch(reason text, code integer) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, wa_notify AS $$
+    UPDATE wa_notify.state
+       SET paused_reason = reason, paused_code = code, paused_at = now()
+     WHERE paused_reason IS DISTINCT FROM reason OR paused_code IS DISTINCT FROM code
+$$;
+
+-- 131048 (spam rate limit): all sending pauses for a 15-minute cool-down
+CREATE FUNCTION wa_notify._spam_cooldown() RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, wa_notify AS $$
+    UPDATE wa_notify.state
+       SET pause_until = now() + interval '900 seconds'
+     WHERE pause_until IS NULL OR pause_until < now() + interval '900 seconds'
+$$;
+
 CREATE FUNCTION wa_notify._record(results jsonb, max_attempts integer DEFAULT 6)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
@@ -378,9 +396,8 @@ BEGIN
             UPDATE wa_notify.message SET held_reason = ev.held_reason, updated_at = now()
              WHERE message.event = msg.event AND status = 'queued' AND held_reason IS NULL;
         WHEN 'account' THEN
-            UPDATE wa_notify.state
-               SET paused_reason = format('%s (%s)', r.title, r.code) || coalesce(' ' || r.hint, ''),
-                   paused_code = r.code, paused_at = now();
+            PERFORM wa_notify._pause_dispatch(
+                format('%s (%s)', r.title, r.code) || coalesce(' ' || r.hint, ''), r.code);
             UPDATE wa_notify.message SET status = 'queued', claimed_at = NULL WHERE message.id = r.id;
         WHEN 'throttled' THEN
             throttled := true;
@@ -390,9 +407,7 @@ BEGIN
                    next_attempt_at = now() + make_interval(secs => wait)
              WHERE message.id = r.id;
             IF r.code = 131048 THEN
-                UPDATE wa_notify.state
-                   SET pause_until = greatest(coalesce(pause_until, now()),
-                                              now() + make_interval(secs => 900));
+                PERFORM wa_notify._spam_cooldown();
             END IF;
         WHEN 'pair_rate' THEN
             wait := power(4, least(msg.attempts, 6));
