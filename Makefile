@@ -21,7 +21,7 @@ REGRESS      = $(basename $(notdir $(sort $(wildcard sql/*.sql))))
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=$(srcdir)/test/regress.conf
 TAP_TESTS    = 1
 PROVE_TESTS  = test/t/*.pl
-PROVE_FLAGS  = -I $(srcdir)/test/lib
+
 
 RELAY        = relay/wa_notify_relay
 RELAY_SRCS   = $(sort $(wildcard relay/*.c))

@@ -16,6 +16,7 @@ use JSON::PP;
 use Time::HiRes qw(time usleep);
 use Test::More;
 use PostgreSQL::Test::Cluster;
+use WaNode;
 use PostgreSQL::Test::Utils;
 
 my $mock_script = File::Spec->rel2abs(
@@ -129,15 +130,8 @@ END { local $?; $_->stop for @instances; }
 sub setup_node
 {
 	my ($name, $mock, %set) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init(allows_streaming => delete $set{allows_streaming} ? 1 : 0);
-	$node->append_conf('postgresql.conf', delete $set{conf}) if $set{conf};
-	$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'wa_notify'
-wa_notify.database = 'postgres'
-wa_notify.request_timeout = 2
-});
-	$node->start;
+	my $node = WaNode::preloaded($name, allows_streaming => delete $set{allows_streaming},
+		conf => (delete($set{conf}) // '') . "\nwa_notify.request_timeout = 2\n");
 	$node->safe_psql('postgres', 'CREATE EXTENSION wa_notify');
 	configure($node, access_token => $TOKEN, phone_number_id => $PNID,
 		business_account_id => $WABA, api_base_url => $mock->base_url,

@@ -7,14 +7,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use WaNode;
 
-my $node = PostgreSQL::Test::Cluster->new('dump');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'wa_notify'
-wa_notify.database = 'postgres'
-});
-$node->start;
+my $node = WaNode::preloaded('dump');
 
 $node->safe_psql('postgres', q{
 CREATE DATABASE shop;

@@ -11,14 +11,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use WaNode;
 
-my $node = PostgreSQL::Test::Cluster->new('capture');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'wa_notify'
-wa_notify.database = 'postgres'
-});
-$node->start;
+my $node = WaNode::preloaded('capture');
 
 $node->safe_psql('postgres', 'CREATE DATABASE shop');
 $node->safe_psql('shop', q{

@@ -8,17 +8,12 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use WaMock;
+use WaNode;
 
 my $mock = WaMock->new;
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
 # the primary's worker serves another database, so that only the standby's
 # worker could send the replicated messages
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'wa_notify'
-wa_notify.database = 'template1'
-});
-$primary->start;
+my $primary = WaNode::preloaded('primary', allows_streaming => 1, database => 'template1');
 $primary->safe_psql('postgres', 'CREATE EXTENSION wa_notify');
 WaMock::configure($primary, access_token => $WaMock::TOKEN, phone_number_id => $WaMock::PNID,
 	api_base_url => $mock->base_url, min_delay => 0, max_delay => 0, max_rate => 0, recipient_gap => 0);

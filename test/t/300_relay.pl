@@ -8,6 +8,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use WaNode;
 use Digest::SHA qw(hmac_sha256_hex);
 use IPC::Run;
 use Time::HiRes qw(usleep);
@@ -15,13 +18,7 @@ use Time::HiRes qw(usleep);
 my $secret = 'relay-test-app-secret';
 my $token = 'relay-verify-token-77';
 
-my $node = PostgreSQL::Test::Cluster->new('relay');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'wa_notify'
-wa_notify.database = 'postgres'
-});
-$node->start;
+my $node = WaNode::preloaded('relay');
 $node->safe_psql('postgres', qq{
 CREATE EXTENSION wa_notify;
 CREATE ROLE wa_webhook LOGIN;

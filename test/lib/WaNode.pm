@@ -1,0 +1,25 @@
+# WaNode: a started test cluster with wa_notify preloaded, its worker serving
+# the "postgres" database (or the one given).
+#
+#   my $node = WaNode::preloaded('name');
+#   my $node = WaNode::preloaded('name', allows_streaming => 1, conf => "...", database => 'x');
+package WaNode;
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+
+sub preloaded
+{
+	my ($name, %opt) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(allows_streaming => $opt{allows_streaming} ? 1 : 0);
+	my $db = $opt{database} // 'postgres';
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'wa_notify'
+wa_notify.database = '$db'
+} . ($opt{conf} // ''));
+	$node->start;
+	return $node;
+}
+
+1;
