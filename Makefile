@@ -3,17 +3,24 @@
 #   make && make install          build and install the extension and the relay
 #   make installcheck             pg_regress (temporary instance) + TAP tests
 #
-# The install script wa_notify--$(EXTVERSION).sql is assembled from the
-# fragments in src/sql/ (one per concern, applied in name order).
+# Versions: wa_notify--1.0.sql is the install script as released (frozen:
+# never edit it).  Every schema change since goes into the update script
+# wa_notify--1.0--1.1.sql, assembled from src/sql/1.1/*.sql (one fragment per
+# concern, applied in name order).  There is no wa_notify--1.1.sql: a fresh
+# CREATE EXTENSION runs 1.0 and then the update, so a fresh 1.1 and an
+# upgraded 1.0 are built by the same statements.
 
 EXTENSION   = wa_notify
-EXTVERSION  = 1.0
+EXTVERSION  = 1.1
 MODULE_big  = wa_notify
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
-SQL_PARTS   = $(sort $(wildcard src/sql/*.sql))
+DATA        = $(EXTENSION)--1.0.sql
+DATA_built  = $(EXTENSION)--1.0--1.1.sql
+SQL_PARTS   = $(sort $(wildcard src/sql/1.1/*.sql))
 
-PG_CPPFLAGS = -std=gnu11 -I$(srcdir)/src
+# -Wno-unused-parameter: every fmgr function has an unused fcinfo somewhere.
+WARNINGS    = -Wall -Wextra -Werror -Wno-unused-parameter
+PG_CPPFLAGS = -std=gnu11 -I$(srcdir)/src $(WARNINGS) -DWA_EXTVERSION='"$(EXTVERSION)"'
 SHLIB_LINK  = -lcurl -lcrypto -ljson-c
 
 # pg_regress runs on its own throw-away instance, with the library preloaded.
@@ -31,13 +38,13 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
+$(EXTENSION)--1.0--1.1.sql: $(SQL_PARTS)
 	cat $^ > $@
 
 # The webhook relay: a small stand-alone program (libmicrohttpd + libpq).
 all: $(RELAY)
 $(RELAY): $(RELAY_SRCS) $(wildcard relay/*.h)
-	$(CC) -std=gnu11 -O2 -Wall -Wextra -I$(includedir) -o $@ $(RELAY_SRCS) \
+	$(CC) -std=gnu11 -O2 $(WARNINGS) -I$(includedir) -o $@ $(RELAY_SRCS) \
 	    -L$(libdir) -lmicrohttpd -lpq
 
 install: install-relay

@@ -471,7 +471,7 @@ wa_graph_get(const char *url, const char *token, long connect_timeout_ms, long t
 	CURL	   *volatile e = NULL;
 	struct curl_slist *volatile h = NULL;
 	WaSlot		s;
-	bool		ok = false;
+	volatile bool ok = false;
 
 	wa_graph_global_init();
 	memset(&s, 0, sizeof(s));

@@ -1,21 +1,24 @@
 /*-------------------------------------------------------------------------
  * wa_notify.c
  *	  Module entry: _PG_init, GUCs, the shared-memory block (the worker's
- *	  latch), background worker registration, the commit-time wake-up, and
- *	  the small SQL-callable utilities that belong to no other concern
- *	  (wake(), the random verify token).
+ *	  latch and facts), background worker registration, and the small
+ *	  SQL-callable utilities that belong to no other concern (the random
+ *	  verify token, the worker's shared facts).  Waking the worker is
+ *	  wake.c's.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/xact.h"
+#include "access/htup_details.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "storage/lwlock.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/guc.h"
 
 #include <openssl/rand.h>
@@ -31,9 +34,6 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
-
-static bool wake_registered = false;	/* XactCallback registered */
-static bool wake_at_commit = false;		/* this transaction asked for a wake */
 
 void		_PG_init(void);
 
@@ -62,59 +62,11 @@ wa_shmem_startup(void)
 		wa_shared->worker_latch = NULL;
 		wa_shared->worker_pid = 0;
 		pg_atomic_init_u64(&wa_shared->wakeups, 0);
+		pg_atomic_init_u64(&wa_shared->wakes_seen, 0);
+		pg_atomic_init_u64(&wa_shared->worker_starts, 0);
+		wa_shared->worker_started_at = 0;
 	}
 	LWLockRelease(AddinShmemInitLock);
-}
-
-/* Set the worker's latch now (no-op when no worker runs). */
-void
-wa_wake_worker(void)
-{
-	Latch	   *latch;
-
-	if (wa_shared == NULL)
-		return;
-	pg_atomic_fetch_add_u64(&wa_shared->wakeups, 1);
-	latch = wa_shared->worker_latch;
-	if (latch != NULL)
-		SetLatch(latch);
-}
-
-static void
-wa_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (wake_at_commit)
-				wa_wake_worker();
-			wake_at_commit = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			/* a rolled-back (or prepared) transaction wakes nobody */
-			wake_at_commit = false;
-			break;
-		default:
-			break;
-	}
-}
-
-/*
- * Ask for the worker to be woken when the current transaction commits.
- * Cheap enough to call once per captured row.
- */
-void
-wa_wake_worker_at_commit(void)
-{
-	if (!wake_registered)
-	{
-		RegisterXactCallback(wa_xact_callback, NULL);
-		wake_registered = true;
-	}
-	wake_at_commit = true;
 }
 
 void
@@ -184,17 +136,6 @@ wa_prepare_kept(const char *sql, int nargs, Oid *types, int cursor_options)
 	return plan;
 }
 
-/* wa_notify.wake(): nudge the worker now (not deferred to commit). */
-PG_FUNCTION_INFO_V1(wa_notify_wake);
-Datum
-wa_notify_wake(PG_FUNCTION_ARGS)
-{
-	if (wa_shared == NULL || wa_shared->worker_latch == NULL)
-		PG_RETURN_BOOL(false);
-	wa_wake_worker();
-	PG_RETURN_BOOL(true);
-}
-
 /*
  * wa_notify._random_token(nbytes): hex of nbytes from OpenSSL's CSPRNG.
  * Used for the webhook verify token (generated at install, rotatable).
@@ -223,4 +164,34 @@ wa_notify_random_token(PG_FUNCTION_ARGS)
 	}
 	hex[2 * nbytes] = '\0';
 	PG_RETURN_TEXT_P(cstring_to_text(hex));
+}
+
+/*
+ * wa_notify._worker_shared(): the worker's facts from shared memory, for the
+ * status card and the tests (NULLs when the library is not preloaded).
+ */
+PG_FUNCTION_INFO_V1(wa_notify_worker_shared);
+Datum
+wa_notify_worker_shared(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (wa_shared == NULL)
+	{
+		for (int i = 0; i < 5; i++)
+			nulls[i] = true;
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	}
+	values[0] = Int32GetDatum(wa_shared->worker_pid);
+	nulls[0] = wa_shared->worker_pid == 0;
+	values[1] = TimestampTzGetDatum(wa_shared->worker_started_at);
+	nulls[1] = nulls[0];
+	values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&wa_shared->worker_starts));
+	values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&wa_shared->wakeups));
+	values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&wa_shared->wakes_seen));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -14,6 +14,7 @@
 #include "executor/spi.h"
 #include "storage/latch.h"
 #include "port/atomics.h"
+#include "datatype/timestamp.h"
 
 /* GUCs (wa_notify.c) */
 extern char *wa_database;
@@ -26,11 +27,16 @@ typedef struct WaShared
 {
 	Latch	   *worker_latch;	/* NULL while no worker runs */
 	pid_t		worker_pid;
-	pg_atomic_uint64 wakeups;	/* wake requests seen (diagnostics) */
+	pg_atomic_uint64 wakeups;	/* wake requests sent (wake.c) */
+	pg_atomic_uint64 wakes_seen;	/* latch wake-ups the worker handled */
+	pg_atomic_uint64 worker_starts; /* worker processes started since boot */
+	TimestampTz worker_started_at;	/* the running worker's start */
 } WaShared;
 
 extern WaShared *wa_shared;		/* NULL when not preloaded */
 
+/* wake.c: the one home of waking the worker */
+extern bool wa_am_worker;
 extern void wa_wake_worker(void);
 extern void wa_wake_worker_at_commit(void);
 

@@ -955,7 +955,7 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 		JsonbValue *res;
 
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		for (int i = 0; i < lengthof(keys); i++)
+		for (size_t i = 0; i < lengthof(keys); i++)
 		{
 			JsonbValue	k;
 			JsonbValue	v;

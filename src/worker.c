@@ -13,8 +13,7 @@
  *	  in flight, and records the batch's outcomes in one transaction
  *	  (wa_notify._record()), classified by graph_errors.c.
  *
- *	  Also here: the GUC wa_notify.request_timeout and the statement
- *	  trigger function that wakes the worker at commit.
+ *	  Also here: the GUC wa_notify.request_timeout.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -119,28 +118,6 @@ wa_worker_define_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
-}
-
-/* statement trigger: wake the worker when the transaction commits */
-PG_FUNCTION_INFO_V1(wa_notify_wake_trigger);
-Datum
-wa_notify_wake_trigger(PG_FUNCTION_ARGS)
-{
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("wa_notify._wake_at_commit() must be called as a trigger")));
-	wa_wake_worker_at_commit();
-	return PointerGetDatum(NULL);
-}
-
-/* wa_notify._wake_on_commit(): wake the worker when this transaction commits */
-PG_FUNCTION_INFO_V1(wa_notify_wake_on_commit);
-Datum
-wa_notify_wake_on_commit(PG_FUNCTION_ARGS)
-{
-	wa_wake_worker_at_commit();
-	PG_RETURN_VOID();
 }
 
 static void
@@ -270,8 +247,23 @@ wait_until(double until)
 	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 				   (long) ms, PG_WAIT_EXTENSION);
 	if (rc & WL_LATCH_SET)
+	{
 		ResetLatch(MyLatch);
+		if (wa_shared)
+			pg_atomic_fetch_add_u64(&wa_shared->wakes_seen, 1);
+	}
 	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * A short pause inside the send pipeline (pacing, waiting for a slot).  It
+ * does not consume the latch, so a wake-up that arrives meanwhile is seen by
+ * the main loop's next wait; it ends at once if the postmaster dies.
+ */
+static void
+nap(long ms)
+{
+	(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, Max(ms, 1), PG_WAIT_EXTENSION);
 }
 
 static void
@@ -285,17 +277,30 @@ handle_signals(void)
 	}
 }
 
-static bool
-extension_installed(void)
+/* Is the extension there, and at the version this library serves? */
+typedef enum WaExtState
 {
-	bool		ok;
+	WA_EXT_MISSING,
+	WA_EXT_OLD,					/* installed at another version: ALTER ... UPDATE */
+	WA_EXT_READY
+} WaExtState;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	ok = OidIsValid(get_extension_oid("wa_notify", true));
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cycle_cxt);
-	return ok;
+static WaExtState
+extension_state(char *installed, size_t len)
+{
+	WaExtState	st = WA_EXT_MISSING;
+
+	installed[0] = '\0';
+	begin_tx();
+	exec_sql("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'wa_notify'",
+			 SPI_OK_SELECT);
+	if (SPI_processed == 1)
+	{
+		strlcpy(installed, col(0, 1), len);
+		st = strcmp(installed, WA_EXTVERSION) == 0 ? WA_EXT_READY : WA_EXT_OLD;
+	}
+	end_tx();
+	return st;
 }
 
 /* Settings snapshot + housekeeping, one transaction. */
@@ -566,9 +571,17 @@ skip_unstarted(WaChunk *head, const char *event, const char *phone)
  * cycle re-reads settings.  Returns how many messages were claimed.
  */
 #define WA_PIPELINE_SECS 2.0
-static int
-run_pipeline(WaCycle *cy, bool paced, int in_flight, double spacing,
-			 double start_at, int budget, int chunk_n)
+
+/* What the pipeline loop hands back to run_pipeline (which records it). */
+typedef struct WaPipeline
+{
+	WaChunk    *head;			/* chunks with outcomes not yet recorded */
+	int			claimed;		/* messages claimed */
+} WaPipeline;
+
+static void
+pipeline_loop(WaPipeline *pl, WaCycle *cy, bool paced, int in_flight, double spacing,
+			  double start_at, int budget, int chunk_n)
 {
 	WaChunk    *head = NULL;
 	WaChunk    *tail = NULL;
@@ -586,7 +599,6 @@ run_pipeline(WaCycle *cy, bool paced, int in_flight, double spacing,
 	WaChunk    *cur = NULL;		/* next item to start: cur->items[pos] */
 	int			pos = 0;
 
-	PG_TRY();
 	{
 		for (;;)
 		{
@@ -666,7 +678,7 @@ run_pipeline(WaCycle *cy, bool paced, int in_flight, double spacing,
 
 					if (wa_graph_in_flight(client) == 0 && ms < 200)
 					{
-						pg_usleep((long) (ms * 1000));
+						nap((long) ms);
 						now = wa_now();
 						continue;
 					}
@@ -695,7 +707,7 @@ run_pipeline(WaCycle *cy, bool paced, int in_flight, double spacing,
 			{
 				k = 0;
 				if (unstarted > 0)
-					pg_usleep(Min(timeout, 100) * 1000L);
+					nap(Min(timeout, 100));
 			}
 			for (int i = 0; i < k; i++)
 			{
@@ -752,20 +764,42 @@ run_pipeline(WaCycle *cy, bool paced, int in_flight, double spacing,
 			}
 		}
 	}
+	pl->head = head;
+	pl->claimed = claimed;
+}
+
+/*
+ * Run the pipeline; whatever happens, no request stays in flight.  The loop
+ * is a function of its own so that no local variable lives across the
+ * PG_TRY's setjmp.
+ */
+static int
+run_pipeline(WaCycle *cy, bool paced, int in_flight, double spacing,
+			 double start_at, int budget, int chunk_n)
+{
+	WaPipeline *pl = palloc0(sizeof(WaPipeline));
+	int			claimed;
+
+	PG_TRY();
+	{
+		pipeline_loop(pl, cy, paced, in_flight, spacing, start_at, budget, chunk_n);
+	}
 	PG_FINALLY();
 	{
 		wa_graph_abort_all(client);
 	}
 	PG_END_TRY();
-	record(&head, true);
+	record(&pl->head, true);
 	/* anything left (answers that never came at shutdown) stays 'sending' */
-	while (head)
+	while (pl->head)
 	{
-		WaChunk    *ch = head;
+		WaChunk    *ch = pl->head;
 
-		head = ch->next;
+		pl->head = ch->next;
 		MemoryContextDelete(ch->cxt);
 	}
+	claimed = pl->claimed;
+	pfree(pl);
 	return claimed;
 }
 
@@ -923,7 +957,9 @@ void
 wa_worker_main(Datum main_arg)
 {
 	bool		recovered = false;
+	char		installed[64];
 
+	wa_am_worker = true;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
@@ -936,6 +972,8 @@ wa_worker_main(Datum main_arg)
 	{
 		wa_shared->worker_latch = &MyProc->procLatch;
 		wa_shared->worker_pid = MyProcPid;
+		wa_shared->worker_started_at = GetCurrentTimestamp();
+		pg_atomic_fetch_add_u64(&wa_shared->worker_starts, 1);
 	}
 	on_shmem_exit(wa_worker_detach, (Datum) 0);
 	elog(LOG, "wa_notify worker started for database \"%s\"", wa_database);
@@ -959,12 +997,25 @@ wa_worker_main(Datum main_arg)
 			wait_until(wa_now() + 1.0);
 			continue;
 		}
-		if (!extension_installed())
+		/*
+		 * CREATE EXTENSION and ALTER EXTENSION ... UPDATE wake the worker at
+		 * their commit (the update script asks for it), so it need not poll.
+		 */
+		switch (extension_state(installed, sizeof(installed)))
 		{
-			set_activity("waiting for CREATE EXTENSION wa_notify");
-			recovered = false;
-			wait_until(wa_now() + 1.0);
-			continue;
+			case WA_EXT_MISSING:
+				set_activity("waiting for CREATE EXTENSION wa_notify");
+				recovered = false;
+				wait_until(wa_now() + WA_IDLE_RECHECK);
+				continue;
+			case WA_EXT_OLD:
+				set_activity("waiting for ALTER EXTENSION wa_notify UPDATE (installed %s, library %s)",
+							 installed, WA_EXTVERSION);
+				recovered = false;
+				wait_until(wa_now() + WA_IDLE_RECHECK);
+				continue;
+			case WA_EXT_READY:
+				break;
 		}
 		if (!recovered)
 		{

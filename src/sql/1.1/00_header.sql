@@ -1,0 +1,16 @@
+-- wa_notify 1.0 -> 1.1 update script, assembled by the Makefile from
+-- src/sql/1.1/*.sql.  A fresh CREATE EXTENSION runs wa_notify--1.0.sql (as
+-- released, frozen) and then this script, so every 1.1 change lives here and
+-- an upgraded 1.0 install is built by the very statements a fresh one is.
+--
+-- Conventions for the fragments:
+-- - one fragment per concern, named like the 1.0 fragments it changes
+--   (10_config, 20_capture, 30_dispatch, 40_webhook, 50_reporting, ...);
+-- - a function changed in 1.1 is redefined (CREATE OR REPLACE, or DROP and
+--   CREATE when its signature changes) in the fragment of its concern, once;
+-- - new tables that hold configuration are registered with
+--   pg_extension_config_dump; new columns get defaults that make the rows an
+--   installed 1.0 already has correct;
+-- - every C symbol that wa_notify--1.0.sql names stays exported by the
+--   library (a fresh install runs that script first).
+\echo Use "ALTER EXTENSION wa_notify UPDATE TO '1.1'" to load this file. \quit
