@@ -1,8 +1,9 @@
 # WaNode: a started test cluster with wa_notify preloaded, its worker serving
-# the "postgres" database (or the one given).
+# the "postgres" database (or the one given), and what its worker costs.
 #
 #   my $node = WaNode::preloaded('name');
 #   my $node = WaNode::preloaded('name', allows_streaming => 1, conf => "...", database => 'x');
+#   my $r = WaNode::worker_rest($node, 10);   # {commits, ticks, wakes} over 10 s
 package WaNode;
 use strict;
 use warnings;
@@ -20,6 +21,57 @@ wa_notify.database = '$db'
 } . ($opt{conf} // ''));
 	$node->start;
 	return $node;
+}
+
+# What the wa_notify worker does over $secs seconds of wall time: commits in
+# the cluster's databases but template1 (pg_stat_database; the probes read it
+# from template1, so they add none), CPU ticks of the worker process (utime
+# + stime from /proc/PID/stat) and latch wake-ups it handled (shared memory,
+# exact).  Counts, not timings: a resting worker scores ~0 on all three
+# however slow the machine is; a spinning one scores thousands.
+sub worker_rest
+{
+	my ($node, $secs) = @_;
+	my $commits = sub {
+		return $node->safe_psql('template1',
+			q{SELECT sum(xact_commit) FROM pg_stat_database WHERE datname IS DISTINCT FROM 'template1'});
+	};
+	my $pid = $node->safe_psql('template1',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'wa_notify worker'});
+	die "no wa_notify worker" unless $pid;
+	my $w0 = _wakes_seen($node);
+	my $c0 = $commits->();
+	my $t0 = _ticks($pid);
+	sleep($secs);
+	my $t1 = _ticks($pid);
+	my $c1 = $commits->();
+	my $w1 = _wakes_seen($node);
+	return { commits => $c1 - $c0, ticks => $t1 - $t0, wakes => $w1 - $w0, pid => $pid };
+}
+
+sub _ticks
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/stat") or die "no process $pid: $!";
+	my $stat = <$fh>;
+	close $fh;
+	$stat =~ s/^.*\) //s;    # the fields after "pid (comm) "
+	my @f = split / /, $stat;
+	return $f[11] + $f[12];   # utime and stime (fields 14 and 15 of proc(5))
+}
+
+# the latch wake-ups the worker handled, from shared memory: through the
+# extension where it exists (also on a standby), else a temporary function
+sub _wakes_seen
+{
+	my ($node) = @_;
+	my $has = $node->safe_psql('postgres', q{SELECT count(*) FROM pg_extension WHERE extname = 'wa_notify'});
+	return $node->safe_psql('postgres', 'SELECT wakes_seen FROM wa_notify._worker_shared()') if $has;
+	return $node->safe_psql('postgres', q{
+		CREATE FUNCTION pg_temp.worker_shared(OUT pid int, OUT started_at timestamptz, OUT starts bigint,
+		                                      OUT wakeups bigint, OUT wakes_seen bigint)
+		    AS '$libdir/wa_notify', 'wa_notify_worker_shared' LANGUAGE C;
+		SELECT wakes_seen FROM pg_temp.worker_shared()});
 }
 
 1;

@@ -28,10 +28,15 @@ $primary->wait_for_catchup($standby);
 ok($standby->poll_query_until('postgres',
 	"SELECT query = 'standby: waiting for promotion' FROM pg_stat_activity WHERE backend_type = 'wa_notify worker'"),
 	'standby worker waits for promotion');
-$standby->safe_psql('postgres', 'SELECT wa_notify.wake()');
+# a wake-up the standby's worker has handled (its shared-memory counter
+# moved) leaves it waiting and sends nothing
+my $seen = $standby->safe_psql('postgres', 'SELECT wakes_seen FROM wa_notify._worker_shared()');
+is($standby->safe_psql('postgres', 'SELECT wa_notify.wake()'), 't', 'wake() reaches the standby worker');
 ok($standby->poll_query_until('postgres',
-	"SELECT query = 'standby: waiting for promotion' FROM pg_stat_activity WHERE backend_type = 'wa_notify worker'"),
-	'still waiting after a wake');
+	"SELECT wakes_seen > $seen FROM wa_notify._worker_shared()"), 'the standby worker handled the wake-up');
+is($standby->safe_psql('postgres',
+	"SELECT query FROM pg_stat_activity WHERE backend_type = 'wa_notify worker'"),
+	'standby: waiting for promotion', 'still waiting after the wake-up');
 is($standby->safe_psql('postgres', "SELECT count(*) FROM wa_notify.message WHERE status = 'queued'"), '3',
 	'messages replicated, queued');
 is(scalar @{ $mock->posts }, 0, 'nothing sent from the standby');
