@@ -18,7 +18,7 @@ WITH members AS (
       FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
      WHERE d.refclassid = 'pg_extension'::regclass AND e.extname = 'wa_notify' AND d.deptype = 'e'),
 lines AS (
-    SELECT 'rel ' || c.relkind || ' ' || c.oid::regclass || ' owner=' || pg_get_userbyid(c.relowner)
+    SELECT 'rel ' || c.relkind::text || ' ' || c.oid::regclass || ' owner=' || pg_get_userbyid(c.relowner)
            || ' acl=' || coalesce(c.relacl::text, '-') || ' opts=' || coalesce(c.reloptions::text, '-')
            || ' comment=' || coalesce(obj_description(c.oid, 'pg_class'), '-') AS l
       FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid

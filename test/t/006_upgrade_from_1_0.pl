@@ -1,0 +1,148 @@
+# An installed, filled 1.0 is updated in place to 1.1 with ALTER EXTENSION
+# wa_notify UPDATE: nothing is lost (settings, events, carriers, blacklist,
+# watches, staged captures, queued, sent and failed messages, the id
+# sequence), the shop's triggers still capture, the worker (which waits while
+# the database is at 1.0) sends the queued messages, and the upgraded
+# extension is the same, object for object, as a fresh 1.1 install.
+#
+# Every issue that changes the schema extends wa_notify--1.0--1.1.sql and
+# this test: fill 1.0 with what the change must carry over, check it after.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use WaMock;
+use WaNode;
+use WaSchema;
+
+my $mock = WaMock->new;
+my $node = WaNode::preloaded('upgrade', database => 'shop', conf => "wa_notify.request_timeout = 2\n");
+$node->safe_psql('postgres', q{
+	CREATE ROLE shop_app LOGIN;
+	CREATE DATABASE shop OWNER shop_app;
+	CREATE DATABASE fresh;});
+
+# --- a filled 1.0 -----------------------------------------------------------
+$node->safe_psql('shop', q{CREATE EXTENSION wa_notify VERSION '1.0'});
+is($node->safe_psql('shop', q{SELECT extversion FROM pg_extension WHERE extname = 'wa_notify'}), '1.0',
+	'1.0 installed');
+ok($node->poll_query_until('shop',
+	q{SELECT query = 'waiting for ALTER EXTENSION wa_notify UPDATE (installed 1.0, library 1.1)'
+	    FROM pg_stat_activity WHERE backend_type = 'wa_notify worker'}),
+	'the worker waits while the database is at 1.0');
+
+my $base = $mock->base_url;
+$node->safe_psql('shop', qq{
+	SELECT wa_notify.configure(access_token => 'EAAupgrade-token-0123456789', phone_number_id => '$WaMock::PNID',
+	       business_account_id => '$WaMock::WABA', app_secret => 'upgradeAppSecret0123456789',
+	       api_base_url => '$base', min_delay => 0, max_delay => 0, max_rate => 0, recipient_gap => 0,
+	       max_per_batch => 1000, lookback_days => 5, quiet_hours_start => NULL);
+	SELECT wa_notify.configure_event('shipment_created', template_name => 'envio_pedido',
+	       params => ARRAY['customer_name', 'order_number', 'tracking_number'], button_param => 'tracking_url');
+	SELECT wa_notify.configure_event('refund_issued', enabled => false);
+	SELECT wa_notify.set_carrier('Correios', 'https://rastreamento.correios.com.br/?objeto={tracking}');
+	SELECT wa_notify.block('(11) 90000-0001', 'asked by phone');
+});
+$node->safe_psql('shop', q{
+	SET ROLE shop_app;
+	CREATE TABLE customer (id int PRIMARY KEY, name text, phone text);
+	CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customer,
+	                     status text NOT NULL DEFAULT 'new', total numeric(10,2));
+	INSERT INTO customer VALUES (1, 'Maria', '(11) 98765-4321'), (2, 'João', '(21) 99876-5432');
+	RESET ROLE;
+	SELECT wa_notify.watch('order_placed', 'orders', 'id',
+	  $$SELECT c.phone, c.name AS customer_name, o.id::text AS order_number, o.total
+	      FROM orders o JOIN customer c ON c.id = o.customer_id WHERE o.id = $1::int$$);
+	SELECT wa_notify.watch('order_cancelled', 'orders', 'id',
+	  $$SELECT c.phone, c.name AS customer_name, o.id::text AS order_number
+	      FROM orders o JOIN customer c ON c.id = o.customer_id WHERE o.id = $1::int$$,
+	  $$status = 'canceled'$$);
+	SET ROLE shop_app;
+	INSERT INTO orders (customer_id, total) VALUES (1, 120.50);   -- staged: the worker waits
+	RESET ROLE;
+	INSERT INTO wa_notify.message (event, order_key, phone, params)
+	VALUES ('order_processing', 'M1', '5511911112222', '{"customer_name": "Ana", "order_number": "M1"}');
+	INSERT INTO wa_notify.message (event, order_key, phone, params, status, wamid, attempts, sent_at, http_status)
+	VALUES ('order_processing', 'M2', '5511911113333', '{"customer_name": "Bia", "order_number": "M2"}',
+	        'sent', 'wamid.OLD-SENT', 1, now() - interval '1 hour', 200);
+	INSERT INTO wa_notify.message (event, order_key, phone, params, status, attempts, failed_at,
+	                               error_code, error_message, error_class)
+	VALUES ('order_processing', 'M3', '5511911114444', '{"customer_name": "Cid", "order_number": "M3"}',
+	        'failed', 1, now() - interval '1 hour', 131026, 'Graph error 131026: undeliverable', 'fail');
+});
+is($node->safe_psql('shop', 'SELECT count(*) FROM wa_notify.capture_queue'), '1', 'one capture staged at 1.0');
+
+# 1.0's columns and rows (1.1 adds settings, columns and tables of its own)
+my $names = $node->safe_psql('shop', q{SELECT string_agg(quote_literal(name), ',') FROM wa_notify.setting});
+my %before = map { $_ => $node->safe_psql('shop', $_) } (
+	"SELECT name, value FROM wa_notify.setting WHERE name IN ($names) ORDER BY name",
+	q{SELECT event, enabled, template_name, template_language, params, button_param, text_body,
+	         template_status, held_reason FROM wa_notify.event ORDER BY event},
+	'SELECT carrier, url_pattern, created_at FROM wa_notify.carrier ORDER BY carrier',
+	'SELECT phone_key, phone, reason, source, error_code, created_at FROM wa_notify.blocked ORDER BY phone_key',
+	'SELECT id, event, source, order_key, fires_when, context, owner FROM wa_notify.watch ORDER BY id',
+	# the worker starts sending at the update's commit: what it may change
+	# (status, attempts...) is checked below, message by message
+	q{SELECT id, event, order_key, phone, params, created_at FROM wa_notify.message WHERE id <= 3 ORDER BY id},
+	q{SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger
+	   WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal ORDER BY tgname});
+my $last_id = $node->safe_psql('shop', q{SELECT last_value FROM wa_notify.message_id_seq});
+
+# --- the update -------------------------------------------------------------
+$node->safe_psql('shop', 'ALTER EXTENSION wa_notify UPDATE');
+is($node->safe_psql('shop', q{SELECT extversion FROM pg_extension WHERE extname = 'wa_notify'}), '1.1',
+	'updated to 1.1');
+
+for my $q (sort keys %before)
+{
+	is($node->safe_psql('shop', $q), $before{$q}, "kept: $q");
+}
+is($node->safe_psql('shop', "SELECT count(*) FILTER (WHERE id <= $last_id) || ' ' || bool_and(id > $last_id OR id <= 3)
+                               FROM wa_notify.message"),
+	'3 true', 'kept: the id sequence (new messages number on)');
+
+# the worker serves the updated database: the staged capture is resolved and
+# the queued messages are sent; the sent and failed ones are left alone
+ok($node->poll_query_until('shop',
+	q{SELECT count(*) = 2 FROM wa_notify.message WHERE status = 'sent' AND wamid LIKE 'wamid.MOCK%'}),
+	'the queued message and the staged capture are sent after the update');
+my $posts = $mock->wait_posts(2);
+is(join(',', sort map { $_->{json}{to} } @$posts), '5511911112222,5511987654321',
+	'each sent once, to the right phones');
+is($node->safe_psql('shop', q{SELECT status || ' ' || coalesce(wamid, '-') FROM wa_notify.message
+                                WHERE order_key IN ('M2', 'M3') ORDER BY order_key}),
+	"sent wamid.OLD-SENT\nfailed -", 'the sent and failed messages are untouched');
+
+# the shop's 1.0 triggers still capture
+$node->safe_psql('shop', q{
+	SET ROLE shop_app;
+	INSERT INTO orders (customer_id, total) VALUES (2, 80);
+	UPDATE orders SET status = 'canceled' WHERE id = 1;});
+ok($node->poll_query_until('shop',
+	q{SELECT count(*) = 2 FROM wa_notify.message
+	   WHERE status = 'sent' AND ((event, order_key) IN (('order_placed', '2'), ('order_cancelled', '1')))}),
+	'the shop triggers made at 1.0 capture after the update, and the worker sends');
+is(scalar @{ $mock->wait_posts(4) }, 4, 'four requests in all: nothing doubled');
+
+# --- an upgraded 1.0 is a fresh 1.1 -----------------------------------------
+$node->safe_psql('fresh', 'CREATE EXTENSION wa_notify');
+my ($up, $fresh) = (WaSchema::describe($node, 'shop'), WaSchema::describe($node, 'fresh'));
+ok(length($fresh) > 10_000, 'the description covers the extension');
+is($up, $fresh, 'the upgraded extension equals a fresh 1.1, object for object');
+
+# and what pg_dump writes of it (the config dump, comments) is the same too,
+# shop tables aside
+my @dump = map {
+	my $out = $node->basedir . "/$_.sql";
+	$node->command_ok([ 'pg_dump', '--schema-only', '--schema=wa_notify', '-d', $node->connstr($_), '-f', $out ],
+		"pg_dump --schema-only of $_");
+	# (\restrict carries a random key per dump)
+	join("\n", sort grep { !/^(--|\\restrict |\\unrestrict )/ && /\S/ } split /\n/, slurp_file($out));
+} ('shop', 'fresh');
+is($dump[0], $dump[1], 'pg_dump --schema-only: upgraded and fresh equal (modulo ordering)');
+
+$node->stop;
+done_testing();
