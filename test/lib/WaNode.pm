@@ -3,6 +3,7 @@
 #
 #   my $node = WaNode::preloaded('name');
 #   my $node = WaNode::preloaded('name', allows_streaming => 1, conf => "...", database => 'x');
+#   my $out = WaNode::sql($node, 'SELECT ...');   # in "postgres", dies on error
 package WaNode;
 use strict;
 use warnings;
@@ -20,6 +21,13 @@ wa_notify.database = '$db'
 } . ($opt{conf} // ''));
 	$node->start;
 	return $node;
+}
+
+# one statement in the "postgres" database; its output as text
+sub sql
+{
+	my ($node, $query) = @_;
+	return $node->safe_psql('postgres', $query);
 }
 
 1;
