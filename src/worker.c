@@ -11,7 +11,12 @@
  *	  delay, rate cap), claims a batch in one transaction, sends it through
  *	  the libcurl multi client (graph.c) with at most max_in_flight requests
  *	  in flight, and records the batch's outcomes in one transaction
- *	  (wa_notify._record()), classified by graph_errors.c.
+ *	  (wa_notify._record(), typed arrays), classified by graph_errors.c.
+ *	  The class decides only what happens to the rest of the batch here
+ *	  (apply_to_batch()); what an error does to the database is
+ *	  wa_notify._apply_error()'s (src/sql/1.1/30_dispatch.sql), the same
+ *	  function the webhook calls.  dispatch_once() and the send loop
+ *	  (pipeline_loop()) are lists of named steps, below them.
  *
  *	  Also here: the GUC wa_notify.request_timeout.
  *-------------------------------------------------------------------------

@@ -9,7 +9,7 @@
 -- sends) and by webhook_receive() (failed statuses).  1.0 coded them
 -- twice, with different outcomes (a template failure only held the event
 -- when a webhook reported it; different blacklist and pause texts; the
--- 131048 cool-down in three files).
+-- spam-rate cool-down in three files).
 
 -------------------------------------------------------------------------------
 -- the error table as SQL sees it
@@ -29,16 +29,12 @@ COMMENT ON VIEW wa_notify.graph_errors IS
 DROP FUNCTION wa_notify._graph_errors();
 
 -- the row for one failure (code NULL: no error object; http NULL: 400)
-CREATE FUNCTION wa_notify._graph_error(error_code integer, http_status integer,
-    OUT code integer, OUT class text, OUT blacklist_source text, OUT title text, OUT hint text,
-    OUT on_send text, OUT error_hint boolean, OUT hold_template boolean,
-    OUT template_status text, OUT pause_account boolean, OUT cooldown_secs integer,
-    OUT slow_down boolean, OUT stop_batch boolean)
-    AS 'MODULE_PATHNAME', 'wa_notify_graph_error' LANGUAGE C IMMUTABLE;
+CREATE FUNCTION wa_notify._graph_error(error_code integer, http_status integer)
+    RETURNS wa_notify.graph_errors AS 'MODULE_PATHNAME', 'wa_notify_graph_error' LANGUAGE C IMMUTABLE;
 COMMENT ON FUNCTION wa_notify._graph_error(integer, integer) IS
     'internal: the graph_errors row that applies to a failed request or status';
 
--- 1.0's cool-down helper held the 900 s literal; the length is now a column
+-- 1.0's cool-down helper held its length as a literal; it is now a column
 DROP FUNCTION wa_notify._spam_cooldown();
 
 -------------------------------------------------------------------------------
