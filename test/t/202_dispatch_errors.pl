@@ -21,7 +21,6 @@ use WaMock;
 
 my $mock = WaMock->new;
 my $node = WaMock::setup_node('errors', $mock);
-sub sql { $node->safe_psql('postgres', $_[0]) }
 my $seq = 0;
 
 # queue one message to a fresh phone whose next answer is $rule
@@ -37,7 +36,7 @@ sub send_with
 sub row
 {
 	my ($id, $cols) = @_;
-	return sql("SELECT $cols FROM wa_notify.message WHERE id = $id");
+	return WaNode::sql($node, "SELECT $cols FROM wa_notify.message WHERE id = $id");
 }
 
 # --- recipient unreachable: failed + blacklisted ---------------------------
@@ -50,7 +49,7 @@ for my $c ([131026, 'auto', 'message undeliverable'], [131021, 'auto', 'recipien
 	WaMock::wait_status($node, $id, 'failed');
 	is(row($id, 'http_status, error_code, error_class, error_message, attempts, failed_at IS NOT NULL'),
 		"400|$code|recipient|Graph error $code: (#$code) Title: Details $code.|1|t", "$code: message failed");
-	is(sql("SELECT source, error_code, reason FROM wa_notify.blocked WHERE phone_key = wa_notify.phone_key('$phone')"),
+	is(WaNode::sql($node, "SELECT source, error_code, reason FROM wa_notify.blocked WHERE phone_key = wa_notify.phone_key('$phone')"),
 		"$src|$code|$title", "$code: number blacklisted ($src)");
 }
 
@@ -62,14 +61,14 @@ for my $c ([131047, 400], [470, 400], [131030, 400], [131009, 400], [100, 400], 
 	my ($id, $phone) = send_with({ code => $code, http => $http, message => "(#$code) T",
 		details => ($code == 100 ? 'Invalid parameter: to' : "D$code") });
 	WaMock::wait_status($node, $id, 'failed');
-	my $hint = sql("SELECT hint FROM wa_notify.graph_errors WHERE code = $code");
+	my $hint = WaNode::sql($node, "SELECT hint FROM wa_notify.graph_errors WHERE code = $code");
 	is(row($id, 'http_status, error_code, error_class, error_message'),
 		"$http|$code|message|Graph error $code: (#$code) T: " . ($code == 100 ? 'Invalid parameter: to' : "D$code")
 		  . " Hint: $hint", "$code: failed with the hint");
-	is(sql("SELECT count(*) FROM wa_notify.blocked WHERE phone_key = wa_notify.phone_key('$phone')"), '0',
+	is(WaNode::sql($node, "SELECT count(*) FROM wa_notify.blocked WHERE phone_key = wa_notify.phone_key('$phone')"), '0',
 		"$code: not blacklisted");
 }
-is(sql("SELECT paused_reason IS NULL FROM wa_notify.state"), 't', 'message errors pause nothing');
+is(WaNode::sql($node, "SELECT paused_reason IS NULL FROM wa_notify.state"), 't', 'message errors pause nothing');
 
 # --- event's template broken: event held, other events go on ---------------
 for my $c (['order_processing', 132001, 'unknown'], ['shipment_delivered', 132015, 'PAUSED'],
@@ -82,7 +81,7 @@ for my $c (['order_processing', 132001, 'unknown'], ['shipment_delivered', 13201
 		"$code: event $ev held");
 	ok($node->poll_query_until('postgres', "SELECT status = 'queued' AND held_reason IS NOT NULL "
 		. "FROM wa_notify.message WHERE id = $id"), "$code: its message is back in the queue, held");
-	is(sql("SELECT template_status, held_reason LIKE 'template %: % ($code)%' FROM wa_notify.event WHERE event = '$ev'"),
+	is(WaNode::sql($node, "SELECT template_status, held_reason LIKE 'template %: % ($code)%' FROM wa_notify.event WHERE event = '$ev'"),
 		"$st|t", "$code: template status $st, reason names the code");
 	is(row($id, 'error_code, error_class'), "$code|template", "$code: outcome recorded");
 }
@@ -97,7 +96,7 @@ my ($after) = send_with({}, 'order_placed');
 WaMock::wait_status($node, $after, 'sent');
 is(scalar @{ $mock->posts }, $n + 1, 'held message was not posted, the other event was');
 # lifting the hold (template fixed): the held messages go
-sql("UPDATE wa_notify.event SET held_reason = NULL, held_code = NULL, held_at = NULL WHERE event = 'order_processing'");
+WaNode::sql($node, "UPDATE wa_notify.event SET held_reason = NULL, held_code = NULL, held_at = NULL WHERE event = 'order_processing'");
 WaMock::wait_status($node, $h2, 'sent');
 
 # --- account or credentials: dispatch pauses; resumes on a settings change
@@ -110,24 +109,24 @@ for my $c ([190, 401], [10, 403], [200, 403], [131031, 403], [368, 403], [0, 401
 	ok($node->poll_query_until('postgres', "SELECT paused_code = $code FROM wa_notify.state"), "$code: paused");
 	ok($node->poll_query_until('postgres', "SELECT status = 'queued' FROM wa_notify.message WHERE id = $id"),
 		"$code: message back in the queue");
-	my $title = sql("SELECT coalesce((SELECT title FROM wa_notify.graph_errors WHERE code = $code), 'permission error')");
+	my $title = WaNode::sql($node, "SELECT coalesce((SELECT title FROM wa_notify.graph_errors WHERE code = $code), 'permission error')");
 	ok($node->poll_query_until('postgres',
 		"SELECT query LIKE 'paused: $title ($code)%' FROM pg_stat_activity WHERE backend_type = 'wa_notify worker'"),
 		"$code: pg_stat_activity names the cause");
 	my $nposts = scalar @{ $mock->posts };
 	my ($waiting) = send_with({});
-	sql("SELECT wa_notify.wake()");
+	WaNode::sql($node, "SELECT wa_notify.wake()");
 	is(row($waiting, 'status'), 'queued', "$code: nothing is sent while paused");
 	if ($i++ % 2)
 	{
-		is(sql("SELECT api_status FROM wa_notify.check_connection()"), 'connected', "$code: connection check succeeds");
+		is(WaNode::sql($node, "SELECT api_status FROM wa_notify.check_connection()"), 'connected', "$code: connection check succeeds");
 	}
 	else
 	{
 		WaMock::configure($node, max_rate => 0);    # any settings change
 	}
 	WaMock::wait_status($node, $_, 'sent') for ($id, $waiting);
-	is(sql("SELECT paused_reason IS NULL FROM wa_notify.state"), 't', "$code: pause lifted");
+	is(WaNode::sql($node, "SELECT paused_reason IS NULL FROM wa_notify.state"), 't', "$code: pause lifted");
 	is(scalar @{ $mock->posts }, $nposts + 2, "$code: both sent after the pause");
 }
 
@@ -140,27 +139,27 @@ for my $c ([190, 401], [10, 403], [200, 403], [131031, 403], [368, 403], [0, 401
 	is(row($id, "status, error_class, attempts, "
 		. "next_attempt_at >= updated_at + interval '2 s' AND next_attempt_at < updated_at + interval '6 s'"),
 		'queued|throttled|1|t', '130429: retried later');
-	is(sql("SELECT rate_factor FROM wa_notify.state"), '0.5', '130429: rate factor halved');
-	sql("UPDATE wa_notify.message SET next_attempt_at = now() WHERE id = $id");
-	sql("SELECT wa_notify.wake()");
+	is(WaNode::sql($node, "SELECT rate_factor FROM wa_notify.state"), '0.5', '130429: rate factor halved');
+	WaNode::sql($node, "UPDATE wa_notify.message SET next_attempt_at = now() WHERE id = $id");
+	WaNode::sql($node, "SELECT wa_notify.wake()");
 	WaMock::wait_status($node, $id, 'sent');
-	ok(sql("SELECT rate_factor FROM wa_notify.state") > 0.5, 'rate factor recovers after a success');
-	sql("UPDATE wa_notify.state SET rate_factor = 1");
+	ok(WaNode::sql($node, "SELECT rate_factor FROM wa_notify.state") > 0.5, 'rate factor recovers after a success');
+	WaNode::sql($node, "UPDATE wa_notify.state SET rate_factor = 1");
 }
 {
 	my ($id) = send_with({ code => 131048 });
 	ok($node->poll_query_until('postgres', "SELECT error_code = 131048 FROM wa_notify.message WHERE id = $id"),
 		'131048 recorded');
 	is(row($id, 'status, error_class'), 'queued|throttled', '131048: retried later');
-	is(sql("SELECT s.pause_until = m.updated_at + make_interval(secs => g.cooldown_secs) AND g.cooldown_secs > 0 "
+	is(WaNode::sql($node, "SELECT s.pause_until = m.updated_at + make_interval(secs => g.cooldown_secs) AND g.cooldown_secs > 0 "
 		. "FROM wa_notify.state s, wa_notify.message m, wa_notify.graph_errors g WHERE m.id = $id AND g.code = 131048"),
 		't', '131048: all sending pauses for the table\'s cool-down');
 	ok($node->poll_query_until('postgres',
 		"SELECT worker_activity LIKE 'paused until %: Graph error cool-down' FROM wa_notify.state"),
 		'131048: the worker says why it waits');
-	sql("UPDATE wa_notify.state SET pause_until = NULL, rate_factor = 1");
-	sql("UPDATE wa_notify.message SET next_attempt_at = now() WHERE id = $id");
-	sql("SELECT wa_notify.wake()");
+	WaNode::sql($node, "UPDATE wa_notify.state SET pause_until = NULL, rate_factor = 1");
+	WaNode::sql($node, "UPDATE wa_notify.message SET next_attempt_at = now() WHERE id = $id");
+	WaNode::sql($node, "SELECT wa_notify.wake()");
 	WaMock::wait_status($node, $id, 'sent');
 }
 
@@ -179,7 +178,7 @@ for my $c ([190, 401], [10, 403], [200, 403], [131031, 403], [368, 403], [0, 401
 	my @to = @{ $mock->posts_to($phone) };
 	is(scalar @to, 3, 'recipient got the retry and its second message');
 	ok($to[1]{t} - $to[0]{t} >= 3.9, 'the recipient\'s next request came after the pair-rate wait');
-	is(sql("SELECT sent_at > (SELECT sent_at FROM wa_notify.message WHERE id = $other2) FROM wa_notify.message WHERE id = $same"),
+	is(WaNode::sql($node, "SELECT sent_at > (SELECT sent_at FROM wa_notify.message WHERE id = $other2) FROM wa_notify.message WHERE id = $same"),
 		't', 'another recipient went first');
 }
 
@@ -204,8 +203,8 @@ for my $c ([{ code => 131000, http => 500 }, '131000', qr/^\QGraph error 131000:
 		. "next_attempt_at >= updated_at + interval '2.5 s' AND next_attempt_at < updated_at + interval '7.5 s'"),
 		"queued|1|$code|t", "$what: queued for a retry with backoff");
 	like(row($id, 'error_message'), $err, "$what: error recorded");
-	sql("UPDATE wa_notify.message SET next_attempt_at = now() WHERE id = $id");
-	sql("SELECT wa_notify.wake()");
+	WaNode::sql($node, "UPDATE wa_notify.message SET next_attempt_at = now() WHERE id = $id");
+	WaNode::sql($node, "SELECT wa_notify.wake()");
 	WaMock::wait_status($node, $id, 'sent');
 }
 {
@@ -215,10 +214,10 @@ for my $c ([{ code => 131000, http => 500 }, '131000', qr/^\QGraph error 131000:
 	ok($node->poll_query_until('postgres', "SELECT error_class = 'transient' FROM wa_notify.message WHERE id = $id"),
 		'connection refused: transient');
 	like(row($id, 'error_message'), qr/^request failed: Couldn't connect to server/, 'connection refused: error recorded');
-	is(sql("SELECT api_status FROM wa_notify.state"), 'disconnected', 'connection check says disconnected');
+	is(WaNode::sql($node, "SELECT api_status FROM wa_notify.state"), 'disconnected', 'connection check says disconnected');
 	# bounded attempts: the last one fails the message
-	sql("UPDATE wa_notify.message SET attempts = 5, next_attempt_at = now() WHERE id = $id");
-	sql("SELECT wa_notify.wake()");
+	WaNode::sql($node, "UPDATE wa_notify.message SET attempts = 5, next_attempt_at = now() WHERE id = $id");
+	WaNode::sql($node, "SELECT wa_notify.wake()");
 	WaMock::wait_status($node, $id, 'failed');
 	like(row($id, 'attempts, error_message'), qr/^6\|request failed: .* \(gave up after 6 attempts\)$/,
 		'failed after 6 attempts');
@@ -230,12 +229,12 @@ for my $c ([{ code => 131000, http => 500 }, '131000', qr/^\QGraph error 131000:
 	my ($id, $phone) = send_with({ delay => 1 });
 	ok($node->poll_query_until('postgres', "SELECT status = 'sending' FROM wa_notify.message WHERE id = $id"),
 		'message in flight');
-	sql("UPDATE wa_notify.message SET status = 'delivered', delivered_at = now() WHERE id = $id");
+	WaNode::sql($node, "UPDATE wa_notify.message SET status = 'delivered', delivered_at = now() WHERE id = $id");
 	ok($node->poll_query_until('postgres', "SELECT wamid IS NOT NULL FROM wa_notify.message WHERE id = $id"),
 		'answer recorded');
 	is(row($id, 'status'), 'delivered', 'delivered kept when the POST answer arrives later');
 }
 
-is(sql("SELECT count(*) FROM wa_notify.message WHERE status = 'sending'"), '0', 'nothing left sending');
+is(WaNode::sql($node, "SELECT count(*) FROM wa_notify.message WHERE status = 'sending'"), '0', 'nothing left sending');
 $node->stop;
 done_testing();
