@@ -7,9 +7,13 @@
  *	    - statuses sent/delivered/read/failed, monotonic (a status never
  *	      moves a message backwards, a repeat changes nothing, each
  *	      timestamp column is filled once), matched by wamid, else by
- *	      biz_opaque_callback_data (= message id);
- *	    - failures classified by the shared Graph error table
- *	      (graph_errors.h): blacklist, hint, held event, paused account;
+ *	      biz_opaque_callback_data (= message id); the status order is
+ *	      status_order[] below, and only there;
+ *	    - what a failure does (error columns, hint, blacklist, template
+ *	      hold, account pause, cool-down) is not decided here: this file
+ *	      makes the message 'failed' and calls wa_notify._apply_error(),
+ *	      the function the dispatcher's _record() calls for a send, which
+ *	      reads the effects from the Graph error table (graph_errors.c);
  *	    - inbound opt-out keywords -> blacklist (source opt_out);
  *	    - template status updates -> wa_notify.event;
  *	    - phone number quality updates -> wa_notify.state.
@@ -35,6 +39,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "graph_errors.h"
@@ -71,10 +76,7 @@ static SPIPlanPtr plan_settings;
 static SPIPlanPtr plan_by_wamid;
 static SPIPlanPtr plan_by_id;
 static SPIPlanPtr plan_update;
-static SPIPlanPtr plan_blacklist;
-static SPIPlanPtr plan_hold;
-static SPIPlanPtr plan_pause;
-static SPIPlanPtr plan_cooldown;
+static SPIPlanPtr plan_apply_error;
 static SPIPlanPtr plan_keywords;
 static SPIPlanPtr plan_optout;
 static SPIPlanPtr plan_template;
@@ -160,46 +162,79 @@ load_settings(WhSettings *s)
 
 /* ------------------------------------------------------------ statuses */
 
-/* 0 before sending, 1 sent, 2 delivered, 3 read; -1 failed; -2 other */
+/*
+ * The order of message statuses, defined here only: the locked path
+ * compares ranks, the one-statement path's SQL lists (status_list()) are
+ * built from the same table.  0: not sent yet; 1-3 sent, delivered, read;
+ * -1 failed (a delivered or read still wins: it proves arrival); -2 never
+ * sent (skipped, expired): a status for such a message is noise.
+ */
+#define RANK_UNSENT		0
+#define RANK_FAILED		(-1)
+#define RANK_NEVER		(-2)
+
+static const struct
+{
+	const char *status;
+	int			rank;
+}			status_order[] = {
+	{"queued", RANK_UNSENT}, {"sending", RANK_UNSENT}, {"review", RANK_UNSENT},
+	{"sent", 1}, {"delivered", 2}, {"read", 3},
+	{"failed", RANK_FAILED}, {"skipped", RANK_NEVER}, {"expired", RANK_NEVER},
+};
+
+/* the status a webhook status kind sets (sent, delivered, read, failed) */
+static const char *const kind_status[] = {
+	[WH_ST_SENT] = "sent", [WH_ST_DELIVERED] = "delivered", [WH_ST_READ] = "read",
+	[WH_ST_FAILED] = "failed",
+};
+
 static int
 status_rank(const char *st)
 {
-	if (strcmp(st, "queued") == 0 || strcmp(st, "sending") == 0 ||
-		strcmp(st, "review") == 0)
-		return 0;
-	if (strcmp(st, "sent") == 0)
-		return 1;
-	if (strcmp(st, "delivered") == 0)
-		return 2;
-	if (strcmp(st, "read") == 0)
-		return 3;
-	if (strcmp(st, "failed") == 0)
-		return -1;
-	return -2;					/* skipped, expired: never sent */
+	for (size_t i = 0; i < lengthof(status_order); i++)
+		if (strcmp(st, status_order[i].status) == 0)
+			return status_order[i].rank;
+	return RANK_NEVER;
 }
 
-static const char *
-rank_status(int rank)
+/*
+ * May a status of this kind move a message at rank cur?  Forward only;
+ * delivered and read also move a failed one; failed applies to a message
+ * not delivered yet.
+ */
+static bool
+kind_moves(WhStatusKind kind, int cur)
 {
-	switch (rank)
-	{
-		case 1:
-			return "sent";
-		case 2:
-			return "delivered";
-		case 3:
-			return "read";
-		default:
-			return "failed";
-	}
+	if (kind == WH_ST_FAILED)
+		return cur >= RANK_UNSENT && cur <= 1;
+	return (cur >= RANK_UNSENT && status_rank(kind_status[kind]) > cur) ||
+		(cur == RANK_FAILED && status_rank(kind_status[kind]) >= 2);
 }
 
-#define MSG_COLS "id, status, sent_at, delivered_at, read_at, failed_at, wamid, wa_id," \
-	" error_code, error_message, error_class, phone, event"
+/* "'queued', 'sending', ...": the statuses kind_moves() accepts (or the never-sent ones) */
+static char *
+status_list(WhStatusKind kind, bool never_sent)
+{
+	StringInfoData b;
+
+	initStringInfo(&b);
+	for (size_t i = 0; i < lengthof(status_order); i++)
+	{
+		int			r = status_order[i].rank;
+
+		if (never_sent ? r != RANK_NEVER : !kind_moves(kind, r))
+			continue;
+		appendStringInfo(&b, "%s'%s'", b.len ? ", " : "", status_order[i].status);
+	}
+	return b.data;
+}
+
+#define MSG_COLS "id, status, sent_at, delivered_at, read_at, failed_at, wamid, wa_id, phone, event"
 enum
 {
 	C_ID = 1, C_STATUS, C_SENT, C_DELIVERED, C_READ, C_FAILED, C_WAMID, C_WAID,
-	C_ERRCODE, C_ERRMSG, C_ERRCLASS, C_PHONE, C_EVENT, NCOLS = C_EVENT
+	C_PHONE, C_EVENT, NCOLS = C_EVENT
 };
 
 /* Find and lock the message a status is about; false when none matches. */
@@ -257,109 +292,42 @@ to_e164(const char *phone_or_waid, const char *cc)
 	return pstrdup(out);
 }
 
-/* Blacklist a number unless it is already there (source as given). */
-static void
-blacklist(const char *e164, const char *reason, const char *source, int code)
-{
-	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
-	Datum		v[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	char		plus[WA_PHONE_MAXLEN + 1];
-
-	snprintf(plus, sizeof(plus), "+%s", e164);
-	v[0] = CStringGetTextDatum(plus);
-	v[1] = CStringGetTextDatum(reason);
-	v[2] = CStringGetTextDatum(source);
-	v[3] = Int32GetDatum(code);
-	if (code < 0)
-		nulls[3] = 'n';
-	exec(prep(&plan_blacklist,
-			  "SELECT wa_notify._blacklist($1, $2, $3, $4)"
-			  " WHERE NOT EXISTS (SELECT 1 FROM wa_notify.blocked"
-			  "  WHERE phone_key = wa_notify.phone_key(ltrim($1, '+')))", 4, types),
-		 v, nulls, false, SPI_OK_SELECT);
-}
-
-/* What happens beyond the message when Meta reports a failure. */
-static void
-apply_failure_effects(const WaGraphError *ge, int code, const char *reason,
-					  const char *phone, const char *event, const WhSettings *set)
-{
-	switch (ge->cls)
-	{
-		case WA_ERR_RECIPIENT:
-			{
-				char	   *e164 = to_e164(phone, set->default_country_code);
-
-				if (e164)
-					blacklist(e164, reason, ge->blacklist_source ? ge->blacklist_source : "auto", code);
-				else
-					ereport(WARNING,
-							(errmsg("webhook: cannot blacklist recipient \"%s\": not a phone number", phone)));
-				break;
-			}
-		case WA_ERR_TEMPLATE:
-			{
-				Oid			types[3] = {TEXTOID, TEXTOID, INT4OID};
-				Datum		v[3];
-
-				v[0] = CStringGetTextDatum(event);
-				v[1] = CStringGetTextDatum(reason);
-				v[2] = Int32GetDatum(code);
-				exec(prep(&plan_hold,
-						  "UPDATE wa_notify.event SET held_reason = $2, held_code = $3, held_at = now()"
-						  " WHERE event = $1 AND (held_code IS DISTINCT FROM $3 OR held_reason IS NULL)",
-						  3, types),
-					 v, NULL, false, SPI_OK_UPDATE);
-				break;
-			}
-		case WA_ERR_ACCOUNT:
-			{
-				Oid			types[2] = {TEXTOID, INT4OID};
-				Datum		v[2];
-
-				v[0] = CStringGetTextDatum(reason);
-				v[1] = Int32GetDatum(code);
-				exec(prep(&plan_pause, "SELECT wa_notify._pause_dispatch($1, $2)", 2, types),
-					 v, NULL, false, SPI_OK_SELECT);
-				break;
-			}
-		case WA_ERR_THROTTLED:
-			if (code == 131048)
-			{
-				/* spam rate limit: a cool-down for all sending */
-				exec(prep(&plan_cooldown, "SELECT wa_notify._spam_cooldown()", 0, NULL),
-					 NULL, NULL, false, SPI_OK_SELECT);
-			}
-			break;
-		default:
-			break;
-	}
-}
-
 /*
- * A failed status's error: its class, the reason (blacklist, hold, pause)
- * and the message's error_message (the reason, plus the hint of a
- * message-class error), both in the database encoding.
+ * A failed status's error text, "(#code) message: details", in the
+ * database encoding; what the error does (its class, the hint, blacklist,
+ * hold, pause, cool-down) is wa_notify._apply_error()'s, as for a send.
  */
-static const WaGraphError *
-failure_texts(const WhStatus *st, char **reason, char **errmsg)
+static char *
+failure_reason(const WhStatus *st)
 {
-	const WaGraphError *ge = wa_graph_error_lookup(st->error_code, 400);
 	StringInfoData r;
 
 	initStringInfo(&r);
 	if (st->error_code >= 0)
 		appendStringInfo(&r, "(#%d) ", st->error_code);
 	appendStringInfoString(&r, st->error_message ? st->error_message :
-						   st->error_title ? st->error_title : ge->title);
+						   st->error_title ? st->error_title :
+						   wa_graph_failure_lookup(st->error_code, 400)->title);
 	if (st->error_details && st->error_details[0])
 		appendStringInfo(&r, ": %s", st->error_details);
-	*reason = pstrdup(pg_any_to_server(r.data, r.len, PG_UTF8));
-	if (ge->cls == WA_ERR_MESSAGE && ge->hint)
-		appendStringInfo(&r, " Hint: %s", ge->hint);
-	*errmsg = pg_any_to_server(r.data, r.len, PG_UTF8);
-	return ge;
+	return pg_any_to_server(r.data, r.len, PG_UTF8);
+}
+
+/* The message just became 'failed': apply what its error does. */
+static void
+apply_error(int64 message_id, const WhStatus *st)
+{
+	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
+	Datum		v[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	v[0] = Int64GetDatum(message_id);
+	v[1] = Int32GetDatum(st->error_code);
+	nulls[1] = st->error_code < 0 ? 'n' : ' ';
+	v[2] = CStringGetTextDatum(failure_reason(st));
+	exec(prep(&plan_apply_error,
+			  "SELECT wa_notify._apply_error($1, $2, NULL, 'webhook', $3)", 3, types),
+		 v, nulls, false, SPI_OK_SELECT);
 }
 
 /*
@@ -369,7 +337,7 @@ failure_texts(const WhStatus *st, char **reason, char **errmsg)
  * whatever that did not settle.
  */
 static void
-apply_status_locked(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
+apply_status_locked(const WhStatus *st, WhCounts *cnt)
 {
 	HeapTuple	tup;
 	TupleDesc	desc;
@@ -377,14 +345,8 @@ apply_status_locked(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
 	bool		isnull[NCOLS];
 	char		nulls[NCOLS];
 	int			cur;
-	int			newrank;
 	bool		changed = false;
-	bool		to_failed = false;
 	TimestampTz ts;
-	char	   *phone;
-	char	   *event;
-	const WaGraphError *ge = NULL;
-	char	   *reason = NULL;
 
 	if (!find_message(st))
 	{
@@ -405,66 +367,39 @@ apply_status_locked(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
 		}
 	}
 	cur = status_rank(TextDatumGetCString(v[C_STATUS - 1]));
-	phone = isnull[C_PHONE - 1] ? NULL : TextDatumGetCString(v[C_PHONE - 1]);
-	event = TextDatumGetCString(v[C_EVENT - 1]);
 	ts = st->timestamp > 0 ? time_t_to_timestamptz((pg_time_t) st->timestamp)
 		: GetCurrentTimestamp();
 
 #define SET_IF_NULL(col, datum) \
 	do { if (isnull[(col) - 1]) { v[(col) - 1] = (datum); isnull[(col) - 1] = false; changed = true; } } while (0)
 
-	if (cur == -2)
+	if (cur == RANK_NEVER)
 	{
 		/* skipped or expired: never sent, a status for it is noise */
 		cnt->ignored++;
 		return;
 	}
-
-	switch (st->kind)
+	if (kind_moves(st->kind, cur))
 	{
-		case WH_ST_SENT:
-		case WH_ST_DELIVERED:
-		case WH_ST_READ:
-			newrank = st->kind == WH_ST_SENT ? 1 : st->kind == WH_ST_DELIVERED ? 2 : 3;
-			/* forward only; delivered/read also prove a "failed" one arrived */
-			if ((cur >= 0 && newrank > cur) || (cur == -1 && newrank >= 2))
-			{
-				v[C_STATUS - 1] = CStringGetTextDatum(rank_status(newrank));
-				changed = true;
-			}
-			SET_IF_NULL(st->kind == WH_ST_SENT ? C_SENT :
-							st->kind == WH_ST_DELIVERED ? C_DELIVERED : C_READ,
-							TimestampTzGetDatum(ts));
-			break;
-		case WH_ST_FAILED:
-			if (cur >= 0 && cur <= 1)
-			{
-				char	   *errmsg;
-
-				to_failed = true;
-				changed = true;
-				ge = failure_texts(st, &reason, &errmsg);
-				v[C_STATUS - 1] = CStringGetTextDatum("failed");
-				v[C_FAILED - 1] = TimestampTzGetDatum(ts);
-				isnull[C_FAILED - 1] = false;
-				v[C_ERRCODE - 1] = Int32GetDatum(st->error_code);
-				isnull[C_ERRCODE - 1] = st->error_code < 0;
-				v[C_ERRMSG - 1] = CStringGetTextDatum(errmsg);
-				isnull[C_ERRMSG - 1] = false;
-				v[C_ERRCLASS - 1] = CStringGetTextDatum(wa_error_class_name(ge->cls));
-				isnull[C_ERRCLASS - 1] = false;
-			}
-			break;
-		default:
-			break;
+		v[C_STATUS - 1] = CStringGetTextDatum(kind_status[st->kind]);
+		changed = true;
 	}
+	if (st->kind == WH_ST_FAILED)
+	{
+		if (kind_moves(st->kind, cur))
+		{
+			v[C_FAILED - 1] = TimestampTzGetDatum(ts);
+			isnull[C_FAILED - 1] = false;
+		}
+	}
+	else
+		SET_IF_NULL(st->kind == WH_ST_SENT ? C_SENT :
+					st->kind == WH_ST_DELIVERED ? C_DELIVERED : C_READ,
+					TimestampTzGetDatum(ts));
 	/* found by biz_opaque_callback_data: learn the wamid; and the wa_id */
-	if (st->kind != WH_ST_OTHER)
-	{
-		SET_IF_NULL(C_WAMID, txt(st->wamid));
-		if (st->recipient_id && st->recipient_id[0])
-			SET_IF_NULL(C_WAID, txt(st->recipient_id));
-	}
+	SET_IF_NULL(C_WAMID, txt(st->wamid));
+	if (st->recipient_id && st->recipient_id[0])
+		SET_IF_NULL(C_WAID, txt(st->recipient_id));
 	if (!changed)
 	{
 		cnt->unchanged++;
@@ -472,31 +407,30 @@ apply_status_locked(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
 	}
 
 	{
-		Oid			types[NCOLS - 2] = {INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-			TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
+		Oid			types[C_WAID] = {INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
 
 		for (int i = 0; i < NCOLS; i++)
 			nulls[i] = isnull[i] ? 'n' : ' ';
 		exec(prep(&plan_update,
 				  "UPDATE wa_notify.message SET status = $2, sent_at = $3, delivered_at = $4,"
-				  " read_at = $5, failed_at = $6, wamid = $7, wa_id = $8, error_code = $9,"
-				  " error_message = $10, error_class = $11, updated_at = now() WHERE id = $1",
-				  NCOLS - 2, types),
+				  " read_at = $5, failed_at = $6, wamid = $7, wa_id = $8, updated_at = now()"
+				  " WHERE id = $1",
+				  C_WAID, types),
 			 v, nulls, false, SPI_OK_UPDATE);
 	}
 	cnt->applied++;
 
-	if (to_failed)
-		apply_failure_effects(ge, st->error_code, reason,
-							  phone ? phone : st->recipient_id, event, set);
+	if (st->kind == WH_ST_FAILED && kind_moves(st->kind, cur))
+		apply_error(DatumGetInt64(v[C_ID - 1]), st);
 }
 
 /* ------------------------------------------------- statuses: fast path */
 
 /*
  * The common case, one statement per status: an UPDATE by wamid that moves
- * the message forward only (the status rank and the timestamp columns in the
- * statement itself, see status_rank()), and whose WHERE clause lets a no-op
+ * the message forward only (the statuses it moves from are in the
+ * statement, from status_order), and whose WHERE clause lets a no-op
  * repeat change nothing (no new row version, no transaction id, no WAL).
  * When it changes nothing, a plain SELECT tells an unchanged (or ignored)
  * message from anything else; "anything else" (no message by that wamid,
@@ -505,55 +439,61 @@ apply_status_locked(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
  * outcome the fast path never differs from.
  */
 
-/* statuses a status moves a message from (its rank is higher, see status_rank) */
-#define FROM_SENT		"'queued', 'sending', 'review'"
-#define FROM_DELIVERED	FROM_SENT ", 'sent', 'failed'"
-#define FROM_READ		FROM_DELIVERED ", 'delivered'"
-#define FROM_FAILED		FROM_SENT ", 'sent'"
-
-/* sent, delivered, read: $1 wamid, $2 timestamp, $3 wa_id (or NULL) */
-#define FAST_FORWARD(st, from, col) \
-	"UPDATE wa_notify.message SET status = CASE WHEN status IN (" from ") THEN '" st "' ELSE status END," \
-	" " col " = coalesce(" col ", $2), wa_id = coalesce(wa_id, $3), updated_at = now()" \
-	" WHERE wamid = $1 AND (status IN (" from ") OR (status NOT IN ('skipped', 'expired')" \
-	" AND (" col " IS NULL OR (wa_id IS NULL AND $3 IS NOT NULL))))"
-/* $1 wamid, $2 wa_id (or NULL): is it ignored, would the status change it */
-#define CHECK_FORWARD(from, col) \
-	"SELECT status IN ('skipped', 'expired'), status IN (" from ") OR " col " IS NULL" \
-	" OR (wa_id IS NULL AND $2 IS NOT NULL)" \
-	" FROM wa_notify.message WHERE wamid = $1 ORDER BY id LIMIT 1"
-
-static const char *const fast_sql[] = {
-	[WH_ST_SENT] = FAST_FORWARD("sent", FROM_SENT, "sent_at"),
-	[WH_ST_DELIVERED] = FAST_FORWARD("delivered", FROM_DELIVERED, "delivered_at"),
-	[WH_ST_READ] = FAST_FORWARD("read", FROM_READ, "read_at"),
-	/* $4 error_code, $5 error_message, $6 error_class: the transition only */
-	[WH_ST_FAILED] =
-	"UPDATE wa_notify.message SET status = 'failed', failed_at = $2, wa_id = coalesce(wa_id, $3),"
-	" error_code = $4, error_message = $5, error_class = $6, updated_at = now()"
-	" WHERE wamid = $1 AND status IN (" FROM_FAILED ") RETURNING phone, event",
+/* the timestamp column each kind fills */
+static const char *const kind_column[] = {
+	[WH_ST_SENT] = "sent_at", [WH_ST_DELIVERED] = "delivered_at", [WH_ST_READ] = "read_at",
+	[WH_ST_FAILED] = "failed_at",
 };
-static const char *const check_sql[] = {
-	[WH_ST_SENT] = CHECK_FORWARD(FROM_SENT, "sent_at"),
-	[WH_ST_DELIVERED] = CHECK_FORWARD(FROM_DELIVERED, "delivered_at"),
-	[WH_ST_READ] = CHECK_FORWARD(FROM_READ, "read_at"),
-	[WH_ST_FAILED] =
-	"SELECT status IN ('skipped', 'expired'), status IN (" FROM_FAILED ")"
-	" OR (wa_id IS NULL AND $2 IS NOT NULL)"
-	" FROM wa_notify.message WHERE wamid = $1 ORDER BY id LIMIT 1",
-};
-static SPIPlanPtr plan_fast[lengthof(fast_sql)];
-static SPIPlanPtr plan_check[lengthof(check_sql)];
+
+static char *fast_sql[WH_ST_FAILED + 1];
+static char *check_sql[WH_ST_FAILED + 1];
+static SPIPlanPtr plan_fast[WH_ST_FAILED + 1];
+static SPIPlanPtr plan_check[WH_ST_FAILED + 1];
+
+/*
+ * sent, delivered, read: $1 wamid, $2 timestamp, $3 wa_id (or NULL);
+ * failed: the transition only, RETURNING the id for _apply_error().
+ * The check: $1 wamid, $2 wa_id: is it ignored, would the status change it.
+ */
+static void
+build_status_sql(WhStatusKind kind)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	char	   *from = status_list(kind, false);
+	char	   *never = status_list(kind, true);
+	const char *col = kind_column[kind];
+
+	if (kind == WH_ST_FAILED)
+	{
+		fast_sql[kind] = psprintf(
+			"UPDATE wa_notify.message SET status = 'failed', failed_at = $2, wa_id = coalesce(wa_id, $3),"
+			" updated_at = now() WHERE wamid = $1 AND status IN (%s) RETURNING id", from);
+		check_sql[kind] = psprintf(
+			"SELECT status IN (%s), status IN (%s) OR (wa_id IS NULL AND $2 IS NOT NULL)"
+			" FROM wa_notify.message WHERE wamid = $1 ORDER BY id LIMIT 1", never, from);
+	}
+	else
+	{
+		fast_sql[kind] = psprintf(
+			"UPDATE wa_notify.message SET status = CASE WHEN status IN (%s) THEN '%s' ELSE status END,"
+			" %s = coalesce(%s, $2), wa_id = coalesce(wa_id, $3), updated_at = now()"
+			" WHERE wamid = $1 AND (status IN (%s) OR (status NOT IN (%s)"
+			" AND (%s IS NULL OR (wa_id IS NULL AND $3 IS NOT NULL))))",
+			from, kind_status[kind], col, col, from, never, col);
+		check_sql[kind] = psprintf(
+			"SELECT status IN (%s), status IN (%s) OR %s IS NULL"
+			" OR (wa_id IS NULL AND $2 IS NOT NULL)"
+			" FROM wa_notify.message WHERE wamid = $1 ORDER BY id LIMIT 1", never, from, col);
+	}
+	MemoryContextSwitchTo(old);
+}
 
 static void
-apply_status(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
+apply_status(const WhStatus *st, WhCounts *cnt)
 {
-	static const Oid fast_types[6] = {TEXTOID, TIMESTAMPTZOID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
-	Datum		v[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	const WaGraphError *ge = NULL;
-	char	   *reason = NULL;
-	int			nargs = 3;
+	static const Oid fast_types[3] = {TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		v[3];
+	char		nulls[3] = {' ', ' ', ' '};
 	bool		failed = st->kind == WH_ST_FAILED;
 
 	if (st->kind == WH_ST_OTHER)
@@ -561,6 +501,8 @@ apply_status(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
 		cnt->ignored++;
 		return;
 	}
+	if (fast_sql[st->kind] == NULL)
+		build_status_sql(st->kind);
 
 	v[0] = txt(st->wamid);
 	v[1] = TimestampTzGetDatum(st->timestamp > 0 ?
@@ -570,29 +512,17 @@ apply_status(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
 		v[2] = txt(st->recipient_id);
 	else
 		nulls[2] = 'n';
-	if (failed)
-	{
-		char	   *errmsg;
-
-		ge = failure_texts(st, &reason, &errmsg);
-		v[3] = Int32GetDatum(st->error_code);
-		nulls[3] = st->error_code < 0 ? 'n' : ' ';
-		v[4] = CStringGetTextDatum(errmsg);
-		v[5] = CStringGetTextDatum(wa_error_class_name(ge->cls));
-		nargs = 6;
-	}
-	exec(prep_generic(&plan_fast[st->kind], fast_sql[st->kind], nargs, (Oid *) fast_types),
+	exec(prep_generic(&plan_fast[st->kind], fast_sql[st->kind], 3, (Oid *) fast_types),
 		 v, nulls, false, failed ? SPI_OK_UPDATE_RETURNING : SPI_OK_UPDATE);
 	if (SPI_processed > 0)
 	{
 		cnt->applied++;
 		if (failed)
 		{
-			char	   *phone = col_text(0, 1);
-			char	   *event = col_text(0, 2);
+			bool		isnull;
 
-			apply_failure_effects(ge, st->error_code, reason,
-								  phone ? phone : st->recipient_id, event, set);
+			apply_error(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 1, &isnull)), st);
 		}
 		return;
 	}
@@ -625,7 +555,7 @@ apply_status(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
 			}
 		}
 	}
-	apply_status_locked(st, set, cnt);
+	apply_status_locked(st, cnt);
 }
 
 /* ------------------------------------------------------------- inbound */
@@ -929,7 +859,7 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		for (size_t i = 0; i < payload.nstatuses; i++)
-			apply_status(&payload.statuses[i], &set, &cnt);
+			apply_status(&payload.statuses[i], &cnt);
 		apply_inbound(&payload, &set, &cnt);
 		for (size_t i = 0; i < payload.ntemplates; i++)
 			apply_template(&payload.templates[i], &set, &cnt);

@@ -11,7 +11,12 @@
  *	  delay, rate cap), claims a batch in one transaction, sends it through
  *	  the libcurl multi client (graph.c) with at most max_in_flight requests
  *	  in flight, and records the batch's outcomes in one transaction
- *	  (wa_notify._record()), classified by graph_errors.c.
+ *	  (wa_notify._record(), typed arrays), classified by graph_errors.c.
+ *	  The class decides only what happens to the rest of the batch here
+ *	  (apply_to_batch()); what an error does to the database is
+ *	  wa_notify._apply_error()'s (src/sql/1.1/30_dispatch.sql), the same
+ *	  function the webhook calls.  dispatch_once() and the send loop
+ *	  (pipeline_loop()) are lists of named steps, below them.
  *
  *	  Also here: the GUC wa_notify.request_timeout.
  *-------------------------------------------------------------------------
@@ -37,8 +42,10 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -423,100 +430,150 @@ claim(WaCycle *cy, int n, char **token_out)
 	return ch;
 }
 
+/*
+ * The class of a finished request.  A transport error is classified as "no
+ * HTTP answer" (http 0) whatever libcurl saw of the headers, and the same
+ * (code, http) pair goes to wa_notify._record(), so that SQL applies the
+ * row this function found (see outcome_http()).
+ */
+static int
+outcome_http(const WaGraphRequest *r)
+{
+	return r->curl_code != 0 ? 0 : (int) r->http_status;
+}
+
 static const WaGraphError *
 classify(WaGraphRequest *r)
 {
-	if (r->curl_code != 0)
-		return wa_graph_error_lookup(-1, 0);
-	if (r->graph_code >= 0)
-		return wa_graph_error_lookup(r->graph_code, (int) r->http_status);
-	if (r->http_status >= 200 && r->http_status < 300)
+	int			http = outcome_http(r);
+
+	if (r->curl_code == 0 && r->graph_code < 0 && r->wamid != NULL)
+		return wa_graph_error_lookup(-1, http);	/* a 2xx with an id: ok */
+	return wa_graph_failure_lookup(r->graph_code, http);
+}
+
+/* The parallel arrays of wa_notify._record(), one element per message. */
+enum
+{
+	OUT_ID, OUT_ATTEMPTED, OUT_OK, OUT_HTTP, OUT_CODE, OUT_ERROR, OUT_WAMID, OUT_WAID,
+	OUT_NCOLS
+};
+static const Oid outcome_elem_types[OUT_NCOLS] = {INT8OID, BOOLOID, BOOLOID, INT4OID, INT4OID,
+TEXTOID, TEXTOID, TEXTOID};
+static const Oid outcome_array_types[OUT_NCOLS + 1] = {INT8ARRAYOID, BOOLARRAYOID, BOOLARRAYOID,
+	INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID};
+
+typedef struct WaOutcomes
+{
+	int			n;
+	Datum	   *values[OUT_NCOLS];
+	bool	   *nulls[OUT_NCOLS];
+} WaOutcomes;
+
+static void
+outcome_set(WaOutcomes *o, int col, Datum v, bool isnull)
+{
+	o->values[col][o->n] = v;
+	o->nulls[col][o->n] = isnull;
+}
+
+static void
+outcome_text(WaOutcomes *o, int col, const char *s)
+{
+	outcome_set(o, col, s ? CStringGetTextDatum(s) : (Datum) 0, s == NULL);
+}
+
+/* Add one item's outcome (typed: nothing is serialized on the way). */
+static void
+outcome_add(WaOutcomes *o, const WaItem *it)
+{
+	bool		ok = it->attempted && it->err->cls == WA_ERR_NONE;
+
+	outcome_set(o, OUT_ID, Int64GetDatum(it->req.id), false);
+	outcome_set(o, OUT_ATTEMPTED, BoolGetDatum(it->attempted), false);
+	outcome_set(o, OUT_OK, BoolGetDatum(ok), false);
+	outcome_set(o, OUT_HTTP, Int32GetDatum(outcome_http(&it->req)), !it->attempted);
+	outcome_set(o, OUT_CODE, Int32GetDatum(it->req.graph_code),
+				!it->attempted || it->req.graph_code < 0);
+	outcome_text(o, OUT_ERROR, it->attempted ? it->req.error : NULL);
+	outcome_text(o, OUT_WAMID, it->attempted ? it->req.wamid : NULL);
+	outcome_text(o, OUT_WAID, it->attempted ? it->req.wa_id : NULL);
+	o->n++;
+}
+
+/* Is this item's outcome ready to be written? */
+static bool
+outcome_ready(const WaItem *it, bool final)
+{
+	if (it->recorded)
+		return false;
+	/* started: when its answer came; not started: when skipped, or at the end */
+	return it->attempted ? it->finished : (it->finished || final);
+}
+
+/* Collect the outcomes ready to be written, marking their items recorded. */
+static void
+collect_outcomes(WaChunk *head, bool final, WaOutcomes *o)
+{
+	int			cap = 0;
+
+	for (WaChunk *ch = head; ch; ch = ch->next)
+		cap += ch->n;
+	o->n = 0;
+	for (int c = 0; c < OUT_NCOLS; c++)
 	{
-		if (r->wamid != NULL)
-			return wa_graph_error_lookup(-1, (int) r->http_status);
-		return wa_graph_error_lookup(-1, 502);	/* a 2xx that is no answer */
+		o->values[c] = palloc(sizeof(Datum) * Max(cap, 1));
+		o->nulls[c] = palloc(sizeof(bool) * Max(cap, 1));
 	}
-	return wa_graph_error_lookup(-1, (int) r->http_status);
-}
-
-static void
-json_kv(StringInfo b, const char *k, const char *v, bool comma)
-{
-	if (comma)
-		appendStringInfoChar(b, ',');
-	escape_json(b, k);
-	appendStringInfoChar(b, ':');
-	if (v)
-		escape_json(b, v);
-	else
-		appendStringInfoString(b, "null");
-}
-
-/*
- * Record, in one transaction, every outcome known and not yet recorded:
- * finished requests, and requests never started (final, or skipped by a
- * stop rule).  Requests started whose answer never came stay 'sending' for
- * the crash recovery.  Fully recorded chunks are freed.
- */
-static void
-record(WaChunk **head, bool final)
-{
-	StringInfoData b;
-	Oid			types[2] = {TEXTOID, INT4OID};
-	Datum		vals[2];
-	int			count = 0;
-	WaChunk   **pp;
-
-	initStringInfo(&b);
-	appendStringInfoChar(&b, '[');
-	for (WaChunk *ch = *head; ch; ch = ch->next)
+	for (WaChunk *ch = head; ch; ch = ch->next)
 		for (int i = 0; i < ch->n; i++)
 		{
 			WaItem	   *it = &ch->items[i];
 
-			if (it->recorded)
-				continue;
-			if (it->attempted ? !it->finished : !(it->finished || final))
+			if (!outcome_ready(it, final))
 				continue;
 			it->recorded = true;
 			ch->left--;
-			if (count++ > 0)
-				appendStringInfoChar(&b, ',');
-			appendStringInfo(&b, "{\"id\":" INT64_FORMAT ",\"attempted\":%s",
-							 it->req.id, it->attempted ? "true" : "false");
-			if (it->attempted)
-			{
-				appendStringInfo(&b, ",\"http\":%ld", it->req.http_status);
-				if (it->req.graph_code >= 0)
-					appendStringInfo(&b, ",\"code\":%d", it->req.graph_code);
-				json_kv(&b, "class", wa_error_class_name(it->err->cls), true);
-				json_kv(&b, "error", it->req.error, true);
-				json_kv(&b, "wamid", it->req.wamid, true);
-				json_kv(&b, "wa_id", it->req.wa_id, true);
-				json_kv(&b, "blacklist", it->err->blacklist_source, true);
-				json_kv(&b, "title", it->err->title, true);
-				json_kv(&b, "hint", it->err->hint, true);
-			}
-			else
-				json_kv(&b, "class", "not_attempted", true);
-			appendStringInfoChar(&b, '}');
+			outcome_add(o, it);
 		}
-	appendStringInfoChar(&b, ']');
+}
 
-	if (count > 0)
+/* wa_notify._record(...) in one transaction. */
+static void
+write_outcomes(const WaOutcomes *o)
+{
+	Datum		args[OUT_NCOLS + 1];
+	char		nulls[OUT_NCOLS + 1];
+
+	begin_tx();
+	for (int c = 0; c < OUT_NCOLS; c++)
 	{
-		begin_tx();
-		vals[0] = CStringGetTextDatum(b.data);
-		vals[1] = Int32GetDatum(WA_MAX_ATTEMPTS);
-		if (SPI_execute_with_args("SELECT wa_notify._record($1::jsonb, $2)",
-								  2, types, vals, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "wa_notify worker: could not record outcomes");
-		end_tx();
-	}
-	pfree(b.data);
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+		int			dims[1] = {o->n};
+		int			lbs[1] = {1};
 
-	/* free chunks whose every item is recorded (or can never be) */
-	pp = head;
+		get_typlenbyvalalign(outcome_elem_types[c], &typlen, &typbyval, &typalign);
+		args[c] = PointerGetDatum(construct_md_array(o->values[c], o->nulls[c], 1, dims, lbs,
+													 outcome_elem_types[c], typlen, typbyval, typalign));
+		nulls[c] = ' ';
+	}
+	args[OUT_NCOLS] = Int32GetDatum(WA_MAX_ATTEMPTS);
+	nulls[OUT_NCOLS] = ' ';
+	if (SPI_execute_with_args("SELECT wa_notify._record($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+							  OUT_NCOLS + 1, (Oid *) outcome_array_types, args, nulls,
+							  false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "wa_notify worker: could not record outcomes");
+	end_tx();
+}
+
+/* Free the chunks whose every item is recorded (or, at the end, can never be). */
+static void
+free_recorded_chunks(WaChunk **head, bool final)
+{
+	WaChunk   **pp = head;
+
 	while (*pp)
 	{
 		WaChunk    *ch = *pp;
@@ -537,6 +594,28 @@ record(WaChunk **head, bool final)
 		else
 			pp = &ch->next;
 	}
+}
+
+/*
+ * Record, in one transaction, every outcome known and not yet recorded:
+ * finished requests, and requests never started (final, or skipped by a
+ * stop rule).  Requests started whose answer never came stay 'sending' for
+ * the crash recovery.  Fully recorded chunks are freed.
+ */
+static void
+record(WaChunk **head, bool final)
+{
+	WaOutcomes	o;
+
+	collect_outcomes(*head, final, &o);
+	if (o.n > 0)
+		write_outcomes(&o);
+	for (int c = 0; c < OUT_NCOLS; c++)
+	{
+		pfree(o.values[c]);
+		pfree(o.nulls[c]);
+	}
+	free_recorded_chunks(head, final);
 }
 
 /* mark the not-yet-started items matching event or phone as skipped for now */
@@ -568,221 +647,273 @@ skip_unstarted(WaChunk *head, const char *event, const char *phone)
  * claimed as soon as nothing is left to start, and outcomes are recorded as
  * soon as enough are known.  Paced sending (delays) claims one message.
  * New batches are claimed for at most WA_PIPELINE_SECS, then the caller's
- * cycle re-reads settings.  Returns how many messages were claimed.
+ * cycle re-reads settings.
  */
 #define WA_PIPELINE_SECS 2.0
 
-/* What the pipeline loop hands back to run_pipeline (which records it). */
+/* How one dispatch sends (dispatch_once decides, the pipeline follows). */
+typedef struct WaSendPlan
+{
+	bool		paced;			/* one message at a time, random delays */
+	int			in_flight;		/* requests at once */
+	double		spacing;		/* rate cap: seconds between starts (0: none) */
+	double		start_at;		/* the first request not before (epoch) */
+	int			budget;			/* claims left in the per-batch window */
+	int			batch_n;		/* messages per claim */
+} WaSendPlan;
+
+/* The pipeline's state, for its steps below. */
 typedef struct WaPipeline
 {
+	WaCycle    *cy;
+	const WaSendPlan *plan;
+	int			budget;			/* claims still allowed */
 	WaChunk    *head;			/* chunks with outcomes not yet recorded */
+	WaChunk    *tail;
+	WaChunk    *cur;			/* next item to start: cur->items[pos] */
+	int			pos;
+	WaGraphRequest **done;		/* completed requests, from wa_graph_wait */
 	int			claimed;		/* messages claimed */
+	int			unstarted;		/* claimed, neither started nor skipped */
+	int			unrecorded;		/* finished since the last record() */
+	int			finished;
+	bool		stop;			/* start nothing more (error or shutdown) */
+	bool		exhausted;		/* the queue had nothing more to claim */
+	bool		configured;		/* the client has the token and URL */
+	double		t0;
+	double		shutdown_at;	/* SIGTERM seen (0: not) */
+	double		next_start;		/* pacing: the next request not before */
 } WaPipeline;
 
 static void
-pipeline_loop(WaPipeline *pl, WaCycle *cy, bool paced, int in_flight, double spacing,
-			  double start_at, int budget, int chunk_n)
+notice_shutdown(WaPipeline *pl)
 {
-	WaChunk    *head = NULL;
-	WaChunk    *tail = NULL;
-	WaGraphRequest **done = palloc(sizeof(WaGraphRequest *) * Max(in_flight, 1));
-	int			claimed = 0;
-	int			unstarted = 0;
-	int			unrecorded = 0;
-	int			finished = 0;
-	bool		stop = false;
-	bool		exhausted = false;
-	bool		configured = false;
-	double		t0 = wa_now();
-	double		shutdown_at = 0;
-	double		next_start = start_at;
-	WaChunk    *cur = NULL;		/* next item to start: cur->items[pos] */
-	int			pos = 0;
-
+	if (ShutdownRequestPending && !pl->stop)
 	{
-		for (;;)
+		pl->stop = true;
+		pl->shutdown_at = wa_now();
+	}
+}
+
+/* Nothing (or little) left to start, and still in this cycle's time: claim. */
+static bool
+may_claim(const WaPipeline *pl)
+{
+	bool		paced = pl->plan->paced;
+
+	return !pl->stop && !pl->exhausted && pl->budget > 0 &&
+		(pl->unstarted == 0 || (!paced && pl->unstarted <= pl->plan->in_flight / 2)) &&
+		(pl->claimed == 0 || (!paced && wa_now() - pl->t0 < WA_PIPELINE_SECS));
+}
+
+static void
+claim_next_batch(WaPipeline *pl)
+{
+	char	   *token = NULL;
+	WaChunk    *ch = claim(pl->cy, Min(pl->plan->batch_n, pl->budget), &token);
+
+	if (!pl->configured && ch->n > 0)
+	{
+		wa_graph_client_configure(client, token ? token : "", pl->cy->url, pl->plan->in_flight,
+								  Min(10000L, wa_request_timeout * 1000L),
+								  wa_request_timeout * 1000L);
+		pl->configured = true;
+	}
+	if (token)
+		explicit_bzero(token, strlen(token));
+	if (ch->n == 0)
+	{
+		MemoryContextDelete(ch->cxt);
+		pl->exhausted = true;
+	}
+	else
+	{
+		if (pl->tail)
+			pl->tail->next = ch;
+		else
+			pl->head = ch;
+		pl->tail = ch;
+		if (pl->cur == NULL)
 		{
-			double		now = wa_now();
-			long		timeout = 100;
-			int			k;
+			pl->cur = ch;
+			pl->pos = 0;
+		}
+		pl->claimed += ch->n;
+		pl->budget -= ch->n;
+		pl->unstarted += ch->n;
+	}
+	if (pl->plan->paced)
+		pl->exhausted = true;
+}
 
-			if (ShutdownRequestPending && !stop)
+/* Start what pacing and the in-flight cap allow; returns the wait (ms) for the next. */
+static long
+start_requests(WaPipeline *pl, long timeout)
+{
+	double		now = wa_now();
+
+	while (!pl->stop && pl->cur && pl->unstarted > 0 &&
+		   wa_graph_in_flight(client) < pl->plan->in_flight)
+	{
+		WaItem	   *it;
+
+		if (pl->pos >= pl->cur->n)
+		{
+			pl->cur = pl->cur->next;
+			pl->pos = 0;
+			continue;
+		}
+		it = &pl->cur->items[pl->pos];
+		if (it->attempted || it->finished)
+		{
+			pl->pos++;
+			continue;
+		}
+		if (now < pl->next_start)
+		{
+			double		ms = (pl->next_start - now) * 1000.0;
+
+			if (wa_graph_in_flight(client) == 0 && ms < 200)
 			{
-				stop = true;
-				shutdown_at = now;
-			}
-
-			/* nothing left to start: claim the next batch */
-			if (!stop && !exhausted && budget > 0 &&
-				(unstarted == 0 || (!paced && unstarted <= in_flight / 2)) &&
-				(claimed == 0 || (!paced && now - t0 < WA_PIPELINE_SECS)))
-			{
-				char	   *token = NULL;
-				WaChunk    *ch = claim(cy, Min(chunk_n, budget), &token);
-
-				if (!configured && ch->n > 0)
-				{
-					wa_graph_client_configure(client, token ? token : "", cy->url, in_flight,
-											  Min(10000L, wa_request_timeout * 1000L),
-											  wa_request_timeout * 1000L);
-					configured = true;
-				}
-				if (token)
-					explicit_bzero(token, strlen(token));
-				if (ch->n == 0)
-				{
-					MemoryContextDelete(ch->cxt);
-					exhausted = true;
-				}
-				else
-				{
-					if (tail)
-						tail->next = ch;
-					else
-						head = ch;
-					tail = ch;
-					if (cur == NULL)
-					{
-						cur = ch;
-						pos = 0;
-					}
-					claimed += ch->n;
-					budget -= ch->n;
-					unstarted += ch->n;
-				}
-				if (paced)
-					exhausted = true;
+				nap((long) ms);
 				now = wa_now();
+				continue;
 			}
+			return Max(1, Min(timeout, (long) ms));
+		}
+		if (!wa_graph_start(client, &it->req))
+			break;
+		it->attempted = true;
+		pl->unstarted--;
+		last_start = now = wa_now();
+		pl->next_start = pl->plan->spacing > 0 ? now + pl->plan->spacing : now;
+		pl->pos++;
+	}
+	return timeout;
+}
 
-			/* start what we may */
-			while (!stop && cur && unstarted > 0 && wa_graph_in_flight(client) < in_flight)
-			{
-				WaItem	   *it;
+/* Nothing in flight and nothing more to start in this cycle (or stopped). */
+static bool
+pipeline_finished(const WaPipeline *pl)
+{
+	double		now = wa_now();
 
-				if (pos >= cur->n)
-				{
-					cur = cur->next;
-					pos = 0;
-					continue;
-				}
-				it = &cur->items[pos];
-				if (it->attempted || it->finished)
-				{
-					pos++;
-					continue;
-				}
-				if (now < next_start)
-				{
-					double		ms = (next_start - now) * 1000.0;
+	if (pl->shutdown_at > 0 && now - pl->shutdown_at > WA_SHUTDOWN_GRACE)
+		return true;
+	return wa_graph_in_flight(client) == 0 &&
+		(pl->stop || (pl->unstarted == 0 &&
+					  (pl->exhausted || pl->budget <= 0 || pl->plan->paced ||
+					   now - pl->t0 >= WA_PIPELINE_SECS)));
+}
 
-					if (wa_graph_in_flight(client) == 0 && ms < 200)
-					{
-						nap((long) ms);
-						now = wa_now();
-						continue;
-					}
-					timeout = Max(1, Min(timeout, (long) ms));
-					break;
-				}
-				if (!wa_graph_start(client, &it->req))
-					break;
-				it->attempted = true;
-				unstarted--;
-				last_start = now = wa_now();
-				next_start = spacing > 0 ? now + spacing : now;
-				pos++;
-			}
+/*
+ * An answer's consequence for the rest of the batch, from the error's
+ * effects: an account pause or a throttle starts nothing more; a held
+ * template or a pair-rate wait puts back that event's or that recipient's
+ * unstarted requests.
+ */
+static void
+apply_to_batch(WaPipeline *pl, const WaItem *it)
+{
+	const WaErrorEffect *ef = wa_error_effect(it->err);
 
-			if (wa_graph_in_flight(client) == 0 &&
-				(stop || (unstarted == 0 && (exhausted || budget <= 0 ||
-											 paced || now - t0 >= WA_PIPELINE_SECS))))
-				break;
-			if (shutdown_at > 0 && now - shutdown_at > WA_SHUTDOWN_GRACE)
-				break;
+	if (ef->stop_batch || it->err->cooldown_secs > 0)
+		pl->stop = true;
+	if (ef->hold_template)
+		pl->unstarted -= skip_unstarted(pl->head, it->event, NULL);
+	if (ef->on_send == WA_RETRY_PAIR)
+		pl->unstarted -= skip_unstarted(pl->head, NULL, it->phone);
+}
 
-			if (wa_graph_in_flight(client) > 0)
-				k = wa_graph_wait(client, timeout, done, in_flight);
-			else
-			{
-				k = 0;
-				if (unstarted > 0)
-					nap(Min(timeout, 100));
-			}
-			for (int i = 0; i < k; i++)
-			{
-				WaItem	   *it = (WaItem *) done[i];
+/* Wait for answers (at most timeout ms) and classify them. */
+static void
+collect_answers(WaPipeline *pl, long timeout)
+{
+	int			k = 0;
 
-				it->finished = true;
-				it->err = classify(&it->req);
-				finished++;
-				unrecorded++;
-				switch (it->err->cls)
-				{
-					case WA_ERR_ACCOUNT:
-					case WA_ERR_THROTTLED:
-						stop = true;
-						break;
-					case WA_ERR_TEMPLATE:
-						unstarted -= skip_unstarted(head, it->event, NULL);
-						break;
-					case WA_ERR_PAIR_RATE:
-						unstarted -= skip_unstarted(head, NULL, it->phone);
-						break;
-					default:
-						break;
-				}
-			}
-			if (k > 0)
-				set_activity("sending %d/%d", finished, claimed);
-			if (unrecorded >= Max(in_flight, 64) && !stop)
-			{
-				record(&head, false);
-				unrecorded = 0;
-				/* chunks may have been freed: re-find the cursor and tail */
-				tail = head;
-				while (tail && tail->next)
-					tail = tail->next;
-				if (cur)
-				{
-					bool		alive = false;
+	if (wa_graph_in_flight(client) > 0)
+		k = wa_graph_wait(client, timeout, pl->done, pl->plan->in_flight);
+	else if (pl->unstarted > 0)
+		nap(Min(timeout, 100));
+	for (int i = 0; i < k; i++)
+	{
+		WaItem	   *it = (WaItem *) pl->done[i];
 
-					for (WaChunk *ch = head; ch; ch = ch->next)
-						if (ch == cur)
-							alive = true;
-					if (!alive)
-					{
-						cur = head;
-						pos = 0;
-					}
-				}
-			}
-			if (ConfigReloadPending)
-			{
-				ConfigReloadPending = false;
-				ProcessConfigFile(PGC_SIGHUP);
-			}
+		it->finished = true;
+		it->err = classify(&it->req);
+		pl->finished++;
+		pl->unrecorded++;
+		apply_to_batch(pl, it);
+	}
+	if (k > 0)
+		set_activity("sending %d/%d", pl->finished, pl->claimed);
+}
+
+/* Record what is known so far; chunks may be freed: re-find the cursor and tail. */
+static void
+record_progress(WaPipeline *pl)
+{
+	bool		alive = false;
+
+	record(&pl->head, false);
+	pl->unrecorded = 0;
+	pl->tail = pl->head;
+	while (pl->tail && pl->tail->next)
+		pl->tail = pl->tail->next;
+	for (WaChunk *ch = pl->head; ch; ch = ch->next)
+		if (ch == pl->cur)
+			alive = true;
+	if (pl->cur && !alive)
+	{
+		pl->cur = pl->head;
+		pl->pos = 0;
+	}
+}
+
+static void
+pipeline_loop(WaPipeline *pl)
+{
+	for (;;)
+	{
+		long		timeout;
+
+		notice_shutdown(pl);
+		if (may_claim(pl))
+			claim_next_batch(pl);
+		timeout = start_requests(pl, 100);
+		if (pipeline_finished(pl))
+			break;
+		collect_answers(pl, timeout);
+		if (pl->unrecorded >= Max(pl->plan->in_flight, 64) && !pl->stop)
+			record_progress(pl);
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
 		}
 	}
-	pl->head = head;
-	pl->claimed = claimed;
 }
 
 /*
  * Run the pipeline; whatever happens, no request stays in flight.  The loop
  * is a function of its own so that no local variable lives across the
- * PG_TRY's setjmp.
+ * PG_TRY's setjmp.  Returns how many messages were claimed.
  */
 static int
-run_pipeline(WaCycle *cy, bool paced, int in_flight, double spacing,
-			 double start_at, int budget, int chunk_n)
+run_pipeline(WaCycle *cy, const WaSendPlan *plan)
 {
 	WaPipeline *pl = palloc0(sizeof(WaPipeline));
 	int			claimed;
 
+	pl->cy = cy;
+	pl->plan = plan;
+	pl->budget = plan->budget;
+	pl->done = palloc(sizeof(WaGraphRequest *) * Max(plan->in_flight, 1));
+	pl->t0 = wa_now();
+	pl->next_start = plan->start_at;
 	PG_TRY();
 	{
-		pipeline_loop(pl, cy, paced, in_flight, spacing, start_at, budget, chunk_n);
+		pipeline_loop(pl);
 	}
 	PG_FINALLY();
 	{
@@ -799,8 +930,179 @@ run_pipeline(WaCycle *cy, bool paced, int in_flight, double spacing,
 		MemoryContextDelete(ch->cxt);
 	}
 	claimed = pl->claimed;
+	pfree(pl->done);
 	pfree(pl);
 	return claimed;
+}
+
+/* ------------------------------------------------- one dispatch decision */
+
+/* Captured messages are resolved whatever else happens. */
+static void
+resolve_captures(void)
+{
+	begin_tx();
+	exec_sql("SELECT wa_notify._resolve_pending()", SPI_OK_SELECT);
+	end_tx();
+}
+
+/* The connection check, when due or when the settings changed; then re-read. */
+static void
+check_connection_if_due(WaCycle *cy)
+{
+	if (!cy->ready)
+		return;
+	if (wa_now() < next_check_at && last_settings_version != NULL &&
+		!(cy->settings_version && strcmp(cy->settings_version, last_settings_version) != 0))
+		return;
+	free(last_settings_version);
+	last_settings_version = strdup(cy->settings_version ? cy->settings_version : "");
+	connection_check();
+	load_cycle(cy);
+}
+
+/* Say why nothing is sent until *until; false when sending may go on. */
+static bool
+sending_blocked(const WaCycle *cy, double now, double *until)
+{
+	if (!cy->ready)
+	{
+		set_activity("idle: access_token or phone_number_id not configured");
+		*until = now + WA_IDLE_RECHECK;
+		report_state(0);
+	}
+	else if (!cy->enabled)
+	{
+		set_activity("paused: master switch off (enabled = false)");
+		*until = now + WA_IDLE_RECHECK;
+		report_state(0);
+	}
+	else if (cy->paused_reason)
+	{
+		set_activity("paused: %s", cy->paused_reason);
+		*until = Min(now + WA_IDLE_RECHECK, next_check_at);
+		report_state(0);
+	}
+	else if (cy->pause_until > now)
+	{
+		/* which error and for how long: wa_notify.graph_errors.cooldown_secs */
+		set_activity("paused until %s: Graph error cool-down", time_str(cy->pause_until));
+		*until = cy->pause_until;
+		report_state(*until);
+	}
+	else if (cy->quiet_until > now)
+	{
+		set_activity("quiet hours until %s", time_str(cy->quiet_until));
+		*until = cy->quiet_until;
+		report_state(*until);
+	}
+	else
+		return false;
+	return true;
+}
+
+/*
+ * Per-batch cap: at most max_per_batch claims per polling interval.  The
+ * interval opens at its first claim; after a restart it is seeded from the
+ * claims the database remembers.  Returns the claims left (<= 0: *until
+ * says when the next interval opens).
+ */
+static int
+batch_budget(const WaCycle *cy, double now, double *until)
+{
+	int			budget;
+
+	if (window_count < 0)
+	{
+		window_count = cy->sent_in_window;
+		window_start = cy->window_first > 0 ? cy->window_first : now;
+	}
+	if (now >= window_start + cy->polling_interval)
+	{
+		window_start = now;
+		window_count = 0;
+	}
+	budget = cy->max_per_batch - window_count;
+	if (budget <= 0)
+	{
+		*until = window_start + cy->polling_interval;
+		set_activity("batch cap reached (%d/%d): next batch at %s",
+					 window_count, cy->max_per_batch, time_str(*until));
+		report_state(*until);
+	}
+	return budget;
+}
+
+/*
+ * Pacing: the rate cap spaces the starts, the throttle factor lowers the
+ * rate or the requests in flight, random delays send one message at a
+ * time.  False when the next paced message is not due yet (*until).
+ */
+static bool
+plan_sending(const WaCycle *cy, double now, int budget, WaSendPlan *plan, double *until)
+{
+	int			n;
+
+	plan->paced = cy->max_delay > 0;
+	plan->in_flight = cy->max_in_flight;
+	plan->spacing = 0;
+	plan->budget = budget;
+	if (cy->max_rate > 0)
+		plan->spacing = 1.0 / (cy->max_rate * cy->rate_factor);
+	else if (cy->rate_factor < 1.0)
+		plan->in_flight = Max(1, (int) (plan->in_flight * cy->rate_factor));
+	if (plan->paced)
+	{
+		plan->start_at = last_start + Max(next_gap, plan->spacing);
+		if (now < plan->start_at - WA_CLAIM_AHEAD)
+		{
+			set_activity("waiting %.1f s", plan->start_at - now);
+			report_state(plan->start_at);
+			*until = plan->start_at - WA_CLAIM_AHEAD;
+			return false;
+		}
+		n = 1;
+		plan->in_flight = 1;
+	}
+	else
+	{
+		plan->start_at = plan->spacing > 0 ? last_start + plan->spacing : now;
+		n = Min(budget, Max(plan->in_flight * 2, 64));
+		if (plan->spacing > 0)
+			n = Min(n, (int) ceil(1.0 / plan->spacing) + 1);
+		n = Min(n, WA_MAX_BATCH);
+	}
+	plan->batch_n = Min(n, budget);
+	return true;
+}
+
+/*
+ * After a batch: the next random delay (paced), or when to look again
+ * (nothing was claimed).  A paced delay is uniform in [min, max], kept a
+ * little inside the bounds so that scheduling jitter on either request
+ * cannot push the gap the API sees outside them.
+ */
+static double
+after_batch(const WaCycle *cy, const WaSendPlan *plan, int claimed, double now)
+{
+	if (claimed == 0)
+	{
+		double		at = cy->next_due > 0 ? cy->next_due : 0;
+
+		set_activity("idle");
+		report_state(at);
+		return at > 0 ? at : now + WA_IDLE_RECHECK;
+	}
+	if (plan->paced)
+	{
+		double		margin = Min(0.05, (cy->max_delay - cy->min_delay) * 0.1);
+
+		next_gap = cy->min_delay + margin +
+			(cy->max_delay - cy->min_delay - 2 * margin) * rand_unit();
+	}
+	else
+		next_gap = 0;
+	return 0;
 }
 
 /* One dispatch decision; returns the time to wait until (0: go on now). */
@@ -808,149 +1110,29 @@ static double
 dispatch_once(void)
 {
 	WaCycle		cy;
+	WaSendPlan	plan;
 	double		now;
-	double		spacing = 0;
-	int			in_flight;
+	double		until = 0;
 	int			budget;
-	int			n;
-	bool		paced;
-	double		start_at;
-	int			k;
+	int			claimed;
 
-	/* captured messages: resolved whatever else happens */
-	begin_tx();
-	exec_sql("SELECT wa_notify._resolve_pending()", SPI_OK_SELECT);
-	end_tx();
-
+	resolve_captures();
 	load_cycle(&cy);
+	check_connection_if_due(&cy);
 	now = wa_now();
-
-	if (cy.ready &&
-		(now >= next_check_at ||
-		 last_settings_version == NULL ||
-		 (cy.settings_version && strcmp(cy.settings_version, last_settings_version) != 0)))
-	{
-		free(last_settings_version);
-		last_settings_version = strdup(cy.settings_version ? cy.settings_version : "");
-		connection_check();
-		load_cycle(&cy);
-		now = wa_now();
-	}
-
-	if (!cy.ready)
-	{
-		set_activity("idle: access_token or phone_number_id not configured");
-		report_state(0);
-		return now + WA_IDLE_RECHECK;
-	}
-	if (!cy.enabled)
-	{
-		set_activity("paused: master switch off (enabled = false)");
-		report_state(0);
-		return now + WA_IDLE_RECHECK;
-	}
-	if (cy.paused_reason)
-	{
-		set_activity("paused: %s", cy.paused_reason);
-		report_state(0);
-		return Min(now + WA_IDLE_RECHECK, next_check_at);
-	}
-	if (cy.pause_until > now)
-	{
-		set_activity("paused until %s: spam rate limit cool-down (131048)", time_str(cy.pause_until));
-		report_state(cy.pause_until);
-		return cy.pause_until;
-	}
-	if (cy.quiet_until > now)
-	{
-		set_activity("quiet hours until %s", time_str(cy.quiet_until));
-		report_state(cy.quiet_until);
-		return cy.quiet_until;
-	}
-	/*
-	 * Per-batch cap: at most max_per_batch claims per polling interval.  The
-	 * interval opens at its first claim; after a restart it is seeded from
-	 * the claims the database remembers.
-	 */
-	if (window_count < 0)
-	{
-		window_count = cy.sent_in_window;
-		window_start = cy.window_first > 0 ? cy.window_first : now;
-	}
-	if (now >= window_start + cy.polling_interval)
-	{
-		window_start = now;
-		window_count = 0;
-	}
-	budget = cy.max_per_batch - window_count;
+	if (sending_blocked(&cy, now, &until))
+		return until;
+	budget = batch_budget(&cy, now, &until);
 	if (budget <= 0)
-	{
-		double		at = window_start + cy.polling_interval;
-
-		set_activity("batch cap reached (%d/%d): next batch at %s",
-					 window_count, cy.max_per_batch, time_str(at));
-		report_state(at);
-		return at;
-	}
-
-	/* pacing */
-	paced = cy.max_delay > 0;
-	in_flight = cy.max_in_flight;
-	if (cy.max_rate > 0)
-		spacing = 1.0 / (cy.max_rate * cy.rate_factor);
-	else if (cy.rate_factor < 1.0)
-		in_flight = Max(1, (int) (in_flight * cy.rate_factor));
-	if (paced)
-	{
-		double		gap = Max(next_gap, spacing);
-
-		start_at = last_start + gap;
-		if (now < start_at - WA_CLAIM_AHEAD)
-		{
-			set_activity("waiting %.1f s", start_at - now);
-			report_state(start_at);
-			return start_at - WA_CLAIM_AHEAD;
-		}
-		n = 1;
-		in_flight = 1;
-	}
-	else
-	{
-		start_at = spacing > 0 ? last_start + spacing : now;
-		n = Min(budget, Max(in_flight * 2, 64));
-		if (spacing > 0)
-			n = Min(n, (int) ceil(1.0 / spacing) + 1);
-		n = Min(n, WA_MAX_BATCH);
-	}
-	n = Min(n, budget);
+		return until;
+	if (!plan_sending(&cy, now, budget, &plan, &until))
+		return until;
 
 	if (window_count == 0)
 		window_start = now;
-	k = run_pipeline(&cy, paced, in_flight, spacing, start_at, budget, n);
-	window_count += k;
-	if (k == 0)
-	{
-		double		at = cy.next_due > 0 ? cy.next_due : 0;
-
-		set_activity("idle");
-		report_state(at);
-		return at > 0 ? at : now + WA_IDLE_RECHECK;
-	}
-	if (paced)
-	{
-		/*
-		 * A uniform delay in [min, max], kept a little inside the bounds so
-		 * that scheduling jitter on either request cannot push the gap the
-		 * API sees outside them.
-		 */
-		double		margin = Min(0.05, (cy.max_delay - cy.min_delay) * 0.1);
-
-		next_gap = cy.min_delay + margin +
-			(cy.max_delay - cy.min_delay - 2 * margin) * rand_unit();
-	}
-	else
-		next_gap = 0;
-	return 0;
+	claimed = run_pipeline(&cy, &plan);
+	window_count += claimed;
+	return after_batch(&cy, &plan, claimed, now);
 }
 
 void

@@ -13,6 +13,7 @@ use File::Spec;
 use HTTP::Tiny;
 use IPC::Run;
 use JSON::PP;
+use Digest::SHA qw(hmac_sha256_hex);
 use Time::HiRes qw(time usleep);
 use Test::More;
 use PostgreSQL::Test::Cluster;
@@ -181,6 +182,30 @@ sub wait_status
 		"message $id reaches " . join('/', @st))
 	  or diag($node->safe_psql('postgres', "SELECT * FROM wa_notify.message WHERE id = $id"));
 	return;
+}
+
+# Post a signed "failed" status for a message straight to
+# wa_notify.webhook_receive() (as Meta sends it, errors[0] = {code, title,
+# message, error_data.details}); the app secret is set here.  Returns the
+# function's counts as text.
+our $APP_SECRET = 'test-app-secret-for-webhooks';
+sub webhook_failed
+{
+	my ($node, $wamid, $recipient, $code) = @_;
+	my $body = encode_json({
+		object => 'whatsapp_business_account',
+		entry => [ { id => $WABA, changes => [ { field => 'messages', value => {
+			messaging_product => 'whatsapp',
+			metadata => { display_phone_number => '15550783881', phone_number_id => $PNID },
+			statuses => [ { id => $wamid, status => 'failed', timestamp => '1700000000',
+				recipient_id => $recipient,
+				errors => [ { code => $code + 0, title => "Title $code", message => "Message $code",
+					error_data => { details => "Details $code." } } ] } ] } } ] } ] });
+	my $sig = 'sha256=' . hmac_sha256_hex($body, $APP_SECRET);
+	$node->safe_psql('postgres',
+		"UPDATE wa_notify.setting SET value = '$APP_SECRET' WHERE name = 'app_secret' AND value IS DISTINCT FROM '$APP_SECRET'");
+	return $node->safe_psql('postgres',
+		"SELECT wa_notify.webhook_receive('\\x" . unpack('H*', $body) . "'::bytea, '$sig')");
 }
 
 1;

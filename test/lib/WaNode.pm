@@ -4,6 +4,7 @@
 #   my $node = WaNode::preloaded('name');
 #   my $node = WaNode::preloaded('name', allows_streaming => 1, conf => "...", database => 'x');
 #   my $r = WaNode::worker_rest($node, 10);   # {commits, ticks, wakes} over 10 s
+#   my $out = WaNode::sql($node, 'SELECT ...');   # in "postgres", dies on error
 package WaNode;
 use strict;
 use warnings;
@@ -72,6 +73,11 @@ sub _wakes_seen
 		                                      OUT wakeups bigint, OUT wakes_seen bigint)
 		    AS '$libdir/wa_notify', 'wa_notify_worker_shared' LANGUAGE C;
 		SELECT wakes_seen FROM pg_temp.worker_shared()});
+# one statement in the "postgres" database; its output as text
+sub sql
+{
+	my ($node, $query) = @_;
+	return $node->safe_psql('postgres', $query);
 }
 
 1;

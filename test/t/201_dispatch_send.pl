@@ -77,7 +77,7 @@ is(sql("SELECT status, error_message FROM wa_notify.message WHERE id = $bad"),
 	q{failed|invalid phone number '12ab': expected E.164 digits or a national number},
 	'invalid phone: failed with a clear error');
 is(sql("SELECT status, error_message FROM wa_notify.message WHERE id = $blk"),
-	'skipped|phone number is blacklisted', 'blacklisted phone skipped');
+	'skipped|phone 5511911112222 is blacklisted (manual: test)', 'blacklisted phone skipped (wa_notify._skip_reason)');
 is(sql("SELECT status, error_message FROM wa_notify.message WHERE id = $dis"),
 	'skipped|event refund_issued is disabled', 'disabled event skipped');
 is(scalar @{ $mock->posts_to('5511911112222') } + scalar @{ $mock->posts_to('5511987650004') },

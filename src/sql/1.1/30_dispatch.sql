@@ -1,0 +1,351 @@
+-- 30_dispatch.sql: what a Graph error does, applied once for the dispatcher
+-- and the webhook; recording a batch's outcomes; the skip rule; claiming.
+--
+-- Who owns what: the error table (codes, classes, effects) is C
+-- (src/graph_errors.c), because the worker needs a class inside its send
+-- loop without a query; SQL reads its rows through wa_notify._graph_error()
+-- and the view wa_notify.graph_errors.  The UPDATEs an error causes are
+-- here, in wa_notify._apply_error(), called by _record() (answers to
+-- sends) and by webhook_receive() (failed statuses).  1.0 coded them
+-- twice, with different outcomes (a template failure only held the event
+-- when a webhook reported it; different blacklist and pause texts; the
+-- spam-rate cool-down in three files).
+
+-------------------------------------------------------------------------------
+-- the error table as SQL sees it
+-------------------------------------------------------------------------------
+-- 1.0's five columns first, then the effects: the view keeps its grants
+-- (CREATE OR REPLACE VIEW may only add columns at the end)
+CREATE FUNCTION wa_notify._graph_error_table(
+    OUT code integer, OUT class text, OUT blacklist_source text, OUT title text, OUT hint text,
+    OUT on_send text, OUT error_hint boolean, OUT hold_template boolean,
+    OUT template_status text, OUT pause_account boolean, OUT cooldown_secs integer,
+    OUT slow_down boolean, OUT stop_batch boolean)
+    RETURNS SETOF record AS 'MODULE_PATHNAME', 'wa_notify_graph_errors' LANGUAGE C IMMUTABLE;
+
+CREATE OR REPLACE VIEW wa_notify.graph_errors AS SELECT * FROM wa_notify._graph_error_table();
+COMMENT ON VIEW wa_notify.graph_errors IS
+    'Graph API error codes and what wa_notify does about each: on_send = the message''s fate after a send (fail, requeue, backoff, throttled, pair_wait); the other columns apply to a send and a webhook alike';
+DROP FUNCTION wa_notify._graph_errors();
+
+-- the row for one failure (code NULL: no error object; http NULL: 400)
+CREATE FUNCTION wa_notify._graph_error(error_code integer, http_status integer)
+    RETURNS wa_notify.graph_errors AS 'MODULE_PATHNAME', 'wa_notify_graph_error' LANGUAGE C IMMUTABLE;
+COMMENT ON FUNCTION wa_notify._graph_error(integer, integer) IS
+    'internal: the graph_errors row that applies to a failed request or status';
+
+-- 1.0's cool-down helper held its length as a literal; it is now a column
+DROP FUNCTION wa_notify._spam_cooldown();
+
+-------------------------------------------------------------------------------
+-- may this message be sent at all? (NULL: yes)  _claim and _resolve_pending
+-------------------------------------------------------------------------------
+CREATE FUNCTION wa_notify._skip_reason(event text, phone text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, wa_notify AS $$
+    SELECT coalesce(
+        (SELECT format('event %s is disabled', e.event)
+           FROM wa_notify.event e WHERE e.event = _skip_reason.event AND NOT e.enabled),
+        (SELECT format('phone %s is blacklisted (%s%s)', _skip_reason.phone, b.source,
+                       coalesce(': ' || b.reason, ''))
+           FROM wa_notify.blocked b WHERE b.phone_key = wa_notify.phone_key(_skip_reason.phone)))
+$$;
+COMMENT ON FUNCTION wa_notify._skip_reason(text, text) IS
+    'internal: why a message of this event to this phone is skipped (disabled event, blacklisted number), NULL when it may be sent';
+
+-------------------------------------------------------------------------------
+-- what a Graph error does
+-------------------------------------------------------------------------------
+-- message_id: the message the error is about; code, http: as classified
+-- (the worker passes http 0 for a transport error); via: 'send' (an answer
+-- to the worker's request: the message is 'sending' and its fate is the
+-- row's on_send) or 'webhook' (a failed status: webhook_receive() has
+-- already made it 'failed'); error: the readable text (Meta's message and
+-- details).  Everything else is the same both ways: error columns, hint,
+-- blacklist, template hold, account pause, cool-down, pair-rate wait.
+-- Returns the row's slow_down: the dispatcher lowers its rate once per
+-- batch (_record), a webhook does not.
+CREATE FUNCTION wa_notify._apply_error(message_id bigint, code integer, http integer, via text,
+                                       error text, max_attempts integer DEFAULT 6)
+RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+#variable_conflict use_variable
+DECLARE
+    ge record;
+    msg wa_notify.message;
+    ph text;
+    held text;
+    wait float8;
+BEGIN
+    IF via IS DISTINCT FROM 'send' AND via IS DISTINCT FROM 'webhook' THEN
+        RAISE EXCEPTION 'via must be ''send'' or ''webhook'', not %', coalesce(quote_literal(via), 'NULL')
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO msg FROM wa_notify.message m WHERE m.id = message_id FOR UPDATE;
+    IF NOT FOUND OR (via = 'send' AND msg.status <> 'sending') THEN
+        RETURN false;                       -- gone, or a webhook got there first
+    END IF;
+    SELECT * INTO ge FROM wa_notify._graph_error(code, http);
+
+    UPDATE wa_notify.message m
+       SET error_code = code, error_class = ge.class,
+           error_message = error || CASE WHEN ge.error_hint THEN coalesce(' Hint: ' || ge.hint, '') ELSE '' END,
+           http_status = CASE WHEN via = 'send' THEN nullif(http, 0) ELSE m.http_status END,
+           updated_at = now()
+     WHERE m.id = message_id;
+
+    -- the message's own fate after a send (a webhook has set it 'failed')
+    IF via = 'send' THEN
+        CASE ge.on_send
+        WHEN 'fail' THEN
+            UPDATE wa_notify.message m SET status = 'failed', failed_at = now() WHERE m.id = message_id;
+        WHEN 'requeue' THEN
+            UPDATE wa_notify.message m SET status = 'queued', claimed_at = NULL WHERE m.id = message_id;
+        WHEN 'throttled' THEN
+            wait := least(power(2, msg.attempts) * 2, 300) * (0.5 + random());
+        WHEN 'pair_wait' THEN
+            wait := power(4, least(msg.attempts, 6));
+        ELSE                                -- backoff
+            IF msg.attempts >= max_attempts THEN
+                UPDATE wa_notify.message m
+                   SET status = 'failed', failed_at = now(),
+                       error_message = m.error_message || format(' (gave up after %s attempts)', msg.attempts)
+                 WHERE m.id = message_id;
+            ELSE
+                wait := least(5 * power(2, msg.attempts - 1), 600) * (0.5 + random());
+            END IF;
+        END CASE;
+        IF wait IS NOT NULL THEN
+            UPDATE wa_notify.message m
+               SET status = 'queued', claimed_at = NULL, next_attempt_at = now() + make_interval(secs => wait)
+             WHERE m.id = message_id;
+        END IF;
+    END IF;
+
+    -- the recipient's other queued messages wait as long (pair rate limit)
+    IF ge.on_send = 'pair_wait' AND msg.phone IS NOT NULL THEN
+        wait := power(4, least(msg.attempts, 6));
+        UPDATE wa_notify.message m
+           SET next_attempt_at = greatest(coalesce(m.next_attempt_at, now()), now() + make_interval(secs => wait)),
+               updated_at = now()
+         WHERE m.phone = msg.phone AND m.queued AND m.status = 'queued' AND m.id <> message_id;
+    END IF;
+
+    -- the number is blacklisted, unless it already is (a manual block or an
+    -- opt-out keeps its reason)
+    IF ge.blacklist_source IS NOT NULL THEN
+        ph := coalesce(msg.phone, msg.wa_id);
+        BEGIN
+            PERFORM wa_notify._blacklist('+' || ph, ge.title, ge.blacklist_source, code)
+              WHERE NOT EXISTS (SELECT 1 FROM wa_notify.blocked b WHERE b.phone_key = wa_notify.phone_key(ph));
+        EXCEPTION WHEN invalid_parameter_value OR null_value_not_allowed THEN
+            RAISE WARNING 'cannot blacklist the recipient of message %: % is not a phone number',
+                          message_id, coalesce(quote_literal(ph), 'NULL');
+        END;
+    END IF;
+
+    -- the template is broken: the event and all its queued messages wait
+    IF ge.hold_template THEN
+        UPDATE wa_notify.event e
+           SET held_reason = format('template %s: %s (%s)', e.template_name, ge.title, code)
+                             || coalesce(' ' || ge.hint, ''),
+               held_code = code, held_at = now(),
+               template_status = coalesce(ge.template_status, e.template_status),
+               template_status_at = CASE WHEN ge.template_status IS NOT NULL THEN now()
+                                         ELSE e.template_status_at END
+         WHERE e.event = msg.event AND (e.held_code IS DISTINCT FROM code OR e.held_reason IS NULL);
+        SELECT e.held_reason INTO held FROM wa_notify.event e WHERE e.event = msg.event;
+        UPDATE wa_notify.message m SET held_reason = held, updated_at = now()
+         WHERE m.event = msg.event AND m.queued AND m.status = 'queued'
+           AND m.held_reason IS DISTINCT FROM held;
+    END IF;
+
+    IF ge.pause_account THEN
+        PERFORM wa_notify._pause_dispatch(format('%s (%s)', ge.title, code) || coalesce(' ' || ge.hint, ''), code);
+    END IF;
+
+    IF ge.cooldown_secs > 0 THEN
+        UPDATE wa_notify.state
+           SET pause_until = now() + make_interval(secs => ge.cooldown_secs)
+         WHERE pause_until IS NULL OR pause_until < now() + make_interval(secs => ge.cooldown_secs);
+    END IF;
+    RETURN ge.slow_down;
+END $$;
+COMMENT ON FUNCTION wa_notify._apply_error(bigint, integer, integer, text, text, integer) IS
+    'internal: apply what a Graph error does (wa_notify.graph_errors) to its message, the blacklist, the event and the dispatch state';
+
+-------------------------------------------------------------------------------
+-- record the outcomes of one batch, in the caller's single transaction:
+-- parallel arrays, one element per message (typed: no JSON in between)
+--   attempted: its request started; ok: the answer was a success (then
+--   wamid, wa_id); else code (NULL: no error object), error (the text)
+-------------------------------------------------------------------------------
+DROP FUNCTION wa_notify._record(jsonb, integer);
+CREATE FUNCTION wa_notify._record(ids bigint[], attempted boolean[], ok boolean[], http integer[],
+                                  codes integer[], errors text[], wamids text[], wa_ids text[],
+                                  max_attempts integer DEFAULT 6)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    throttled boolean := false;
+    any_ok boolean := false;
+BEGIN
+    -- successes: sending -> sent; a status a webhook already wrote is kept
+    UPDATE wa_notify.message m
+       SET status = CASE WHEN m.status = 'sending' THEN 'sent' ELSE m.status END,
+           wamid = coalesce(m.wamid, x.wamid), wa_id = coalesce(m.wa_id, x.wa_id),
+           sent_at = coalesce(m.sent_at, now()), http_status = x.http,
+           error_code = NULL, error_message = NULL, error_class = NULL,
+           next_attempt_at = NULL, held_reason = NULL, updated_at = now()
+      FROM unnest(ids, ok, http, wamids, wa_ids) AS x(id, ok, http, wamid, wa_id)
+     WHERE m.id = x.id AND x.ok;
+    any_ok := FOUND;
+
+    -- requests never started (pause or shutdown mid-batch): back to the queue
+    UPDATE wa_notify.message m
+       SET status = 'queued', attempts = greatest(m.attempts - 1, 0), claimed_at = NULL, updated_at = now()
+      FROM unnest(ids, attempted) AS x(id, attempted)
+     WHERE m.id = x.id AND NOT x.attempted AND m.status = 'sending';
+
+    FOR r IN SELECT * FROM unnest(ids, attempted, ok, http, codes, errors)
+                AS x(id, attempted, ok, http, code, error)
+             WHERE x.attempted AND NOT x.ok
+    LOOP
+        throttled := wa_notify._apply_error(r.id, r.code, r.http, 'send', r.error, max_attempts)
+                     OR throttled;
+    END LOOP;
+
+    IF throttled THEN
+        UPDATE wa_notify.state SET rate_factor = greatest(rate_factor / 2, 1.0 / 64);
+    ELSIF any_ok THEN
+        UPDATE wa_notify.state SET rate_factor = least(rate_factor * 1.05 + 0.01, 1.0)
+         WHERE rate_factor < 1.0;
+    END IF;
+END $$;
+COMMENT ON FUNCTION wa_notify._record(bigint[], boolean[], boolean[], integer[], integer[], text[], text[], text[], integer) IS
+    'internal: the worker records a batch''s outcomes (one element per message in each array)';
+
+-------------------------------------------------------------------------------
+-- claim: up to n due messages, marked 'sending' and committed by the caller
+-------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION wa_notify._claim(n integer, recipient_gap float8 DEFAULT 0,
+                                            daily_recipient_limit integer DEFAULT 0)
+RETURNS TABLE (id bigint, phone text, event text, body text)
+LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+#variable_conflict use_column
+DECLARE
+    r record;
+    cc text := (SELECT value FROM wa_notify.setting WHERE name = 'default_country_code');
+    -- the cycle's holds and expiry, applied here too: the worker may claim
+    -- several batches between two cycles
+    held text[] := ARRAY(SELECT e.event FROM wa_notify.event e
+                          WHERE e.held_reason IS NOT NULL
+                             OR ((SELECT value FROM wa_notify.setting WHERE name = 'use_templates') = 'true'
+                                 AND e.template_status IN ('PENDING', 'REJECTED', 'PAUSED', 'DISABLED')));
+    oldest timestamptz := now() - make_interval(days => coalesce(
+        (SELECT value FROM wa_notify.setting WHERE name = 'lookback_days')::integer, 3));
+    e164 text;
+    b text;
+    skip text;
+    ids bigint[] := '{}';
+    phones text[] := '{}';
+    events text[] := '{}';
+    bodies text[] := '{}';
+    recent text[];
+    pair_wait text[] := ARRAY(SELECT x.phone FROM wa_notify.message x
+                               WHERE x.queued AND x.status = 'queued' AND x.next_attempt_at > now()
+                                 AND x.error_class = 'pair_rate');
+    nrecent integer := 0;
+    fail_ids bigint[] := '{}';
+    fail_msgs text[] := '{}';
+BEGIN
+    IF daily_recipient_limit > 0 THEN
+        recent := ARRAY(SELECT DISTINCT wa_notify.phone_key(x.phone) FROM wa_notify.message x
+                         WHERE x.claimed_at > now() - interval '24 hours' AND x.phone IS NOT NULL);
+        nrecent := cardinality(recent);
+    END IF;
+    FOR r IN
+        SELECT m.id, m.event, m.phone, m.params, m.watch_id
+          FROM wa_notify.message m
+         WHERE m.queued AND m.status = 'queued'
+           AND (m.watch_id IS NULL OR m.resolved_at IS NOT NULL)
+           AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
+           AND m.held_reason IS NULL
+           AND m.created_at >= oldest
+         ORDER BY m.next_attempt_at NULLS FIRST, m.id
+         LIMIT greatest(n, 0) * 2 + 10
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        EXIT WHEN cardinality(ids) >= n;
+        CONTINUE WHEN r.event = ANY (held);
+        e164 := r.phone;
+        IF r.watch_id IS NULL THEN          -- inserted by hand: normalise here
+            BEGIN
+                e164 := wa_notify.normalize_phone(r.phone, cc);
+            EXCEPTION WHEN OTHERS THEN
+                e164 := NULL;
+            END;
+            IF e164 IS NULL THEN
+                fail_ids := fail_ids || r.id;
+                fail_msgs := fail_msgs || format('invalid phone number %s: expected E.164 digits or a national number', coalesce(quote_literal(r.phone), 'NULL'));
+                CONTINUE;
+            END IF;
+            IF e164 IS DISTINCT FROM r.phone THEN
+                UPDATE wa_notify.message SET phone = e164 WHERE message.id = r.id;
+            END IF;
+        END IF;
+        skip := wa_notify._skip_reason(r.event, e164);
+        IF skip IS NOT NULL THEN
+            UPDATE wa_notify.message
+               SET status = 'skipped', error_message = skip, updated_at = now()
+             WHERE message.id = r.id;
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN e164 = ANY (pair_wait);   -- pair rate limit: this recipient waits
+        IF recipient_gap > 0 THEN
+            CONTINUE WHEN e164 = ANY (phones);
+            CONTINUE WHEN EXISTS (SELECT 1 FROM wa_notify.message x
+                                   WHERE x.phone = e164
+                                     AND x.claimed_at > now() - make_interval(secs => recipient_gap));
+        END IF;
+        IF daily_recipient_limit > 0 AND NOT (wa_notify.phone_key(e164) = ANY (recent)) THEN
+            CONTINUE WHEN nrecent >= daily_recipient_limit;
+            recent := recent || wa_notify.phone_key(e164);
+            nrecent := nrecent + 1;
+        END IF;
+        BEGIN
+            b := wa_notify._render(r.event, e164, coalesce(r.params, '{}'), r.id)::text;
+        EXCEPTION WHEN OTHERS THEN
+            b := NULL;
+            fail_ids := fail_ids || r.id;
+            fail_msgs := fail_msgs || ('could not render the message: ' || SQLERRM);
+            CONTINUE;
+        END;
+        ids := ids || r.id;
+        phones := phones || e164;
+        events := events || r.event;
+        bodies := bodies || b;
+    END LOOP;
+
+    IF cardinality(fail_ids) > 0 THEN
+        UPDATE wa_notify.message m
+           SET status = 'failed', failed_at = now(), error_message = f.msg, error_class = 'message',
+               updated_at = now()
+          FROM unnest(fail_ids, fail_msgs) AS f(id, msg)
+         WHERE m.id = f.id;
+    END IF;
+
+    UPDATE wa_notify.message m
+       SET status = 'sending', claimed_at = now(), attempts = m.attempts + 1, updated_at = now()
+     WHERE m.id = ANY (ids);
+
+    RETURN QUERY SELECT * FROM unnest(ids, phones, events, bodies);
+END $$;
+
+REVOKE ALL ON FUNCTION wa_notify._graph_error(integer, integer), wa_notify._skip_reason(text, text),
+                       wa_notify._apply_error(bigint, integer, integer, text, text, integer),
+                       wa_notify._record(bigint[], boolean[], boolean[], integer[], integer[], text[], text[], text[], integer)
+      FROM PUBLIC;
+-- pure, as 1.0's _graph_errors() was: the view calls it
+GRANT EXECUTE ON FUNCTION wa_notify._graph_error_table() TO PUBLIC;
