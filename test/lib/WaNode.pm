@@ -73,6 +73,8 @@ sub _wakes_seen
 		                                      OUT wakeups bigint, OUT wakes_seen bigint)
 		    AS '$libdir/wa_notify', 'wa_notify_worker_shared' LANGUAGE C;
 		SELECT wakes_seen FROM pg_temp.worker_shared()});
+}
+
 # one statement in the "postgres" database; its output as text
 sub sql
 {
