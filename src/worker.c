@@ -251,6 +251,14 @@ wait_until(double until)
 		ms = 1;
 	if (ms > WA_IDLE_RECHECK * 1000.0)
 		ms = WA_IDLE_RECHECK * 1000.0;
+	/*
+	 * Before a long sleep, hand the cumulative statistics in: end_tx's
+	 * pgstat_report_stat(false) keeps what came within the last second, and
+	 * an idle worker would otherwise show its last commits only at its next
+	 * wake-up.
+	 */
+	if (ms >= 1000)
+		pgstat_report_stat(true);
 	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 				   (long) ms, PG_WAIT_EXTENSION);
 	if (rc & WL_LATCH_SET)

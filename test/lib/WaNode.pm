@@ -9,6 +9,7 @@ package WaNode;
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
 
 sub preloaded
 {
@@ -40,6 +41,7 @@ sub worker_rest
 	my $pid = $node->safe_psql('template1',
 		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'wa_notify worker'});
 	die "no wa_notify worker" unless $pid;
+	_settle($node);
 	my $w0 = _wakes_seen($node);
 	my $c0 = $commits->();
 	my $t0 = _ticks($pid);
@@ -73,6 +75,30 @@ sub _wakes_seen
 		                                      OUT wakeups bigint, OUT wakes_seen bigint)
 		    AS '$libdir/wa_notify', 'wa_notify_worker_shared' LANGUAGE C;
 		SELECT wakes_seen FROM pg_temp.worker_shared()});
+}
+
+# Let the worker finish what earlier wake-ups asked of it (CREATE EXTENSION
+# wakes it twice: 1.0's script calls wake() at once, 1.1's at commit): wake
+# it once more and wait until it has handled that wake-up and is back on its
+# latch (wait event "Extension"), so the window starts at rest.
+sub _settle
+{
+	my ($node) = @_;
+	my $seen = _wakes_seen($node);
+	my $has = $node->safe_psql('postgres', q{SELECT count(*) FROM pg_extension WHERE extname = 'wa_notify'});
+	$node->safe_psql('postgres', $has ? 'SELECT wa_notify.wake()' : q{
+		CREATE FUNCTION pg_temp.wake() RETURNS boolean AS '$libdir/wa_notify', 'wa_notify_wake' LANGUAGE C;
+		SELECT pg_temp.wake()});
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	until (_wakes_seen($node) > $seen)
+	{
+		die "the wa_notify worker did not handle a wake-up" if time > $deadline;
+		select(undef, undef, undef, 0.05);
+	}
+	$node->poll_query_until('template1', q{
+		SELECT wait_event = 'Extension' FROM pg_stat_activity WHERE backend_type = 'wa_notify worker'})
+	  or die "the wa_notify worker is not back on its latch";
+	return;
 }
 
 # one statement in the "postgres" database; its output as text
