@@ -493,6 +493,7 @@ record(WaChunk **head, bool final)
 				json_kv(&b, "error", it->req.error, true);
 				json_kv(&b, "wamid", it->req.wamid, true);
 				json_kv(&b, "wa_id", it->req.wa_id, true);
+				json_kv(&b, "user_id", it->req.user_id, true);
 				json_kv(&b, "blacklist", it->err->blacklist_source, true);
 				json_kv(&b, "title", it->err->title, true);
 				json_kv(&b, "hint", it->err->hint, true);
@@ -508,7 +509,9 @@ record(WaChunk **head, bool final)
 		begin_tx();
 		vals[0] = CStringGetTextDatum(b.data);
 		vals[1] = Int32GetDatum(WA_MAX_ATTEMPTS);
-		if (SPI_execute_with_args("SELECT wa_notify._record($1::jsonb, $2)",
+		/* _record_user_ids: the BSUIDs of the answers (40_cloud_api.sql) */
+		if (SPI_execute_with_args("SELECT wa_notify._record($1::jsonb, $2),"
+								  " wa_notify._record_user_ids($1::jsonb)",
 								  2, types, vals, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "wa_notify worker: could not record outcomes");
 		end_tx();
