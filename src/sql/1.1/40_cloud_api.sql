@@ -175,6 +175,7 @@ CREATE FUNCTION wa_notify._template_category_update(name text, language text, te
                                                     previous_category text, new_category text,
                                                     correct_category text, update_at timestamptz)
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+#variable_conflict use_column
 BEGIN
     IF correct_category IS NOT NULL AND previous_category IS NULL THEN
         INSERT INTO wa_notify.template AS t (name, language, template_id, category,
@@ -246,6 +247,7 @@ $$;
 CREATE FUNCTION wa_notify._blacklist_user_id(user_id text, reason text, source text,
                                              error_code integer DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+#variable_conflict use_column
 DECLARE
     ph text := (SELECT m.phone FROM wa_notify.message m
                  WHERE m.recipient_user_id = _blacklist_user_id.user_id AND m.phone IS NOT NULL
@@ -274,6 +276,7 @@ END $$;
 -- BSUID always when it gave one.  false when already blocked as opt_out.
 CREATE FUNCTION wa_notify._opt_out(phone text, user_id text, reason text)
 RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+#variable_conflict use_column
 DECLARE
     e164 text;
 BEGIN
@@ -303,6 +306,7 @@ END $$;
 -- user_changed_user_id (webhook.c): the block follows the user's new BSUID
 CREATE FUNCTION wa_notify._user_id_changed(previous_user_id text, user_id text)
 RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+#variable_conflict use_column
 DECLARE
     n integer;
 BEGIN

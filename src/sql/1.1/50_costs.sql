@@ -22,6 +22,7 @@ COMMENT ON TABLE wa_notify.rate IS
 CREATE FUNCTION wa_notify.set_rate(category text, market text, price numeric, currency text,
                                    valid_from date DEFAULT current_date)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
+#variable_conflict use_column
 DECLARE
     cat text := lower(btrim(category));
     mkt text := btrim(market);
