@@ -5,7 +5,9 @@
 -- Everything runs in one transaction rolled back at the end (the files
 -- after this one see the database as it was); each statement has its own
 -- savepoint, so an expected error does not end the transaction.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS wa_notify;
+RESET client_min_messages;
 \set ON_ERROR_ROLLBACK on
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
@@ -244,7 +246,7 @@ BEGIN
     RAISE NOTICE 'accepted';
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-    RAISE NOTICE '% / % / %', st, msg = format('Graph API version v98.0 expired on %s', current_date - 1),
+    RAISE NOTICE '% / % / %', st, msg = format('Graph API version v98.0 expired on %s', to_char(current_date - 1, 'YYYY-MM-DD')),
                  hint ~ '^The oldest version still live is v[0-9.]+ \(until [0-9-]+\);';
 END $$;
 SELECT value FROM wa_notify.setting WHERE name = 'api_version';

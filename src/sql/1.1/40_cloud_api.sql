@@ -492,10 +492,11 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify
 BEGIN
     SELECT v.expires INTO expires FROM wa_notify.api_version v WHERE v.version = _api_version_status.version;
     IF expires IS NOT NULL AND expires <= today THEN
-        warning := format('Graph API %s expired on %s: configure(api_version => ...) with a live version', version, expires);
+        warning := format('Graph API %s expired on %s: configure(api_version => ...) with a live version',
+                          version, to_char(expires, 'YYYY-MM-DD'));
     ELSIF expires IS NOT NULL AND expires - today <= wa_notify._api_version_warning_days() THEN
         warning := format('Graph API %s expires on %s (in %s days): move to a newer version with configure(api_version => ...)',
-                          version, expires, expires - today);
+                          version, to_char(expires, 'YYYY-MM-DD'), expires - today);
     END IF;
 END $$;
 
@@ -512,10 +513,10 @@ BEGIN
     SELECT v.version, v.expires INTO oldest FROM wa_notify.api_version v
      WHERE v.expires IS NULL OR v.expires > today
      ORDER BY v.released LIMIT 1;
-    RAISE EXCEPTION 'Graph API version % expired on %', version, exp
+    RAISE EXCEPTION 'Graph API version % expired on %', version, to_char(exp, 'YYYY-MM-DD')
         USING ERRCODE = 'invalid_parameter_value',
               HINT = format('The oldest version still live is %s%s; newer ones are listed in wa_notify.api_version.',
-                            oldest.version, coalesce(format(' (until %s)', oldest.expires), ''));
+                            oldest.version, coalesce(format(' (until %s)', to_char(oldest.expires, 'YYYY-MM-DD')), ''));
 END $$;
 
 -------------------------------------------------------------------------------
