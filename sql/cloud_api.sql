@@ -2,6 +2,16 @@
 -- template categories, named parameters, document headers, 131049, Graph
 -- API version expiry.  Payloads are shaped like the examples of Meta's
 -- WhatsApp Business Platform reference pages named above each one.
+-- The pages (https://developers.facebook.com/documentation/business-messaging/whatsapp/...):
+--   business-scoped-user-ids/                              send response and inbound user_id
+--   webhooks/reference/messages/status/                    recipient_user_id, pricing, errors[]
+--   webhooks/reference/messages/system/                    user_changed_user_id
+--   webhooks/reference/template_category_update            warning and change forms
+--   webhooks/reference/message_template_status_update      reason, disable_info, other_info
+--   webhooks/reference/message_template_quality_update     new_quality_score
+--   templates/components, templates/overview               named parameters, media headers
+--   support/error-codes                                    131049, 131062, 130497
+-- and https://developers.facebook.com/docs/graph-api/changelog/versions/ for the versions.
 -- Everything runs in one transaction rolled back at the end (the files
 -- after this one see the database as it was); each statement has its own
 -- savepoint, so an expected error does not end the transaction.
