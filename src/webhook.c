@@ -677,7 +677,7 @@ opt_out(const WhInbound *in, const char *keyword, const WhSettings *set)
  * user_changed_user_id moves a block from the previous BSUID to the new one.
  */
 static void
-apply_system_messages(const WhPayload *p, WhCounts *cnt)
+apply_system_messages(const WhPayload *p)
 {
 	for (size_t i = 0; i < p->ninbound; i++)
 	{
@@ -693,7 +693,6 @@ apply_system_messages(const WhPayload *p, WhCounts *cnt)
 		v[1] = txt(user_id);
 		exec(prep(&plan_user_id_changed, "SELECT wa_notify._user_id_changed($1, $2)", 2, types),
 			 v, NULL, false, SPI_OK_SELECT);
-
 	}
 }
 
@@ -1087,7 +1086,7 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 			apply_status_cloud(&payload.statuses[i]);
 		}
 		apply_inbound(&payload, &set, &cnt);
-		apply_system_messages(&payload, &cnt);
+		apply_system_messages(&payload);
 		for (size_t i = 0; i < payload.ntemplates; i++)
 		{
 			apply_template(&payload.templates[i], &set, &cnt);
