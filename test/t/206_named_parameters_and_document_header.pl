@@ -55,5 +55,27 @@ my $after = WaMock::enqueue($node, 'order_placed', 'N3', '5511987650103',
 WaMock::wait_status($node, $after, 'sent');
 is(scalar @{ $mock->posts_to($bad) }, 0, 'no request was made for the non-https link');
 
+# --- sync_templates() reads category, quality and parameter format ---------
+# (the message_templates edge's fields: id, name, language, status, category,
+# quality_score {score}, parameter_format)
+sql(q{SELECT wa_notify.configure_event('order_placed', parameter_format => '')});
+my %tpl = (id => '1148245153505410', name => 'pedido_confirmado', language => 'pt_BR', status => 'APPROVED',
+	category => 'UTILITY', quality_score => { score => 'GREEN' }, parameter_format => 'NAMED');
+$mock->control({ templates => [ {%tpl} ] });
+is(sql('SELECT templates, events_updated FROM wa_notify.sync_templates()'), '1|1', 'one template synced');
+is(sql(q{SELECT status, category, quality, parameter_format, template_id FROM wa_notify.templates
+          WHERE name = 'pedido_confirmado'}), 'APPROVED|UTILITY|GREEN|named|1148245153505410',
+	'the template view shows what Meta said');
+is(sql(q{SELECT parameter_format FROM wa_notify.events WHERE event = 'order_placed'}), 'named',
+	'the event takes the synced parameter format');
+is(sql(q{SELECT count(*) FROM wa_notify.event WHERE held_reason IS NOT NULL}), '0', 'nothing held');
+# Meta moved it to MARKETING: a later sync sees the move and holds exactly that event
+$mock->control({ templates => [ { %tpl, category => 'MARKETING' } ] });
+sql('SELECT wa_notify.sync_templates()');
+is(sql(q{SELECT string_agg(event, ',') FROM wa_notify.event WHERE held_reason IS NOT NULL}), 'order_placed',
+	'the move to MARKETING holds exactly the event using the template');
+is(sql(q{SELECT previous_category, category FROM wa_notify.templates WHERE name = 'pedido_confirmado'}),
+	'UTILITY|MARKETING', 'the move is recorded');
+
 $node->stop;
 done_testing();
