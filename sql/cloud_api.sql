@@ -176,6 +176,14 @@ DELETE FROM wa_notify.template;
 SELECT wa_notify.configure_event('order_placed', parameter_format => 'named',
        header_document => 'invoice_url', header_filename => 'nota-fiscal-{order_number}.pdf');
 SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321", "customer_name": "Ana", "order_number": "1001", "total": "1234.5", "invoice_url": "https://shop.example.com/nfe/1001.pdf"}'::jsonb);
+-- the template's own parameter names, when they are not the context's field names
+SELECT wa_notify.configure_event('order_placed', param_names => ARRAY['first_name', 'pedido', 'valor']);
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321", "customer_name": "Ana", "order_number": "1001", "total": "1234.5", "invoice_url": "https://shop.example.com/nfe/1001.pdf"}'::jsonb)
+       #> '{template,components,1,parameters}' AS renamed;
+SELECT wa_notify.configure_event('order_placed', param_names => ARRAY['first_name']);
+SELECT wa_notify.configure_event('order_placed', param_names => ARRAY['First', 'b', 'c']);
+SELECT wa_notify.configure_event('order_placed', param_names => '{}');
+SELECT param_names IS NULL AS field_names_again FROM wa_notify.events WHERE event = 'order_placed';
 SELECT wa_notify.configure_event('order_placed', parameter_format => 'positional');
 SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321", "customer_name": "Ana", "order_number": "1001", "total": "1234.5", "invoice_url": "https://shop.example.com/nfe/1001.pdf"}'::jsonb)
        #> '{template,components,1,parameters,0}' AS positional;

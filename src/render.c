@@ -52,7 +52,9 @@ typedef struct RenderConfig
 	bool		use_templates;
 	char	   *default_tracking_url;
 	char	   *carrier_pattern;	/* pattern of params.carrier, if any */
-	bool		named;			/* parameter_format named: parameter_name = field */
+	bool		named;			/* parameter_format named */
+	char	  **param_names;	/* parameter_name of params[i]; NULL: the field's name */
+	int			nparam_names;
 	char	   *header_document;	/* context field with the document's URL */
 	char	   *header_filename;	/* context field, or a pattern with {field}s */
 	char	   *header_image;	/* context field with the image's URL */
@@ -232,6 +234,27 @@ spi_text(HeapTuple tup, TupleDesc desc, int col)
 	return SPI_getvalue(tup, desc, col);	/* NULL for SQL NULL */
 }
 
+/* A text[] column as a palloc'd array of C strings (NULL and 0 when NULL). */
+static char **
+text_array(HeapTuple tup, TupleDesc desc, int col, int *n)
+{
+	bool		isnull;
+	Datum		arr = SPI_getbinval(tup, desc, col, &isnull);
+	Datum	   *elems;
+	bool	   *enulls;
+	char	  **out;
+
+	*n = 0;
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &enulls, n);
+	out = palloc0(sizeof(char *) * (*n + 1));
+	for (int i = 0; i < *n; i++)
+		out[i] = enulls[i] ? NULL : TextDatumGetCString(elems[i]);
+	return out;
+}
+
 /*
  * Read the event's configuration, the settings a render needs, and the URL
  * pattern of the given carrier, in one cached query.  Values are palloc'd
@@ -245,8 +268,6 @@ load_config(const char *event, const char *carrier, RenderConfig *cfg)
 	int			rc;
 	HeapTuple	tup;
 	TupleDesc	desc;
-	bool		isnull;
-	Datum		arr;
 	MemoryContext callerctx = CurrentMemoryContext;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -272,7 +293,7 @@ load_config(const char *event, const char *carrier, RenderConfig *cfg)
 			"                    AND t.language = coalesce(e.template_language,"
 			"                        (SELECT s.value FROM wa_notify.setting s WHERE s.name = 'default_language'))),"
 			"                'positional'),"
-			"       e.header_document, e.header_filename, e.header_image"
+			"       e.header_document, e.header_filename, e.header_image, e.param_names"
 			"  FROM wa_notify.event e WHERE e.event = $1",
 			2, types, 0);
 		config_plan = plan;
@@ -314,21 +335,9 @@ load_config(const char *event, const char *carrier, RenderConfig *cfg)
 		cfg->header_document = spi_text(tup, desc, 10);
 		cfg->header_filename = spi_text(tup, desc, 11);
 		cfg->header_image = spi_text(tup, desc, 12);
+		cfg->param_names = text_array(tup, desc, 13, &cfg->nparam_names);
 
-		arr = SPI_getbinval(tup, desc, 3, &isnull);
-		if (!isnull)
-		{
-			Datum	   *elems;
-			bool	   *enulls;
-			int			n;
-
-			deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
-							  &elems, &enulls, &n);
-			cfg->params = palloc0(sizeof(char *) * (n + 1));
-			for (int i = 0; i < n; i++)
-				cfg->params[i] = enulls[i] ? NULL : TextDatumGetCString(elems[i]);
-			cfg->nparams = n;
-		}
+		cfg->params = text_array(tup, desc, 3, &cfg->nparams);
 		MemoryContextSwitchTo(spictx);
 	}
 	SPI_finish();
@@ -405,7 +414,7 @@ text_parameter(const char *value)
  * A body parameter of a template created with parameter_format NAMED
  * (Meta's "Send template messages" page: {"type": "text",
  * "parameter_name": "first_name", "text": "Jessica"}): the name is the
- * context field's.
+ * event's param_names entry, else the context field's.
  */
 static JObj *
 named_text_parameter(const char *name, const char *value)
@@ -535,8 +544,11 @@ wa_render_body(const char *event, const char *phone, Jsonb *params, int64 messag
 			{
 				const char *v = cfg.params[i] ? field_value(cfg.params[i], params, &cfg) : NULL;
 
-				json_object_array_add(plist, cfg.named && cfg.params[i]
-									  ? named_text_parameter(cfg.params[i], v)
+				const char *name = i < cfg.nparam_names && cfg.param_names[i]
+					? cfg.param_names[i] : cfg.params[i];
+
+				json_object_array_add(plist, cfg.named && name
+									  ? named_text_parameter(name, v)
 									  : text_parameter(v));
 			}
 			json_object_object_add(body, "type", json_object_new_string("body"));

@@ -41,6 +41,7 @@ ALTER TABLE wa_notify.blocked
 
 ALTER TABLE wa_notify.event
     ADD COLUMN parameter_format text CHECK (parameter_format IN ('named', 'positional')),  -- NULL: the template's
+    ADD COLUMN param_names      text[],         -- named templates: parameter_name of params[i] (NULL: the field's name)
     ADD COLUMN header_document  text,           -- context field holding the PDF's https URL
     ADD COLUMN header_filename  text,           -- context field, or a pattern with {field}s
     ADD COLUMN header_image     text,           -- context field holding the image's https URL
@@ -66,7 +67,8 @@ BEGIN
                template_status = NEW.template_status, template_status_at = NEW.template_status_at,
                template_status_reason = NEW.template_status_reason,
                held_reason = NEW.held_reason, held_code = NEW.held_code, held_at = NEW.held_at,
-               parameter_format = NEW.parameter_format, header_document = NEW.header_document,
+               parameter_format = NEW.parameter_format, param_names = NEW.param_names,
+               header_document = NEW.header_document,
                header_filename = NEW.header_filename, header_image = NEW.header_image,
                category_hold = NEW.category_hold
          WHERE event = NEW.event;
@@ -534,7 +536,8 @@ CREATE FUNCTION wa_notify.configure_event(
     parameter_format  text    DEFAULT NULL,   -- 'named', 'positional', '' = what sync_templates() found
     header_document   text    DEFAULT NULL,   -- context field with the PDF's https URL; '' = none
     header_filename   text    DEFAULT NULL,   -- context field, or pattern with {field}s; '' = none
-    header_image      text    DEFAULT NULL)   -- context field with the image's https URL; '' = none
+    header_image      text    DEFAULT NULL,   -- context field with the image's https URL; '' = none
+    param_names       text[]  DEFAULT NULL)   -- named templates: the parameter_name of each params entry; '{}' = the field names
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
 DECLARE
@@ -577,6 +580,22 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'parameter_format is ''named'' (each body parameter carries parameter_name, the context field''s name), ''positional'' ({{1}}..{{n}}), or '''' for what sync_templates() found.';
     END IF;
+    IF param_names IS NOT NULL AND cardinality(param_names) > 0 THEN
+        -- Meta's named parameters: lower-case letters, digits and underscores
+        SELECT p INTO bad FROM unnest(param_names) AS p WHERE p IS NULL OR p !~ '^[a-z_][a-z0-9_]{0,62}$' LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'invalid template parameter name "%"', coalesce(bad, 'NULL')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'A named template parameter is lower-case letters, digits and underscores, as in the template''s {{first_name}}.';
+        END IF;
+        IF cardinality(param_names) <> cardinality(coalesce(params,
+                (SELECT e.params FROM wa_notify.event e WHERE e.event = configure_event.event))) THEN
+            RAISE EXCEPTION 'param_names has % names for % params', cardinality(param_names),
+                  cardinality(coalesce(params, (SELECT e.params FROM wa_notify.event e WHERE e.event = configure_event.event)))
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Give one template parameter name per params entry, in the same order, or ''{}'' to use the field names.';
+        END IF;
+    END IF;
     IF header_document IS NOT NULL AND header_image IS NOT NULL AND header_document <> '' AND header_image <> '' THEN
         RAISE EXCEPTION 'a template has one header: header_document and header_image cannot both be set'
             USING ERRCODE = 'invalid_parameter_value',
@@ -607,6 +626,11 @@ BEGIN
            text_body = coalesce(configure_event.text_body, e.text_body),
            parameter_format = CASE WHEN configure_event.parameter_format IS NULL THEN e.parameter_format
                                    ELSE nullif(configure_event.parameter_format, '') END,
+           -- new params without new names: the field names again
+           param_names = CASE WHEN configure_event.param_names IS NOT NULL
+                                   THEN nullif(configure_event.param_names, '{}')
+                              WHEN configure_event.params IS NOT NULL THEN NULL
+                              ELSE e.param_names END,
            header_document = CASE WHEN configure_event.header_document IS NULL THEN e.header_document
                                   ELSE nullif(configure_event.header_document, '') END,
            header_filename = CASE WHEN configure_event.header_filename IS NULL THEN e.header_filename
@@ -621,11 +645,11 @@ BEGIN
                                   THEN 'unknown' ELSE e.template_status END,
            held_reason = CASE WHEN configure_event.template_name IS NOT NULL OR configure_event.template_language IS NOT NULL
                                    OR configure_event.params IS NOT NULL OR configure_event.button_param IS NOT NULL
-                                   OR configure_event.parameter_format IS NOT NULL
+                                   OR configure_event.parameter_format IS NOT NULL OR configure_event.param_names IS NOT NULL
                               THEN NULL ELSE e.held_reason END,
            held_code = CASE WHEN configure_event.template_name IS NOT NULL OR configure_event.template_language IS NOT NULL
                                  OR configure_event.params IS NOT NULL OR configure_event.button_param IS NOT NULL
-                                 OR configure_event.parameter_format IS NOT NULL
+                                 OR configure_event.parameter_format IS NOT NULL OR configure_event.param_names IS NOT NULL
                             THEN NULL ELSE e.held_code END,
            category_hold = CASE WHEN configure_event.template_name IS NOT NULL OR configure_event.template_language IS NOT NULL
                                      OR configure_event.params IS NOT NULL OR configure_event.button_param IS NOT NULL
@@ -651,7 +675,7 @@ SELECT e.event, e.description, e.enabled, e.template_name,
                   WHERE t.sender = 'default' AND t.name = e.template_name
                     AND t.language = coalesce(e.template_language, l.value)),
                 'positional') AS parameter_format,
-       e.header_document, e.header_filename, e.header_image
+       e.header_document, e.header_filename, e.header_image, e.param_names
   FROM wa_notify.event e
   CROSS JOIN (SELECT value FROM wa_notify.setting WHERE name = 'default_language') AS l
  ORDER BY array_position(ARRAY['order_placed', 'order_processing', 'shipment_created',
@@ -1015,7 +1039,7 @@ REVOKE ALL ON FUNCTION
     wa_notify._user_id_changed(text, text), wa_notify._link_blocked_user_id(),
     wa_notify._record_user_ids(jsonb), wa_notify._status_cloud(text, text, boolean, text, text),
     wa_notify._deferred_retry(), wa_notify._check_api_version(text, date),
-    wa_notify.configure_event(text, boolean, text, text, text[], text, text, text, text, text, text)
+    wa_notify.configure_event(text, boolean, text, text, text[], text, text, text, text, text, text, text[])
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION wa_notify.is_bsuid(text), wa_notify._api_version_warning_days(),
                           wa_notify._api_version_status(text, date)
