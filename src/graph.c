@@ -332,7 +332,7 @@ parse_outcome_in(WaGraphRequest *r, WaSlot *s, CURLcode cc)
 	r->curl_code = (int) cc;
 	r->graph_code = -1;
 	r->http_status = 0;
-	r->wamid = r->wa_id = r->error = NULL;
+	r->wamid = r->wa_id = r->user_id = r->error = NULL;
 	if (cc != CURLE_OK)
 	{
 		if (s->overflow)
@@ -392,7 +392,10 @@ parse_outcome_in(WaGraphRequest *r, WaSlot *s, CURLcode cc)
 				if (json_object_object_get_ex(root, "contacts", &arr) &&
 					json_object_is_type(arr, json_type_array) &&
 					json_object_array_length(arr) > 0)
+				{
 					r->wa_id = json_str(json_object_array_get_idx(arr, 0), "wa_id");
+					r->user_id = json_str(json_object_array_get_idx(arr, 0), "user_id");
+				}
 				if (r->wamid == NULL)
 					r->error = psprintf("HTTP %ld: the answer has no message id", r->http_status);
 			}

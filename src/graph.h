@@ -22,6 +22,7 @@ typedef struct WaGraphRequest
 	char	   *error;			/* readable outcome (never the token) */
 	char	   *wamid;			/* messages[0].id */
 	char	   *wa_id;			/* contacts[0].wa_id */
+	char	   *user_id;		/* contacts[0].user_id (BSUID), may be NULL */
 	double		started_at;		/* epoch seconds */
 	int			slot;			/* internal */
 	MemoryContext cxt;			/* where the outcome strings go */

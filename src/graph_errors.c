@@ -50,8 +50,12 @@ static const WaGraphError graph_errors[] = {
 	"Free-form text is refused outside the 24-hour window; turn templates on (configure(use_templates => true))."},
 	{131051, WA_ERR_MESSAGE, NULL, NULL, 0, "unsupported message type",
 	"Use a template or text message."},
+	/* 131049: class "message" (never blacklisted); the retry after 24 h, at
+	 * most twice, is the trigger wa_notify._deferred_retry() (40_cloud_api.sql) */
 	{131049, WA_ERR_MESSAGE, NULL, NULL, 0, "Meta chose not to deliver (per-user marketing limit)",
-	"Do not resend to this customer within 24 hours."},
+	"Meta limits the marketing messages one customer gets; wa_notify tries again after 24 hours, at most twice."},
+	{131062, WA_ERR_MESSAGE, NULL, NULL, 0, "business-scoped user ID not accepted for this message type",
+	"This message type needs the customer's phone number; the context must return a phone, not a user ID."},
 	{100, WA_ERR_MESSAGE, NULL, NULL, 0, "invalid parameter",
 	"Check the event's template parameters and the message's phone with preview()."},
 	{131008, WA_ERR_MESSAGE, NULL, NULL, 0, "required parameter is missing",

@@ -6,7 +6,8 @@
  *	  settings (use_templates, default_language, default_tracking_url), the
  *	  carrier table and the message's params (the order context).
  *
- *	  Owns: template bodies (body parameters in the configured order, the
+ *	  Owns: template bodies (body parameters in the configured order,
+ *	  positional or named, the optional document or image header, the
  *	  optional URL button), text bodies ({field} placeholders), pt_BR money
  *	  formatting of the "total" field, tracking URLs (carrier pattern or the
  *	  default, tracking number URL-encoded).
@@ -51,6 +52,12 @@ typedef struct RenderConfig
 	bool		use_templates;
 	char	   *default_tracking_url;
 	char	   *carrier_pattern;	/* pattern of params.carrier, if any */
+	bool		named;			/* parameter_format named */
+	char	  **param_names;	/* parameter_name of params[i]; NULL: the field's name */
+	int			nparam_names;
+	char	   *header_document;	/* context field with the document's URL */
+	char	   *header_filename;	/* context field, or a pattern with {field}s */
+	char	   *header_image;	/* context field with the image's URL */
 } RenderConfig;
 
 static SPIPlanPtr config_plan = NULL;
@@ -227,6 +234,27 @@ spi_text(HeapTuple tup, TupleDesc desc, int col)
 	return SPI_getvalue(tup, desc, col);	/* NULL for SQL NULL */
 }
 
+/* A text[] column as a palloc'd array of C strings (NULL and 0 when NULL). */
+static char **
+text_array(HeapTuple tup, TupleDesc desc, int col, int *n)
+{
+	bool		isnull;
+	Datum		arr = SPI_getbinval(tup, desc, col, &isnull);
+	Datum	   *elems;
+	bool	   *enulls;
+	char	  **out;
+
+	*n = 0;
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &enulls, n);
+	out = palloc0(sizeof(char *) * (*n + 1));
+	for (int i = 0; i < *n; i++)
+		out[i] = enulls[i] ? NULL : TextDatumGetCString(elems[i]);
+	return out;
+}
+
 /*
  * Read the event's configuration, the settings a render needs, and the URL
  * pattern of the given carrier, in one cached query.  Values are palloc'd
@@ -240,8 +268,6 @@ load_config(const char *event, const char *carrier, RenderConfig *cfg)
 	int			rc;
 	HeapTuple	tup;
 	TupleDesc	desc;
-	bool		isnull;
-	Datum		arr;
 	MemoryContext callerctx = CurrentMemoryContext;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -259,7 +285,15 @@ load_config(const char *event, const char *carrier, RenderConfig *cfg)
 			"       e.params, e.button_param, e.text_body,"
 			"       coalesce((SELECT s.value FROM wa_notify.setting s WHERE s.name = 'use_templates'), 'true'),"
 			"       (SELECT s.value FROM wa_notify.setting s WHERE s.name = 'default_tracking_url'),"
-			"       (SELECT c.url_pattern FROM wa_notify.carrier c WHERE c.carrier = lower(btrim($2)))"
+			"       (SELECT c.url_pattern FROM wa_notify.carrier c WHERE c.carrier = lower(btrim($2))),"
+			/* 1.1: the event's parameter format, else the template's (sync_templates) */
+			"       coalesce(e.parameter_format,"
+			"                (SELECT lower(t.parameter_format) FROM wa_notify.template t"
+			"                  WHERE t.sender = 'default' AND t.name = e.template_name"
+			"                    AND t.language = coalesce(e.template_language,"
+			"                        (SELECT s.value FROM wa_notify.setting s WHERE s.name = 'default_language'))),"
+			"                'positional'),"
+			"       e.header_document, e.header_filename, e.header_image, e.param_names"
 			"  FROM wa_notify.event e WHERE e.event = $1",
 			2, types, 0);
 		config_plan = plan;
@@ -296,21 +330,14 @@ load_config(const char *event, const char *carrier, RenderConfig *cfg)
 		cfg->use_templates = (s == NULL || strcmp(s, "true") == 0 || strcmp(s, "on") == 0);
 		cfg->default_tracking_url = spi_text(tup, desc, 7);
 		cfg->carrier_pattern = spi_text(tup, desc, 8);
+		s = spi_text(tup, desc, 9);
+		cfg->named = s != NULL && strcmp(s, "named") == 0;
+		cfg->header_document = spi_text(tup, desc, 10);
+		cfg->header_filename = spi_text(tup, desc, 11);
+		cfg->header_image = spi_text(tup, desc, 12);
+		cfg->param_names = text_array(tup, desc, 13, &cfg->nparam_names);
 
-		arr = SPI_getbinval(tup, desc, 3, &isnull);
-		if (!isnull)
-		{
-			Datum	   *elems;
-			bool	   *enulls;
-			int			n;
-
-			deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
-							  &elems, &enulls, &n);
-			cfg->params = palloc0(sizeof(char *) * (n + 1));
-			for (int i = 0; i < n; i++)
-				cfg->params[i] = enulls[i] ? NULL : TextDatumGetCString(elems[i]);
-			cfg->nparams = n;
-		}
+		cfg->params = text_array(tup, desc, 3, &cfg->nparams);
 		MemoryContextSwitchTo(spictx);
 	}
 	SPI_finish();
@@ -384,6 +411,94 @@ text_parameter(const char *value)
 }
 
 /*
+ * A body parameter of a template created with parameter_format NAMED
+ * (Meta's "Send template messages" page: {"type": "text",
+ * "parameter_name": "first_name", "text": "Jessica"}): the name is the
+ * event's param_names entry, else the context field's.
+ */
+static JObj *
+named_text_parameter(const char *name, const char *value)
+{
+	JObj *o = json_object_new_object();
+
+	json_object_object_add(o, "type", json_object_new_string("text"));
+	json_object_object_add(o, "parameter_name", json_object_new_string(name));
+	json_object_object_add(o, "text", json_object_new_string(value ? value : ""));
+	return o;
+}
+
+/*
+ * The https URL a header takes from the context field, or an error before
+ * any request: Meta fetches the file itself, and only over https.
+ */
+static const char *
+header_url(const char *field, const char *what, Jsonb *params)
+{
+	char	   *url = jsonb_field_text(params, field);
+
+	if (url == NULL || url[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the context has no %s URL in field \"%s\"", what, field),
+				 errhint("The context query must return the %s's https URL in column \"%s\".", what, field)));
+	if (pg_strncasecmp(url, "https://", 8) != 0 || url[8] == '\0' || strpbrk(url, " \t\r\n") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the %s URL in field \"%s\" is not an https URL", what, field),
+				 errdetail("The URL given was \"%s\".", url),
+				 errhint("Meta downloads header files over https only: give a public https:// link.")));
+	return url;
+}
+
+/*
+ * The header component of a document (invoice, boleto PDF) or image header:
+ * {"type": "header", "parameters": [{"type": "document", "document":
+ * {"link": ..., "filename": ...}}]}.  NULL when the event has none.
+ */
+static JObj *
+header_component(Jsonb *params, const RenderConfig *cfg)
+{
+	JObj *header;
+	JObj *plist;
+	JObj *p;
+	JObj *media;
+
+	if (cfg->header_document == NULL && cfg->header_image == NULL)
+		return NULL;
+	header = json_object_new_object();
+	plist = json_object_new_array();
+	p = json_object_new_object();
+	media = json_object_new_object();
+	if (cfg->header_document != NULL)
+	{
+		json_object_object_add(media, "link",
+							   json_object_new_string(header_url(cfg->header_document, "document", params)));
+		if (cfg->header_filename != NULL)
+		{
+			const char *fn = strchr(cfg->header_filename, '{')
+				? render_text_body(cfg->header_filename, params, cfg)
+				: field_value(cfg->header_filename, params, cfg);
+
+			if (fn != NULL && fn[0] != '\0')
+				json_object_object_add(media, "filename", json_object_new_string(fn));
+		}
+		json_object_object_add(p, "type", json_object_new_string("document"));
+		json_object_object_add(p, "document", media);
+	}
+	else
+	{
+		json_object_object_add(media, "link",
+							   json_object_new_string(header_url(cfg->header_image, "image", params)));
+		json_object_object_add(p, "type", json_object_new_string("image"));
+		json_object_object_add(p, "image", media);
+	}
+	json_object_array_add(plist, p);
+	json_object_object_add(header, "type", json_object_new_string("header"));
+	json_object_object_add(header, "parameters", plist);
+	return header;
+}
+
+/*
  * Build the request body.  Returns a palloc'd JSON string.  message_id < 0
  * leaves out biz_opaque_callback_data (a preview of a message not queued).
  */
@@ -414,16 +529,28 @@ wa_render_body(const char *event, const char *phone, Jsonb *params, int64 messag
 							   json_object_new_string(cfg.language ? cfg.language : "pt_BR"));
 		json_object_object_add(tmpl, "language", lang);
 
+		{
+			JObj *header = header_component(params, &cfg);
+
+			if (header != NULL)
+				json_object_array_add(components, header);
+		}
 		if (cfg.nparams > 0)
 		{
 			JObj *body = json_object_new_object();
 			JObj *plist = json_object_new_array();
 
 			for (int i = 0; i < cfg.nparams; i++)
-				json_object_array_add(plist,
-									  text_parameter(cfg.params[i]
-													 ? field_value(cfg.params[i], params, &cfg)
-													 : NULL));
+			{
+				const char *v = cfg.params[i] ? field_value(cfg.params[i], params, &cfg) : NULL;
+
+				const char *name = i < cfg.nparam_names && cfg.param_names[i]
+					? cfg.param_names[i] : cfg.params[i];
+
+				json_object_array_add(plist, cfg.named && name
+									  ? named_text_parameter(name, v)
+									  : text_parameter(v));
+			}
 			json_object_object_add(body, "type", json_object_new_string("body"));
 			json_object_object_add(body, "parameters", plist);
 			json_object_array_add(components, body);

@@ -14,8 +14,13 @@
  *	      makes the message 'failed' and calls wa_notify._apply_error(),
  *	      the function the dispatcher's _record() calls for a send, which
  *	      reads the effects from the Graph error table (graph_errors.c);
- *	    - inbound opt-out keywords -> blacklist (source opt_out);
- *	    - template status updates -> wa_notify.event;
+ *	    - inbound opt-out keywords -> blacklist (source opt_out), by phone
+ *	      and/or business-scoped user ID (BSUID); user_changed_user_id
+ *	      system messages move a BSUID block;
+ *	    - statuses' BSUID and pricing -> the message (apply_status_cloud);
+ *	    - template status updates -> wa_notify.event and wa_notify.template;
+ *	      template_category_update and message_template_quality_update ->
+ *	      wa_notify.template (a move to MARKETING may hold an event);
  *	    - phone number quality updates -> wa_notify.state.
  *
  *	  The payload is parsed by the pure parser in webhook_parse.c (also
@@ -82,6 +87,11 @@ static SPIPlanPtr plan_optout;
 static SPIPlanPtr plan_template;
 static SPIPlanPtr plan_quality;
 static SPIPlanPtr plan_state;
+static SPIPlanPtr plan_user_id_changed;
+static SPIPlanPtr plan_status_cloud;
+static SPIPlanPtr plan_template_cloud;
+static SPIPlanPtr plan_category;
+static SPIPlanPtr plan_template_quality;
 
 static SPIPlanPtr
 prep(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
@@ -560,6 +570,62 @@ apply_status(const WhStatus *st, WhCounts *cnt)
 
 /* ------------------------------------------------------------- inbound */
 
+/*
+ * Blacklist the sender of an opt-out keyword (source opt_out): by phone
+ * when Meta gave one, by business-scoped user ID (BSUID) when it gave one
+ * (a user who adopted a username may come with a BSUID only).  Both in
+ * wa_notify._opt_out() (40_cloud_api.sql).  false when nothing changed.
+ */
+static bool
+opt_out(const WhInbound *in, const char *keyword, const WhSettings *set)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		v[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	char	   *e164 = in->from ? to_e164(in->from, set->default_country_code) : NULL;
+	bool		isnull;
+
+	if (e164 == NULL && in->from_user_id == NULL)
+	{
+		ereport(WARNING,
+				(errmsg("webhook: opt-out from \"%s\" ignored: not a phone number and no user ID",
+						in->from)));
+		return false;
+	}
+	v[0] = e164 ? CStringGetTextDatum(psprintf("+%s", e164)) : (Datum) 0;
+	nulls[0] = e164 ? ' ' : 'n';
+	v[1] = in->from_user_id ? txt(in->from_user_id) : (Datum) 0;
+	nulls[1] = in->from_user_id ? ' ' : 'n';
+	v[2] = CStringGetTextDatum(psprintf("opt-out keyword \"%s\"", keyword));
+	exec(prep(&plan_optout, "SELECT wa_notify._opt_out($1, $2, $3)", 3, types),
+		 v, nulls, false, SPI_OK_SELECT);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * System messages (Meta's "System messages webhook reference"):
+ * user_changed_user_id moves a block from the previous BSUID to the new one.
+ */
+static void
+apply_system_messages(const WhPayload *p)
+{
+	for (size_t i = 0; i < p->ninbound; i++)
+	{
+		const WhInbound *in = &p->inbound[i];
+		const char *user_id = in->system_user_id ? in->system_user_id : in->from_user_id;
+		Oid			types[2] = {TEXTOID, TEXTOID};
+		Datum		v[2];
+
+		if (in->system_type == NULL || strcmp(in->system_type, "user_changed_user_id") != 0 ||
+			in->system_previous_user_id == NULL || user_id == NULL)
+			continue;
+		v[0] = txt(in->system_previous_user_id);
+		v[1] = txt(user_id);
+		exec(prep(&plan_user_id_changed, "SELECT wa_notify._user_id_changed($1, $2)", 2, types),
+			 v, NULL, false, SPI_OK_SELECT);
+	}
+}
+
 static void
 apply_inbound(const WhPayload *p, const WhSettings *set, WhCounts *cnt)
 {
@@ -603,26 +669,7 @@ apply_inbound(const WhPayload *p, const WhSettings *set, WhCounts *cnt)
 		{
 			if (norm[k][0] != '\0' && strcmp(buf, norm[k]) == 0)
 			{
-				char	   *e164 = to_e164(in->from, set->default_country_code);
-				Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-				Datum		v[3];
-
-				if (e164 == NULL)
-				{
-					ereport(WARNING,
-							(errmsg("webhook: opt-out from \"%s\" ignored: not a phone number", in->from)));
-					break;
-				}
-				v[0] = CStringGetTextDatum(psprintf("+%s", e164));
-				v[1] = CStringGetTextDatum(psprintf("opt-out keyword \"%s\"", keys[k]));
-				v[2] = CStringGetTextDatum(e164);
-				exec(prep(&plan_optout,
-						  "SELECT wa_notify._blacklist($1, $2, 'opt_out', NULL)"
-						  " WHERE NOT EXISTS (SELECT 1 FROM wa_notify.blocked"
-						  "  WHERE phone_key = wa_notify.phone_key($3) AND source = 'opt_out')",
-						  3, types),
-					 v, NULL, false, SPI_OK_SELECT);
-				if (SPI_processed > 0)
+				if (opt_out(in, keys[k], set))
 					cnt->opt_outs++;
 				break;
 			}
@@ -688,6 +735,111 @@ apply_template(const WhTemplate *t, const WhSettings *set, WhCounts *cnt)
 	cnt->templates += (int) SPI_processed;
 	if (SPI_processed > 0 && strcmp(status, "APPROVED") == 0)
 		wa_wake_worker_at_commit();	/* held messages may go now */
+}
+
+/* A nullable payload string as a text Datum (nulls[i] set accordingly). */
+static Datum
+txt_or_null(const char *s, char *null)
+{
+	*null = s ? ' ' : 'n';
+	return s ? txt(s) : (Datum) 0;
+}
+
+/*
+ * What 1.0 dropped of a message_template_status_update: reason, category,
+ * disable date, lock info, into wa_notify.template (_template_status_update).
+ */
+static void
+apply_template_cloud(const WhTemplate *t)
+{
+	Oid			types[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID};
+	Datum		v[9];
+	char		nulls[9];
+
+	v[0] = txt_or_null(t->name, &nulls[0]);
+	v[1] = txt_or_null(t->language, &nulls[1]);
+	v[2] = txt_or_null(t->template_id, &nulls[2]);
+	v[3] = txt_or_null(t->event, &nulls[3]);
+	v[4] = txt_or_null(t->reason, &nulls[4]);
+	v[5] = txt_or_null(t->category, &nulls[5]);
+	v[6] = txt_or_null(t->disable_date, &nulls[6]);
+	v[7] = txt_or_null(t->other_title, &nulls[7]);
+	v[8] = txt_or_null(t->other_description, &nulls[8]);
+	exec(prep(&plan_template_cloud,
+			  "SELECT wa_notify._template_status_update($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+			  9, types),
+		 v, nulls, false, SPI_OK_SELECT);
+}
+
+/* template_category_update: the warning or the change (_template_category_update) */
+static void
+apply_template_category(const WhTemplateCategory *t, WhCounts *cnt)
+{
+	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		v[7];
+	char		nulls[7];
+
+	v[0] = txt_or_null(t->name, &nulls[0]);
+	v[1] = txt_or_null(t->language, &nulls[1]);
+	v[2] = txt_or_null(t->template_id, &nulls[2]);
+	v[3] = txt_or_null(t->previous_category, &nulls[3]);
+	v[4] = txt_or_null(t->new_category, &nulls[4]);
+	v[5] = txt_or_null(t->correct_category, &nulls[5]);
+	v[6] = TimestampTzGetDatum(time_t_to_timestamptz((pg_time_t) t->update_timestamp));
+	nulls[6] = t->update_timestamp > 0 ? ' ' : 'n';
+	exec(prep(&plan_category,
+			  "SELECT wa_notify._template_category_update($1, $2, $3, $4, $5, $6, $7)", 7, types),
+		 v, nulls, false, SPI_OK_SELECT);
+	cnt->templates++;
+}
+
+/* message_template_quality_update (_template_quality_update) */
+static void
+apply_template_quality(const WhTemplateQuality *t, WhCounts *cnt)
+{
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		v[4];
+	char		nulls[4];
+
+	v[0] = txt_or_null(t->name, &nulls[0]);
+	v[1] = txt_or_null(t->language, &nulls[1]);
+	v[2] = txt_or_null(t->template_id, &nulls[2]);
+	v[3] = txt_or_null(t->new_quality, &nulls[3]);
+	exec(prep(&plan_template_quality,
+			  "SELECT wa_notify._template_quality_update($1, $2, $3, $4)", 4, types),
+		 v, nulls, false, SPI_OK_SELECT);
+	cnt->quality++;
+}
+
+/*
+ * A status's BSUID and pricing (_status_cloud), after apply_status() matched
+ * the message and so recorded its wamid.  Nothing to do for a status
+ * without them (1.0's payloads).
+ */
+static void
+apply_status_cloud(const WhStatus *st)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, BOOLOID, TEXTOID, TEXTOID};
+	Datum		v[5];
+	char		nulls[5];
+
+	bool		priced = st->kind == WH_ST_SENT || st->kind == WH_ST_DELIVERED ||
+		st->kind == WH_ST_READ;
+
+	/* pricing comes with sent, delivered and read statuses only */
+	if (st->recipient_user_id == NULL &&
+		(!priced || (st->billable < 0 && st->pricing_type == NULL && st->pricing_category == NULL)))
+		return;
+	v[0] = txt_or_null(st->wamid, &nulls[0]);
+	v[1] = txt_or_null(st->recipient_user_id, &nulls[1]);
+	v[2] = BoolGetDatum(st->billable == 1);
+	nulls[2] = st->billable < 0 || !priced ? 'n' : ' ';
+	v[3] = txt_or_null(priced ? st->pricing_type : NULL, &nulls[3]);
+	v[4] = txt_or_null(priced ? st->pricing_category : NULL, &nulls[4]);
+	exec(prep_generic(&plan_status_cloud,
+					  "SELECT wa_notify._status_cloud($1, $2, $3, $4, $5)", 5, types),
+		 v, nulls, false, SPI_OK_SELECT);
 }
 
 static void
@@ -859,10 +1011,21 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		for (size_t i = 0; i < payload.nstatuses; i++)
+		{
 			apply_status(&payload.statuses[i], &cnt);
+			apply_status_cloud(&payload.statuses[i]);
+		}
 		apply_inbound(&payload, &set, &cnt);
+		apply_system_messages(&payload);
 		for (size_t i = 0; i < payload.ntemplates; i++)
+		{
 			apply_template(&payload.templates[i], &set, &cnt);
+			apply_template_cloud(&payload.templates[i]);
+		}
+		for (size_t i = 0; i < payload.ncategories; i++)
+			apply_template_category(&payload.categories[i], &cnt);
+		for (size_t i = 0; i < payload.ntemplate_quality; i++)
+			apply_template_quality(&payload.template_quality[i], &cnt);
 		for (size_t i = 0; i < payload.nquality; i++)
 			apply_quality(&payload.quality[i], &cnt);
 		cnt.ignored += (int) payload.nignored;

@@ -77,6 +77,11 @@ wh_payload_free(WhPayload *p)
 	free(p->inbound);
 	free(p->templates);
 	free(p->quality);
+	free(p->categories);
+	free(p->template_quality);
+	p->categories = NULL;
+	p->template_quality = NULL;
+	p->ncategories = p->ntemplate_quality = 0;
 	p->statuses = NULL;
 	p->inbound = NULL;
 	p->templates = NULL;
@@ -143,7 +148,9 @@ typedef struct Ctx
 	size_t		cap_st,
 				cap_in,
 				cap_tp,
-				cap_q;
+				cap_q,
+				cap_cat,
+				cap_tq;
 	int			oom;
 } Ctx;
 
@@ -247,6 +254,31 @@ get_int(json_object *obj, const char *key, int64_t *out, int64_t max)
 	return 0;
 }
 
+/*
+ * An id given as a JSON number or a string (message_template_id is a number
+ * in Meta's examples) as text in the arena; same results as get_str().
+ */
+static int
+get_id_text(Ctx *c, json_object *obj, const char *key, const char **out)
+{
+	json_object *v;
+	char		buf[32];
+	char	   *copy;
+
+	if (json_object_object_get_ex(obj, key, &v) && v != NULL &&
+		json_object_is_type(v, json_type_int))
+	{
+		snprintf(buf, sizeof(buf), "%lld", (long long) json_object_get_int64(v));
+		copy = arena_alloc(c->p, strlen(buf) + 1);
+		if (copy == NULL)
+			return -1;
+		memcpy(copy, buf, strlen(buf) + 1);
+		*out = copy;
+		return 1;
+	}
+	return get_str(c, obj, key, out);
+}
+
 static json_object *
 get_member(json_object *obj, const char *key, json_type type, int *bad)
 {
@@ -271,12 +303,51 @@ get_member(json_object *obj, const char *key, json_type type, int *bad)
 		if (_r == 0) return fail(c->p, WH_BAD_SHAPE, "%s.%s is not a string", (what), (key)); \
 	} while (0)
 
+#define ID_TEXT(obj, key, dst, what) \
+	do { \
+		int _r = get_id_text(c, (obj), (key), (dst)); \
+		if (_r == -1) { c->oom = 1; return fail(c->p, WH_MALFORMED, "out of memory"); } \
+		if (_r == -2) return fail(c->p, WH_MALFORMED, "%s.%s is not valid UTF-8", (what), (key)); \
+		if (_r == 0) return fail(c->p, WH_BAD_SHAPE, "%s.%s is not an id", (what), (key)); \
+	} while (0)
+
 /* ------------------------------------------------------------ the walk */
+
+/*
+ * The 2026 fields of a status (Meta's "Status messages webhook reference"):
+ * recipient_user_id (the BSUID) and pricing {billable, pricing_model, type,
+ * category}.
+ */
+static WhParseResult
+parse_status_cloud(Ctx *c, json_object *st, WhStatus *s, const char *where)
+{
+	json_object *pricing;
+	json_object *b;
+	int			bad;
+
+	s->billable = -1;
+	STR(st, "recipient_user_id", &s->recipient_user_id, where);
+	pricing = get_member(st, "pricing", json_type_object, &bad);
+	if (bad)
+		return fail(c->p, WH_BAD_SHAPE, "%s.pricing is not an object", where);
+	if (pricing == NULL)
+		return WH_OK;
+	if (json_object_object_get_ex(pricing, "billable", &b) && b != NULL)
+	{
+		if (!json_object_is_type(b, json_type_boolean))
+			return fail(c->p, WH_BAD_SHAPE, "%s.pricing.billable is not a boolean", where);
+		s->billable = json_object_get_boolean(b) ? 1 : 0;
+	}
+	STR(pricing, "type", &s->pricing_type, "pricing");
+	STR(pricing, "category", &s->pricing_category, "pricing");
+	return WH_OK;
+}
 
 static WhParseResult
 parse_status(Ctx *c, json_object *st, const char *where)
 {
 	WhStatus   *s;
+	WhParseResult r;
 	int			bad;
 	json_object *errors;
 	int64_t		ts = 0;
@@ -298,6 +369,8 @@ parse_status(Ctx *c, json_object *st, const char *where)
 	if (!get_int(st, "timestamp", &ts, INT64_C(253402300799)))
 		return fail(c->p, WH_BAD_SHAPE, "%s.timestamp is not a unix time", where);
 	s->timestamp = ts;
+	if ((r = parse_status_cloud(c, st, s, where)) != WH_OK)
+		return r;
 	if (strcmp(s->status, "sent") == 0)
 		s->kind = WH_ST_SENT;
 	else if (strcmp(s->status, "delivered") == 0)
@@ -348,8 +421,11 @@ parse_inbound(Ctx *c, json_object *m, const char *where)
 	if (in == NULL)
 		return fail(c->p, WH_MALFORMED, "out of memory");
 	STR(m, "from", &in->from, where);
-	if (in->from == NULL || in->from[0] == '\0')
-		return fail(c->p, WH_BAD_SHAPE, "%s has no from", where);
+	STR(m, "from_user_id", &in->from_user_id, where);
+	if (in->from != NULL && in->from[0] == '\0')
+		in->from = NULL;
+	if (in->from == NULL && (in->from_user_id == NULL || in->from_user_id[0] == '\0'))
+		return fail(c->p, WH_BAD_SHAPE, "%s has neither from nor from_user_id", where);
 	STR(m, "id", &in->id, where);
 	STR(m, "type", &in->type, where);
 	if (!get_int(m, "timestamp", &ts, INT64_C(253402300799)))
@@ -378,6 +454,129 @@ parse_inbound(Ctx *c, json_object *m, const char *where)
 	}
 	else if (bad)
 		return fail(c->p, WH_BAD_SHAPE, "%s.interactive is not an object", where);
+	else if ((sub = get_member(m, "system", json_type_object, &bad)) != NULL)
+	{
+		/* Meta's "System messages webhook reference": user_changed_number, user_changed_user_id */
+		STR(sub, "type", &in->system_type, "system");
+		STR(sub, "user_id", &in->system_user_id, "system");
+		STR(sub, "previous_user_id", &in->system_previous_user_id, "system");
+	}
+	else if (bad)
+		return fail(c->p, WH_BAD_SHAPE, "%s.system is not an object", where);
+	return WH_OK;
+}
+
+/*
+ * value.contacts[]: the BSUID of an inbound message's sender when the
+ * message itself does not carry from_user_id (the contact whose wa_id is
+ * the sender, or the only contact).
+ */
+static WhParseResult
+parse_contacts(Ctx *c, json_object *value, size_t first, const char *where)
+{
+	int			bad;
+	json_object *arr = get_member(value, "contacts", json_type_array, &bad);
+	size_t		n;
+
+	if (bad)
+		return fail(c->p, WH_BAD_SHAPE, "%s.value.contacts is not an array", where);
+	if (arr == NULL)
+		return WH_OK;
+	n = json_object_array_length(arr);
+	for (size_t i = first; i < c->p->ninbound; i++)
+	{
+		WhInbound  *in = &c->p->inbound[i];
+
+		if (in->from_user_id != NULL)
+			continue;
+		for (size_t k = 0; k < n; k++)
+		{
+			json_object *ct = json_object_array_get_idx(arr, k);
+			const char *wa_id = NULL;
+			const char *user_id = NULL;
+
+			if (ct == NULL || !json_object_is_type(ct, json_type_object))
+				return fail(c->p, WH_BAD_SHAPE, "%s.value.contacts[%zu] is not an object", where, k);
+			STR(ct, "wa_id", &wa_id, "contacts[]");
+			STR(ct, "user_id", &user_id, "contacts[]");
+			if (user_id && ((in->from && wa_id && strcmp(in->from, wa_id) == 0) || n == 1))
+			{
+				in->from_user_id = user_id;
+				break;
+			}
+		}
+	}
+	return WH_OK;
+}
+
+/*
+ * message_template_status_update beyond 1.0's fields (Meta's
+ * "message_template_status_update webhook reference"): message_template_id,
+ * message_template_category, disable_info.disable_date, other_info.
+ */
+static WhParseResult
+parse_template_status_cloud(Ctx *c, json_object *value, WhTemplate *t, const char *where)
+{
+	json_object *sub;
+	int			bad;
+
+	ID_TEXT(value, "message_template_id", &t->template_id, where);
+	STR(value, "message_template_category", &t->category, where);
+	if ((sub = get_member(value, "disable_info", json_type_object, &bad)) != NULL)
+		ID_TEXT(sub, "disable_date", &t->disable_date, "disable_info");
+	else if (bad)
+		return fail(c->p, WH_BAD_SHAPE, "%s.value.disable_info is not an object", where);
+	if ((sub = get_member(value, "other_info", json_type_object, &bad)) != NULL)
+	{
+		STR(sub, "title", &t->other_title, "other_info");
+		STR(sub, "description", &t->other_description, "other_info");
+	}
+	else if (bad)
+		return fail(c->p, WH_BAD_SHAPE, "%s.value.other_info is not an object", where);
+	return WH_OK;
+}
+
+/* template_category_update (Meta's "template_category_update webhook reference") */
+static WhParseResult
+parse_template_category(Ctx *c, json_object *value, const char *where)
+{
+	WhTemplateCategory *t = grow((void **) &c->p->categories, &c->p->ncategories, &c->cap_cat,
+								 sizeof(WhTemplateCategory));
+	int64_t		ts = 0;
+
+	if (t == NULL)
+		return fail(c->p, WH_MALFORMED, "out of memory");
+	STR(value, "message_template_name", &t->name, where);
+	STR(value, "message_template_language", &t->language, where);
+	ID_TEXT(value, "message_template_id", &t->template_id, where);
+	STR(value, "previous_category", &t->previous_category, where);
+	STR(value, "new_category", &t->new_category, where);
+	STR(value, "correct_category", &t->correct_category, where);
+	if (!get_int(value, "category_update_timestamp", &ts, INT64_C(253402300799)))
+		return fail(c->p, WH_BAD_SHAPE, "%s.value.category_update_timestamp is not a unix time", where);
+	t->update_timestamp = ts;
+	if (t->name == NULL || t->language == NULL || t->new_category == NULL)
+		return fail(c->p, WH_BAD_SHAPE,
+					"%s.value needs message_template_name, message_template_language and new_category", where);
+	return WH_OK;
+}
+
+/* message_template_quality_update */
+static WhParseResult
+parse_template_quality(Ctx *c, json_object *value, const char *where)
+{
+	WhTemplateQuality *t = grow((void **) &c->p->template_quality, &c->p->ntemplate_quality,
+								&c->cap_tq, sizeof(WhTemplateQuality));
+
+	if (t == NULL)
+		return fail(c->p, WH_MALFORMED, "out of memory");
+	STR(value, "message_template_name", &t->name, where);
+	STR(value, "message_template_language", &t->language, where);
+	ID_TEXT(value, "message_template_id", &t->template_id, where);
+	STR(value, "new_quality_score", &t->new_quality, where);
+	if (t->name == NULL || t->language == NULL || t->new_quality == NULL)
+		return fail(c->p, WH_BAD_SHAPE,
+					"%s.value needs message_template_name, message_template_language and new_quality_score", where);
 	return WH_OK;
 }
 
@@ -417,12 +616,18 @@ parse_change(Ctx *c, json_object *ch, size_t ei, size_t ci)
 		arr = get_member(value, "messages", json_type_array, &bad);
 		if (bad)
 			return fail(c->p, WH_BAD_SHAPE, "%s.value.messages is not an array", where);
-		for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
 		{
-			char		w[128];
+			size_t		first = c->p->ninbound;
 
-			snprintf(w, sizeof(w), "%s.value.messages[%zu]", where, i);
-			if ((r = parse_inbound(c, json_object_array_get_idx(arr, i), w)) != WH_OK)
+			for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
+			{
+				char		w[128];
+
+				snprintf(w, sizeof(w), "%s.value.messages[%zu]", where, i);
+				if ((r = parse_inbound(c, json_object_array_get_idx(arr, i), w)) != WH_OK)
+					return r;
+			}
+			if ((r = parse_contacts(c, value, first, where)) != WH_OK)
 				return r;
 		}
 	}
@@ -440,6 +645,18 @@ parse_change(Ctx *c, json_object *ch, size_t ei, size_t ci)
 		if (t->event == NULL || t->name == NULL || t->language == NULL)
 			return fail(c->p, WH_BAD_SHAPE,
 						"%s.value needs event, message_template_name and message_template_language", where);
+		if ((r = parse_template_status_cloud(c, value, t, where)) != WH_OK)
+			return r;
+	}
+	else if (strcmp(field, "template_category_update") == 0)
+	{
+		if ((r = parse_template_category(c, value, where)) != WH_OK)
+			return r;
+	}
+	else if (strcmp(field, "message_template_quality_update") == 0)
+	{
+		if ((r = parse_template_quality(c, value, where)) != WH_OK)
+			return r;
 	}
 	else if (strcmp(field, "phone_number_quality_update") == 0)
 	{

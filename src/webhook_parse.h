@@ -44,12 +44,23 @@ typedef struct WhStatus
 	const char *error_title;
 	const char *error_message;
 	const char *error_details;	/* error_data.details */
+	/* 2026 Cloud API: the recipient's BSUID and the pricing object */
+	const char *recipient_user_id;	/* may be NULL */
+	int			billable;		/* pricing.billable: 1, 0, or -1 when absent */
+	const char *pricing_type;	/* regular, free_customer_service, free_entry_point */
+	const char *pricing_category;	/* utility, marketing, authentication, ... */
 } WhStatus;
 
 /* One entry of value.messages[] (inbound). */
 typedef struct WhInbound
 {
-	const char *from;			/* WhatsApp id of the sender */
+	const char *from;			/* WhatsApp id of the sender; NULL for a user
+								 * known only by BSUID (username adopted) */
+	const char *from_user_id;	/* the sender's BSUID: from_user_id, else
+								 * contacts[].user_id; may be NULL */
+	const char *system_type;	/* type "system": system.type */
+	const char *system_user_id; /* system.user_id (the new BSUID) */
+	const char *system_previous_user_id;	/* system.previous_user_id */
 	const char *id;
 	const char *type;
 	const char *text;			/* text.body, button.text or interactive title; may be NULL */
@@ -63,7 +74,34 @@ typedef struct WhTemplate
 	const char *name;			/* message_template_name */
 	const char *language;		/* message_template_language */
 	const char *reason;			/* may be NULL */
+	const char *template_id;	/* message_template_id as text; may be NULL */
+	const char *category;		/* message_template_category; may be NULL */
+	const char *disable_date;	/* disable_info.disable_date; may be NULL */
+	const char *other_title;	/* other_info.title (locked / unlocked) */
+	const char *other_description;	/* other_info.description */
 } WhTemplate;
+
+/* field template_category_update: the warning form (correct_category,
+ * category_update_timestamp) or the change (previous_category) */
+typedef struct WhTemplateCategory
+{
+	const char *name;
+	const char *language;
+	const char *template_id;
+	const char *previous_category;	/* the change */
+	const char *new_category;
+	const char *correct_category;	/* the warning */
+	int64_t		update_timestamp;	/* 0 when absent */
+} WhTemplateCategory;
+
+/* field message_template_quality_update */
+typedef struct WhTemplateQuality
+{
+	const char *name;
+	const char *language;
+	const char *template_id;
+	const char *new_quality;	/* new_quality_score: GREEN, YELLOW, RED, UNKNOWN */
+} WhTemplateQuality;
 
 /* field phone_number_quality_update */
 typedef struct WhQuality
@@ -83,6 +121,10 @@ typedef struct WhPayload
 	size_t		ntemplates;
 	WhQuality  *quality;
 	size_t		nquality;
+	WhTemplateCategory *categories;
+	size_t		ncategories;
+	WhTemplateQuality *template_quality;
+	size_t		ntemplate_quality;
 	size_t		nignored;		/* changes with a field we do not act on */
 	char		error[256];		/* what was wrong, when not WH_OK */
 	void	   *arena;			/* private: every string and array above */

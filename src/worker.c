@@ -464,12 +464,12 @@ classify(WaGraphRequest *r)
 enum
 {
 	OUT_ID, OUT_ATTEMPTED, OUT_OK, OUT_HTTP, OUT_CODE, OUT_ERROR, OUT_WAMID, OUT_WAID,
-	OUT_NCOLS
+	OUT_USER_ID, OUT_NCOLS
 };
 static const Oid outcome_elem_types[OUT_NCOLS] = {INT8OID, BOOLOID, BOOLOID, INT4OID, INT4OID,
-TEXTOID, TEXTOID, TEXTOID};
+TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 static const Oid outcome_array_types[OUT_NCOLS + 1] = {INT8ARRAYOID, BOOLARRAYOID, BOOLARRAYOID,
-	INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID};
+	INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID};
 
 typedef struct WaOutcomes
 {
@@ -506,6 +506,7 @@ outcome_add(WaOutcomes *o, const WaItem *it)
 	outcome_text(o, OUT_ERROR, it->attempted ? it->req.error : NULL);
 	outcome_text(o, OUT_WAMID, it->attempted ? it->req.wamid : NULL);
 	outcome_text(o, OUT_WAID, it->attempted ? it->req.wa_id : NULL);
+	outcome_text(o, OUT_USER_ID, it->attempted ? it->req.user_id : NULL);
 	o->n++;
 }
 
@@ -569,7 +570,7 @@ write_outcomes(const WaOutcomes *o)
 	}
 	args[OUT_NCOLS] = Int32GetDatum(WA_MAX_ATTEMPTS);
 	nulls[OUT_NCOLS] = ' ';
-	if (SPI_execute_with_args("SELECT wa_notify._record($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+	if (SPI_execute_with_args("SELECT wa_notify._record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
 							  OUT_NCOLS + 1, (Oid *) outcome_array_types, args, nulls,
 							  false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "wa_notify worker: could not record outcomes");

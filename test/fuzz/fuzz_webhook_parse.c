@@ -41,12 +41,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_str(p.statuses[i].error_title);
 			check_str(p.statuses[i].error_message);
 			check_str(p.statuses[i].error_details);
+			check_str(p.statuses[i].recipient_user_id);
+			check_str(p.statuses[i].pricing_type);
+			check_str(p.statuses[i].pricing_category);
 			if (p.statuses[i].wamid == NULL || p.statuses[i].status == NULL)
 				abort();
 		}
 		for (size_t i = 0; i < p.ninbound; i++)
 		{
 			check_str(p.inbound[i].from);
+			check_str(p.inbound[i].from_user_id);
+			check_str(p.inbound[i].system_type);
+			check_str(p.inbound[i].system_user_id);
+			check_str(p.inbound[i].system_previous_user_id);
+			if (p.inbound[i].from == NULL && p.inbound[i].from_user_id == NULL)
+				abort();
 			check_str(p.inbound[i].text);
 			if (p.inbound[i].text)
 			{
@@ -61,6 +70,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_str(p.templates[i].name);
 			check_str(p.templates[i].language);
 			check_str(p.templates[i].reason);
+			check_str(p.templates[i].template_id);
+			check_str(p.templates[i].category);
+			check_str(p.templates[i].disable_date);
+			check_str(p.templates[i].other_title);
+			check_str(p.templates[i].other_description);
+		}
+		for (size_t i = 0; i < p.ncategories; i++)
+		{
+			check_str(p.categories[i].name);
+			check_str(p.categories[i].language);
+			check_str(p.categories[i].template_id);
+			check_str(p.categories[i].previous_category);
+			check_str(p.categories[i].new_category);
+			check_str(p.categories[i].correct_category);
+		}
+		for (size_t i = 0; i < p.ntemplate_quality; i++)
+		{
+			check_str(p.template_quality[i].name);
+			check_str(p.template_quality[i].new_quality);
 		}
 		for (size_t i = 0; i < p.nquality; i++)
 		{

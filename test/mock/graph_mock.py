@@ -21,6 +21,9 @@ Control (not logged):
       "token": "expected bearer token or null", "reset": true}
      RULE = {"code": 131026, "http": 400, "details": "...", "message": "...",
              "delay": 0.1, "timeout": true, "garbage": true, "wa_id": "...",
+             "user_id": "BR.13491208655302741918" (the recipient's business-scoped
+             user ID: contacts[0].user_id of the answer, as Meta's 2026 send
+             responses carry it),
              "count": n (apply n times, then the rule is dropped)}
      A rule for a phone wins over "*".  {"rules": {"5511...": null}} removes one.
   GET  /_stats     {"requests": n}
@@ -129,9 +132,12 @@ def handle(method, target, headers, body):
                 return delay, respond(rule["http"], raw=rule.get("raw", "").encode())
         STATE["wamid"] += 1
         wa_id = (rule or {}).get("wa_id", to)
+        contact = {"input": to, "wa_id": wa_id}
+        if (rule or {}).get("user_id"):
+            contact["user_id"] = rule["user_id"]
         return delay, respond(200, {
             "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": wa_id}],
+            "contacts": [contact],
             "messages": [{"id": "wamid.MOCK%08d" % STATE["wamid"]}]})
     if method == "GET" and len(parts) == 3 and parts[2] == "message_templates":
         params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)

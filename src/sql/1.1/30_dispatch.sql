@@ -177,12 +177,12 @@ COMMENT ON FUNCTION wa_notify._apply_error(bigint, integer, integer, text, text,
 -- record the outcomes of one batch, in the caller's single transaction:
 -- parallel arrays, one element per message (typed: no JSON in between)
 --   attempted: its request started; ok: the answer was a success (then
---   wamid, wa_id); else code (NULL: no error object), error (the text)
+--   wamid, wa_id, user_id: the BSUID); else code (NULL: no error object), error
 -------------------------------------------------------------------------------
 DROP FUNCTION wa_notify._record(jsonb, integer);
 CREATE FUNCTION wa_notify._record(ids bigint[], attempted boolean[], ok boolean[], http integer[],
                                   codes integer[], errors text[], wamids text[], wa_ids text[],
-                                  max_attempts integer DEFAULT 6)
+                                  user_ids text[], max_attempts integer DEFAULT 6)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 #variable_conflict use_column
@@ -195,10 +195,11 @@ BEGIN
     UPDATE wa_notify.message m
        SET status = CASE WHEN m.status = 'sending' THEN 'sent' ELSE m.status END,
            wamid = coalesce(m.wamid, x.wamid), wa_id = coalesce(m.wa_id, x.wa_id),
+           recipient_user_id = coalesce(x.user_id, m.recipient_user_id),   -- 40_cloud_api.sql
            sent_at = coalesce(m.sent_at, now()), http_status = x.http,
            error_code = NULL, error_message = NULL, error_class = NULL,
            next_attempt_at = NULL, held_reason = NULL, updated_at = now()
-      FROM unnest(ids, ok, http, wamids, wa_ids) AS x(id, ok, http, wamid, wa_id)
+      FROM unnest(ids, ok, http, wamids, wa_ids, user_ids) AS x(id, ok, http, wamid, wa_id, user_id)
      WHERE m.id = x.id AND x.ok;
     any_ok := FOUND;
 
@@ -223,7 +224,7 @@ BEGIN
          WHERE rate_factor < 1.0;
     END IF;
 END $$;
-COMMENT ON FUNCTION wa_notify._record(bigint[], boolean[], boolean[], integer[], integer[], text[], text[], text[], integer) IS
+COMMENT ON FUNCTION wa_notify._record(bigint[], boolean[], boolean[], integer[], integer[], text[], text[], text[], text[], integer) IS
     'internal: the worker records a batch''s outcomes (one element per message in each array)';
 
 -------------------------------------------------------------------------------
@@ -345,7 +346,7 @@ END $$;
 
 REVOKE ALL ON FUNCTION wa_notify._graph_error(integer, integer), wa_notify._skip_reason(text, text),
                        wa_notify._apply_error(bigint, integer, integer, text, text, integer),
-                       wa_notify._record(bigint[], boolean[], boolean[], integer[], integer[], text[], text[], text[], integer)
+                       wa_notify._record(bigint[], boolean[], boolean[], integer[], integer[], text[], text[], text[], text[], integer)
       FROM PUBLIC;
 -- pure, as 1.0's _graph_errors() was: the view calls it
 GRANT EXECUTE ON FUNCTION wa_notify._graph_error_table() TO PUBLIC;

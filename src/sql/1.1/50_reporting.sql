@@ -1,0 +1,94 @@
+-- 50_reporting.sql: the status card, redefined (1.0's columns, then the 1.1
+-- ones at the end).  Columns added here by the cloud branch (issue 10):
+-- api_version_expires, api_version_warning, billable_this_month,
+-- estimated_cost_this_month, cost_currency, template_warnings.
+
+CREATE OR REPLACE VIEW wa_notify.status AS
+WITH cfg AS (
+    SELECT max(value) FILTER (WHERE name = 'timezone') AS tz,
+           max(value) FILTER (WHERE name = 'api_version') AS api_version,
+           max(value) FILTER (WHERE name = 'phone_number_id') AS phone_number_id,
+           max(value) FILTER (WHERE name = 'enabled') AS enabled,
+           max(value) FILTER (WHERE name = 'webhook_public_url') AS webhook_public_url,
+           bool_or(value IS NOT NULL) FILTER (WHERE name = 'access_token') AS token_set,
+           bool_or(value IS NOT NULL) FILTER (WHERE name = 'app_secret') AS secret_set
+      FROM wa_notify.setting),
+today AS (
+    SELECT date_trunc('day', now() AT TIME ZONE cfg.tz) AT TIME ZONE cfg.tz AS start FROM cfg),
+sent_today AS (
+    SELECT count(*) AS messages,
+           count(*) FILTER (WHERE m.delivered_at IS NOT NULL OR m.status IN ('delivered', 'read')) AS delivered,
+           count(*) FILTER (WHERE m.read_at IS NOT NULL OR m.status = 'read') AS read,
+           (SELECT count(*) FROM wa_notify.message f, today
+             WHERE f.status = 'failed' AND f.failed_at >= today.start) AS failed
+      FROM wa_notify.message m, today
+     WHERE m.sent_at >= today.start),
+queue AS (
+    SELECT count(*) FILTER (WHERE status IN ('queued', 'sending')) AS pending,
+           count(*) FILTER (WHERE status = 'queued' AND held_reason IS NOT NULL) AS held,
+           string_agg(DISTINCT held_reason, '; ') FILTER (WHERE status = 'queued') AS held_reasons,
+           count(*) FILTER (WHERE status = 'review') AS review
+      FROM wa_notify.message
+     WHERE status IN ('queued', 'sending', 'review'))
+SELECT s.api_status,
+       s.last_check_at,
+       s.last_check_error,
+       cfg.api_version,
+       wa_notify.mask_phone(s.display_phone_number) AS phone_number,
+       cfg.phone_number_id,
+       s.verified_name,
+       s.quality_rating,
+       s.messaging_limit,
+       s.throughput_level,
+       cfg.token_set AS access_token_set,
+       cfg.secret_set AS app_secret_set,
+       sent_today.messages AS messages_today,
+       sent_today.delivered AS delivered_today,
+       sent_today.read AS read_today,
+       sent_today.failed AS failed_today,
+       queue.pending AS queue_pending,
+       queue.held AS queue_held,
+       coalesce(queue.held_reasons,
+                (SELECT string_agg(e.event || ': ' || e.held_reason, '; ' ORDER BY e.event)
+                   FROM wa_notify.event e WHERE e.held_reason IS NOT NULL)) AS held_reasons,
+       queue.review AS queue_review,
+       s.next_dispatch_at,
+       cfg.enabled::boolean AS enabled,
+       s.paused_reason,
+       s.paused_code,
+       s.pause_until,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                WHERE a.backend_type = 'wa_notify worker' AND a.datname = current_database())
+           AS worker_running,
+       s.worker_activity,
+       CASE WHEN cfg.webhook_public_url IS NULL THEN NULL
+            ELSE cfg.webhook_public_url || '/webhook' END AS webhook_url,
+       s.webhook_last_verified,
+       s.webhook_last_callback,
+       -- 1.1, the 2026 Cloud API (40_cloud_api.sql, 50_costs.sql)
+       ver.expires AS api_version_expires,
+       ver.warning AS api_version_warning,
+       month.billable AS billable_this_month,
+       month.estimated_cost AS estimated_cost_this_month,
+       month.currency AS cost_currency,
+       (SELECT string_agg(format('template %s (%s) will move from %s to %s on %s', t.name, t.language,
+                                 coalesce(t.category, '?'), t.pending_category,
+                                 coalesce(t.pending_category_at::text, '?')), '; ' ORDER BY t.name, t.language)
+          FROM wa_notify.template t WHERE t.pending_category IS NOT NULL) AS template_warnings
+  FROM wa_notify.state s, cfg, sent_today, queue,
+       LATERAL wa_notify._api_version_status(cfg.api_version) AS ver,
+       -- this month's billable messages and their cost, as costs() counts
+       -- them (inline: a reporting role reads the card without EXECUTE on costs())
+       LATERAL (SELECT count(*) FILTER (WHERE m.billable) AS billable,
+                       sum(r.price) FILTER (WHERE m.billable) AS estimated_cost,
+                       string_agg(DISTINCT r.currency, ', ') AS currency
+                  FROM wa_notify.message m
+                  LEFT JOIN LATERAL (
+                       SELECT rt.price, rt.currency FROM wa_notify.rate rt
+                        WHERE rt.category = m.pricing_category
+                          AND rt.valid_from <= (m.sent_at AT TIME ZONE cfg.tz)::date
+                          AND (rt.market = '*' OR m.phone LIKE rt.market || '%')
+                        ORDER BY (rt.market = '*'), length(rt.market) DESC, rt.valid_from DESC
+                        LIMIT 1) r ON true
+                 WHERE m.sent_at >= date_trunc('month', now() AT TIME ZONE cfg.tz) AT TIME ZONE cfg.tz) AS month;
+COMMENT ON VIEW wa_notify.status IS 'the status card: API, number (masked), today''s messages, queue, worker, webhook, Graph API version expiry, this month''s cost';
