@@ -45,8 +45,7 @@ SELECT jsonb_build_object('display_phone_number', '15550783881', 'phone_number_i
 -- contacts[].user_id, "BR.<digits>" for a Brazilian user)
 INSERT INTO wa_notify.message (id, event, order_key, phone, status, wamid, sent_at)
 VALUES (1, 'order_placed', 'B1', '5511987650001', 'sending', NULL, NULL);
-SELECT wa_notify._record('[{"id": 1, "attempted": true, "http": 200, "class": "ok", "wamid": "wamid.B1", "wa_id": "5511987650001", "user_id": "BR.13491208655302741918"}]');
-SELECT wa_notify._record_user_ids('[{"id": 1, "attempted": true, "http": 200, "class": "ok", "wamid": "wamid.B1", "wa_id": "5511987650001", "user_id": "BR.13491208655302741918"}]');
+SELECT wa_notify._record('{1}', '{t}', '{t}', '{200}', '{NULL}', '{NULL}', '{wamid.B1}', '{5511987650001}', '{BR.13491208655302741918}');
 SELECT id, status, wamid, recipient_user_id FROM wa_notify.message WHERE id = 1;
 SELECT count(*) AS blocked_before FROM wa_notify.blocked;
 -- PARAR from a user with a username and no phone: contacts[] has user_id and
@@ -215,14 +214,14 @@ SELECT wa_notify.configure_event('order_placed', header_image => '');
 ---------------------------------------------------------------------------
 INSERT INTO wa_notify.message (id, event, order_key, phone, status, attempts) VALUES
  (51, 'order_placed', 'M51', '5511987650051', 'sending', 1);
-SELECT wa_notify._record('[{"id": 51, "attempted": true, "http": 400, "code": 131049, "class": "message", "error": "Graph error 131049: This message was not delivered to maintain healthy ecosystem engagement."}]');
+SELECT wa_notify._record('{51}', '{t}', '{f}', '{400}', '{131049}', ARRAY['Graph error 131049: This message was not delivered to maintain healthy ecosystem engagement.'], '{NULL}', '{NULL}', '{NULL}');
 SELECT status, deferred_retries, next_attempt_at - failed_at AS waits, wamid IS NULL AS wamid_cleared
   FROM wa_notify.message WHERE id = 51;
 UPDATE wa_notify.message SET status = 'sending' WHERE id = 51;
-SELECT wa_notify._record('[{"id": 51, "attempted": true, "http": 400, "code": 131049, "class": "message", "error": "again"}]');
+SELECT wa_notify._record('{51}', '{t}', '{f}', '{400}', '{131049}', ARRAY['again'], '{NULL}', '{NULL}', '{NULL}');
 SELECT status, deferred_retries, next_attempt_at - failed_at AS waits FROM wa_notify.message WHERE id = 51;
 UPDATE wa_notify.message SET status = 'sending' WHERE id = 51;
-SELECT wa_notify._record('[{"id": 51, "attempted": true, "http": 400, "code": 131049, "class": "message", "error": "third"}]');
+SELECT wa_notify._record('{51}', '{t}', '{f}', '{400}', '{131049}', ARRAY['third'], '{NULL}', '{NULL}', '{NULL}');
 SELECT status, deferred_retries FROM wa_notify.message WHERE id = 51;
 -- a failed status webhook with errors[] (Meta's "Status messages webhook reference")
 INSERT INTO wa_notify.message (id, event, order_key, phone, status, wamid, sent_at) VALUES

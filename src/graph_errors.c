@@ -35,121 +35,121 @@
 static const WaGraphError graph_errors[] = {
 	/* recipient unreachable */
 	{131026, WA_ERR_RECIPIENT, "auto", NULL, 0, "message undeliverable",
-	"The number is not on WhatsApp, has not accepted the current terms, or uses an old app; it was blacklisted."},
+	"The number is not on WhatsApp, has not accepted the current terms, or uses an old app; it was blacklisted.", 0, 0},
 	{131021, WA_ERR_RECIPIENT, "auto", NULL, 0, "recipient cannot be the sender",
-	"The recipient is the business's own number; it was blacklisted."},
+	"The recipient is the business's own number; it was blacklisted.", 0, 0},
 	{130403, WA_ERR_RECIPIENT, "auto", NULL, 0, "this business blocked the user",
-	"The business blocked this user in WhatsApp; unblock in WhatsApp Manager and then unblock() here."},
+	"The business blocked this user in WhatsApp; unblock in WhatsApp Manager and then unblock() here.", 0, 0},
 	{131050, WA_ERR_RECIPIENT, "opt_out", NULL, 0, "user stopped marketing messages from this business",
-	"The customer opted out; Meta says not to retry. The number was blacklisted as opt_out."},
+	"The customer opted out; Meta says not to retry. The number was blacklisted as opt_out.", 0, 0},
 
 	/* this message only */
 	{131047, WA_ERR_MESSAGE, NULL, NULL, 0, "re-engagement message: more than 24 hours since the customer's last reply",
-	"Free-form text is refused outside the 24-hour window; turn templates on (configure(use_templates => true))."},
+	"Free-form text is refused outside the 24-hour window; turn templates on (configure(use_templates => true)).", 0, 0},
 	{470, WA_ERR_MESSAGE, NULL, NULL, 0, "message sent outside the 24-hour window (legacy code)",
-	"Free-form text is refused outside the 24-hour window; turn templates on (configure(use_templates => true))."},
+	"Free-form text is refused outside the 24-hour window; turn templates on (configure(use_templates => true)).", 0, 0},
 	{131051, WA_ERR_MESSAGE, NULL, NULL, 0, "unsupported message type",
-	"Use a template or text message."},
-	/* 131049: class "message" (never blacklisted); the retry after 24 h, at
-	 * most twice, is the trigger wa_notify._deferred_retry() (40_cloud_api.sql) */
+	"Use a template or text message.", 0, 0},
+	/* 131049: never blacklisted; tried again 24 h after the failure, twice */
 	{131049, WA_ERR_MESSAGE, NULL, NULL, 0, "Meta chose not to deliver (per-user marketing limit)",
-	"Meta limits the marketing messages one customer gets; wa_notify tries again after 24 hours, at most twice."},
+	"Meta limits the marketing messages one customer gets; wa_notify tries again after 24 hours, at most twice.",
+	24 * 3600, 2},
 	{131062, WA_ERR_MESSAGE, NULL, NULL, 0, "business-scoped user ID not accepted for this message type",
-	"This message type needs the customer's phone number; the context must return a phone, not a user ID."},
+	"This message type needs the customer's phone number; the context must return a phone, not a user ID.", 0, 0},
 	{100, WA_ERR_MESSAGE, NULL, NULL, 0, "invalid parameter",
-	"Check the event's template parameters and the message's phone with preview()."},
+	"Check the event's template parameters and the message's phone with preview().", 0, 0},
 	{131008, WA_ERR_MESSAGE, NULL, NULL, 0, "required parameter is missing",
-	"Check the event's template parameters with preview()."},
+	"Check the event's template parameters with preview().", 0, 0},
 	{131009, WA_ERR_MESSAGE, NULL, NULL, 0, "parameter value is not valid",
-	"Check the phone number and the template parameters with preview()."},
+	"Check the phone number and the template parameters with preview().", 0, 0},
 	{135000, WA_ERR_MESSAGE, NULL, NULL, 0, "generic user error (bad or missing parameter)",
-	"Check the message with preview()."},
+	"Check the message with preview().", 0, 0},
 	{130497, WA_ERR_MESSAGE, NULL, NULL, 0, "business account is restricted from messaging users in this country",
-	"The recipient's country is barred for this account; nothing to retry."},
+	"The recipient's country is barred for this account; nothing to retry.", 0, 0},
 	{130472, WA_ERR_MESSAGE, NULL, NULL, 0, "user's number is part of an experiment",
-	"Meta held this marketing message back for an experiment; nothing to retry."},
+	"Meta held this marketing message back for an experiment; nothing to retry.", 0, 0},
 	{131030, WA_ERR_MESSAGE, NULL, NULL, 0, "recipient phone number not in allowed list",
-	"The sender is a test number; add the recipient to the allowed list in the app dashboard or use a production number."},
+	"The sender is a test number; add the recipient to the allowed list in the app dashboard or use a production number.", 0, 0},
 
 	/* event's template broken */
 	{132000, WA_ERR_TEMPLATE, NULL, NULL, 0, "template parameter count mismatch",
-	"Make configure_event(params => ...) list exactly the template's {{n}} parameters."},
+	"Make configure_event(params => ...) list exactly the template's {{n}} parameters.", 0, 0},
 	{132001, WA_ERR_TEMPLATE, NULL, NULL, 0, "template does not exist in that language, or is not approved",
-	"Check the template name and language (configure_event) and its approval in WhatsApp Manager, then sync_templates()."},
+	"Check the template name and language (configure_event) and its approval in WhatsApp Manager, then sync_templates().", 0, 0},
 	{132005, WA_ERR_TEMPLATE, NULL, NULL, 0, "translated text too long",
-	"Shorten the template's parameters or body."},
+	"Shorten the template's parameters or body.", 0, 0},
 	{132007, WA_ERR_TEMPLATE, NULL, NULL, 0, "template content violates a WhatsApp policy",
-	"Edit the template in WhatsApp Manager and submit it again."},
+	"Edit the template in WhatsApp Manager and submit it again.", 0, 0},
 	{132012, WA_ERR_TEMPLATE, NULL, NULL, 0, "template parameter format mismatch",
-	"Make the parameter values match the template's expected format."},
+	"Make the parameter values match the template's expected format.", 0, 0},
 	{132015, WA_ERR_TEMPLATE, NULL, "PAUSED", 0, "template is paused for low quality",
-	"Edit the template in WhatsApp Manager or wait for it to be unpaused, then sync_templates()."},
+	"Edit the template in WhatsApp Manager or wait for it to be unpaused, then sync_templates().", 0, 0},
 	{132016, WA_ERR_TEMPLATE, NULL, "DISABLED", 0, "template is disabled for low quality",
-	"Create a new template and set it with configure_event(template_name => ...)."},
+	"Create a new template and set it with configure_event(template_name => ...).", 0, 0},
 	{131053, WA_ERR_TEMPLATE, NULL, NULL, 0, "media upload error (template header)",
-	"Fix the template's header media."},
+	"Fix the template's header media.", 0, 0},
 	{131063, WA_ERR_TEMPLATE, NULL, NULL, 0, "template was recategorised as marketing",
-	"Marketing templates are off for this number; choose a utility template for this event."},
+	"Marketing templates are off for this number; choose a utility template for this event.", 0, 0},
 
 	/* account or credentials */
 	{0, WA_ERR_ACCOUNT, NULL, NULL, 0, "authentication exception",
-	"Give a valid permanent System User access token: configure(access_token => ...)."},
+	"Give a valid permanent System User access token: configure(access_token => ...).", 0, 0},
 	{190, WA_ERR_ACCOUNT, NULL, NULL, 0, "access token expired or invalidated",
-	"Give a valid permanent System User access token: configure(access_token => ...)."},
+	"Give a valid permanent System User access token: configure(access_token => ...).", 0, 0},
 	{3, WA_ERR_ACCOUNT, NULL, NULL, 0, "API method not permitted for this app",
-	"Check the app's permissions (whatsapp_business_messaging) and the token."},
+	"Check the app's permissions (whatsapp_business_messaging) and the token.", 0, 0},
 	{10, WA_ERR_ACCOUNT, NULL, NULL, 0, "permission denied",
-	"Grant whatsapp_business_messaging to the System User's token and check the phone number ID."},
+	"Grant whatsapp_business_messaging to the System User's token and check the phone number ID.", 0, 0},
 	{131005, WA_ERR_ACCOUNT, NULL, NULL, 0, "access denied",
-	"Grant whatsapp_business_messaging to the System User's token."},
+	"Grant whatsapp_business_messaging to the System User's token.", 0, 0},
 	{131031, WA_ERR_ACCOUNT, NULL, NULL, 0, "business account is restricted or disabled",
-	"Resolve the restriction in WhatsApp Manager; dispatch resumes after a successful check_connection()."},
+	"Resolve the restriction in WhatsApp Manager; dispatch resumes after a successful check_connection().", 0, 0},
 	{131037, WA_ERR_ACCOUNT, NULL, NULL, 0, "phone number needs an approved display name",
-	"Get the display name approved in WhatsApp Manager."},
+	"Get the display name approved in WhatsApp Manager.", 0, 0},
 	{131042, WA_ERR_ACCOUNT, NULL, NULL, 0, "business eligibility payment issue",
-	"Fix the payment method in WhatsApp Manager."},
+	"Fix the payment method in WhatsApp Manager.", 0, 0},
 	{131045, WA_ERR_ACCOUNT, NULL, NULL, 0, "phone number certificate or registration issue",
-	"Register the phone number again."},
+	"Register the phone number again.", 0, 0},
 	{133010, WA_ERR_ACCOUNT, NULL, NULL, 0, "phone number not registered on the Cloud API",
-	"Register the phone number with the Cloud API."},
+	"Register the phone number with the Cloud API.", 0, 0},
 	{33, WA_ERR_ACCOUNT, NULL, NULL, 0, "phone number ID does not exist or was deleted",
-	"Check configure(phone_number_id => ...)."},
+	"Check configure(phone_number_id => ...).", 0, 0},
 	{368, WA_ERR_ACCOUNT, NULL, NULL, 0, "temporarily blocked for policy violations",
-	"Review the account's policy status in WhatsApp Manager."},
+	"Review the account's policy status in WhatsApp Manager.", 0, 0},
 	{131064, WA_ERR_ACCOUNT, NULL, NULL, 0, "template-violation messaging limit",
-	"The limit lifts by itself; dispatch resumes after a successful check_connection()."},
+	"The limit lifts by itself; dispatch resumes after a successful check_connection().", 0, 0},
 
 	/* throttled */
 	{130429, WA_ERR_THROTTLED, NULL, NULL, 0, "throughput rate limit reached (Cloud API messages per second)",
-	"Lower configure(max_rate => ...); the worker halves its own rate for now."},
+	"Lower configure(max_rate => ...); the worker halves its own rate for now.", 0, 0},
 	{4, WA_ERR_THROTTLED, NULL, NULL, 0, "application request limit reached",
-	"The worker slows down and retries."},
+	"The worker slows down and retries.", 0, 0},
 	{80007, WA_ERR_THROTTLED, NULL, NULL, 0, "WhatsApp Business Account rate limit reached",
-	"The worker slows down and retries."},
+	"The worker slows down and retries.", 0, 0},
 	{131048, WA_ERR_THROTTLED, NULL, NULL, 900, "spam rate limit hit (number quality)",
-	"All sending pauses for a cool-down; check the number's quality rating in WhatsApp Manager."},
+	"All sending pauses for a cool-down; check the number's quality rating in WhatsApp Manager.", 0, 0},
 
 	/* pair rate limit */
 	{131056, WA_ERR_PAIR_RATE, NULL, NULL, 0, "too many messages to this recipient (pair rate limit)",
-	"That recipient's messages wait 4^n seconds; others go on."},
+	"That recipient's messages wait 4^n seconds; others go on.", 0, 0},
 
 	/* transient */
-	{1, WA_ERR_TRANSIENT, NULL, NULL, 0, "API unknown error", "Retried with backoff."},
-	{2, WA_ERR_TRANSIENT, NULL, NULL, 0, "API service temporarily unavailable", "Retried with backoff."},
-	{131000, WA_ERR_TRANSIENT, NULL, NULL, 0, "something went wrong", "Retried with backoff."},
-	{131016, WA_ERR_TRANSIENT, NULL, NULL, 0, "service unavailable", "Retried with backoff."},
-	{131057, WA_ERR_TRANSIENT, NULL, NULL, 0, "account in maintenance mode", "Retried with backoff."},
-	{133004, WA_ERR_TRANSIENT, NULL, NULL, 0, "server temporarily unavailable", "Retried with backoff."},
+	{1, WA_ERR_TRANSIENT, NULL, NULL, 0, "API unknown error", "Retried with backoff.", 0, 0},
+	{2, WA_ERR_TRANSIENT, NULL, NULL, 0, "API service temporarily unavailable", "Retried with backoff.", 0, 0},
+	{131000, WA_ERR_TRANSIENT, NULL, NULL, 0, "something went wrong", "Retried with backoff.", 0, 0},
+	{131016, WA_ERR_TRANSIENT, NULL, NULL, 0, "service unavailable", "Retried with backoff.", 0, 0},
+	{131057, WA_ERR_TRANSIENT, NULL, NULL, 0, "account in maintenance mode", "Retried with backoff.", 0, 0},
+	{133004, WA_ERR_TRANSIENT, NULL, NULL, 0, "server temporarily unavailable", "Retried with backoff.", 0, 0},
 };
 
 /* Answers decided by the HTTP status alone (no Graph error object). */
-static const WaGraphError http_transient = {-1, WA_ERR_TRANSIENT, NULL, NULL, 0, "server error or no valid answer", "Retried with backoff."};
-static const WaGraphError http_timeout = {-1, WA_ERR_TRANSIENT, NULL, NULL, 0, "timeout or connection error", "Retried with backoff; check api_base_url and the network."};
-static const WaGraphError http_throttled = {-1, WA_ERR_THROTTLED, NULL, NULL, 0, "HTTP 429 too many requests", "The worker slows down and retries."};
-static const WaGraphError http_auth = {-1, WA_ERR_ACCOUNT, NULL, NULL, 0, "HTTP authentication or permission error", "Check the access token and the phone number ID."};
-static const WaGraphError permission = {-1, WA_ERR_ACCOUNT, NULL, NULL, 0, "permission error", "Grant the token the whatsapp_business_messaging permission."};
-static const WaGraphError unknown_code = {-1, WA_ERR_MESSAGE, NULL, NULL, 0, "unclassified Graph API error", "See error_message; the message was not retried."};
-static const WaGraphError ok = {-1, WA_ERR_NONE, NULL, NULL, 0, "ok", NULL};
+static const WaGraphError http_transient = {-1, WA_ERR_TRANSIENT, NULL, NULL, 0, "server error or no valid answer", "Retried with backoff.", 0, 0};
+static const WaGraphError http_timeout = {-1, WA_ERR_TRANSIENT, NULL, NULL, 0, "timeout or connection error", "Retried with backoff; check api_base_url and the network.", 0, 0};
+static const WaGraphError http_throttled = {-1, WA_ERR_THROTTLED, NULL, NULL, 0, "HTTP 429 too many requests", "The worker slows down and retries.", 0, 0};
+static const WaGraphError http_auth = {-1, WA_ERR_ACCOUNT, NULL, NULL, 0, "HTTP authentication or permission error", "Check the access token and the phone number ID.", 0, 0};
+static const WaGraphError permission = {-1, WA_ERR_ACCOUNT, NULL, NULL, 0, "permission error", "Grant the token the whatsapp_business_messaging permission.", 0, 0};
+static const WaGraphError unknown_code = {-1, WA_ERR_MESSAGE, NULL, NULL, 0, "unclassified Graph API error", "See error_message; the message was not retried.", 0, 0};
+static const WaGraphError ok = {-1, WA_ERR_NONE, NULL, NULL, 0, "ok", NULL, 0, 0};
 
 /*
  * What each class does (indexed by WaErrorClass).  The per-code parts
@@ -262,9 +262,10 @@ wa_notify_graph_error_class(PG_FUNCTION_ARGS)
  * five first, so that the 1.0 definition of wa_notify._graph_errors() still
  * gets what it asks for): code, class, blacklist_source, title, hint,
  * on_send, error_hint, hold_template, template_status, pause_account,
- * cooldown_secs, slow_down, stop_batch.  Fills the first natts.
+ * cooldown_secs, slow_down, stop_batch, retry_after_secs, retry_max.  Fills
+ * the first natts.
  */
-#define WA_ERROR_COLS 13
+#define WA_ERROR_COLS 15
 static void
 error_row(const WaGraphError *ge, int natts, Datum *values, bool *nulls)
 {
@@ -289,6 +290,8 @@ error_row(const WaGraphError *ge, int natts, Datum *values, bool *nulls)
 	all[10] = Int32GetDatum(ge->cooldown_secs);
 	all[11] = BoolGetDatum(ef->slow_down);
 	all[12] = BoolGetDatum(ef->stop_batch);
+	all[13] = Int32GetDatum(ge->retry_after_secs);
+	all[14] = Int32GetDatum(ge->retry_max);
 	for (int i = 0; i < natts && i < WA_ERROR_COLS; i++)
 	{
 		values[i] = all[i];

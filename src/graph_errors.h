@@ -56,6 +56,9 @@ typedef struct WaGraphError
 	int			cooldown_secs;	/* all sending pauses this long (0: none) */
 	const char *title;			/* what it means */
 	const char *hint;			/* what to do (a sentence) */
+	int			retry_after_secs;	/* failed, yet tried again this much later
+									 * (from the failure), ... */
+	int			retry_max;		/* ... at most this many times (0: never) */
 } WaGraphError;
 
 /*

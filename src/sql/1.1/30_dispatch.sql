@@ -20,7 +20,7 @@ CREATE FUNCTION wa_notify._graph_error_table(
     OUT code integer, OUT class text, OUT blacklist_source text, OUT title text, OUT hint text,
     OUT on_send text, OUT error_hint boolean, OUT hold_template boolean,
     OUT template_status text, OUT pause_account boolean, OUT cooldown_secs integer,
-    OUT slow_down boolean, OUT stop_batch boolean)
+    OUT slow_down boolean, OUT stop_batch boolean, OUT retry_after_secs integer, OUT retry_max integer)
     RETURNS SETOF record AS 'MODULE_PATHNAME', 'wa_notify_graph_errors' LANGUAGE C IMMUTABLE;
 
 CREATE OR REPLACE VIEW wa_notify.graph_errors AS SELECT * FROM wa_notify._graph_error_table();
@@ -92,6 +92,21 @@ BEGIN
            http_status = CASE WHEN via = 'send' THEN nullif(http, 0) ELSE m.http_status END,
            updated_at = now()
      WHERE m.id = message_id;
+
+    -- a failure that is tried again later (131049: after 24 h, twice), from
+    -- the failure's own time (a webhook's status timestamp), with a new
+    -- wamid; never blacklisted (the error's row says so)
+    IF ge.retry_after_secs > 0 AND msg.deferred_retries < ge.retry_max THEN
+        UPDATE wa_notify.message m
+           SET status = 'queued', deferred_retries = m.deferred_retries + 1,
+               failed_at = coalesce(m.failed_at, now()),
+               next_attempt_at = coalesce(m.failed_at, now()) + make_interval(secs => ge.retry_after_secs),
+               error_message = m.error_message || format(' (retry %s of %s after %s)', m.deferred_retries + 1,
+                                                         ge.retry_max, make_interval(secs => ge.retry_after_secs)),
+               wamid = NULL, claimed_at = NULL
+         WHERE m.id = message_id;
+        RETURN ge.slow_down;
+    END IF;
 
     -- the message's own fate after a send (a webhook has set it 'failed')
     IF via = 'send' THEN

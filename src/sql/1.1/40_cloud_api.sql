@@ -426,33 +426,11 @@ SELECT m.id, m.created_at, m.order_key, m.phone, m.event AS type, m.status, m.tr
   FROM wa_notify.message m
  ORDER BY m.created_at DESC, m.id DESC;
 
--------------------------------------------------------------------------------
--- 131049 (Meta's per-user marketing limit): the message is retried after
--- 24 hours, at most twice, and nothing is blacklisted.
--- SPECIAL EFFECT, to fold into the error table's effect columns
--- (retry_after = 24 h, max_retries = 2): the class in src/graph_errors.c is
--- "message" (fail, never blacklist); this trigger turns the failure, from
--- the dispatcher or from a webhook, into a deferred retry.
--------------------------------------------------------------------------------
-CREATE FUNCTION wa_notify._deferred_retry() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
-BEGIN
-    IF NEW.error_code = 131049 AND NEW.deferred_retries < 2 THEN
-        NEW.status := 'queued';
-        NEW.deferred_retries := NEW.deferred_retries + 1;
-        NEW.failed_at := coalesce(NEW.failed_at, now());
-        NEW.next_attempt_at := NEW.failed_at + interval '24 hours';
-        NEW.error_message := concat_ws(' ', NEW.error_message,
-            format('(retry %s of 2 after 24 hours)', NEW.deferred_retries));
-        -- the next send is another message for Meta: its own wamid and statuses
-        NEW.wamid := NULL;
-        NEW.claimed_at := NULL;
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER deferred_retry BEFORE UPDATE OF status ON wa_notify.message
-    FOR EACH ROW WHEN (NEW.status = 'failed' AND OLD.status <> 'failed')
-    EXECUTE FUNCTION wa_notify._deferred_retry();
+-- 131049 (Meta's per-user marketing limit): retried 24 hours after the
+-- failure, at most twice, never blacklisted.  The rule is two columns of the
+-- error table (retry_after_secs, retry_max in src/graph_errors.c), applied
+-- by wa_notify._apply_error() to a send and a webhook alike; the count is
+-- message.deferred_retries.
 
 -------------------------------------------------------------------------------
 -- Graph API versions (Meta's Graph API changelog, "Versions":
@@ -1030,7 +1008,7 @@ REVOKE ALL ON FUNCTION
     wa_notify._blacklist_user_id(text, text, text, integer), wa_notify._opt_out(text, text, text),
     wa_notify._user_id_changed(text, text), wa_notify._link_blocked_user_id(),
     wa_notify._status_cloud(text, text, boolean, text, text),
-    wa_notify._deferred_retry(), wa_notify._check_api_version(text, date),
+    wa_notify._check_api_version(text, date),
     wa_notify.configure_event(text, boolean, text, text, text[], text, text, text, text, text, text, text[])
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION wa_notify.is_bsuid(text), wa_notify._api_version_warning_days(),
