@@ -91,7 +91,9 @@ SELECT name, value FROM wa_notify.settings
 
 -- every rule is a column of the setting's row, shown by the view
 SELECT name, type, min_value, max_value, allowed_values, may_be_unset FROM wa_notify.settings
- WHERE type <> 'text' OR NOT may_be_unset;
+ WHERE name IN ('access_token', 'api_version', 'api_base_url', 'enabled', 'polling_interval', 'min_delay',
+                'quiet_hours_start', 'timezone', 'opt_out_keywords', 'default_tracking_url',
+                'delivery_semantics', 'review_resend');
 SELECT name, hint FROM wa_notify.settings WHERE name IN ('api_version', 'timezone', 'default_language');
 -- the one validator, as configure() calls it: booleans parsed as SQL does
 SELECT wa_notify._check_setting('enabled', 'on'), wa_notify._check_setting('use_templates', 'no');

@@ -400,6 +400,22 @@ SELECT name,
        description, unit, is_secret, updated_at,
        type, min_value, max_value, allowed_values,
        wa_notify._setting_hint(hint, default_value) AS hint,
-       unset_hint IS NULL AS may_be_unset
+       unset_hint IS NULL AND type IN ('text', 'secret', 'url', 'url_pattern', 'time') AS may_be_unset
   FROM wa_notify.setting
  ORDER BY name;
+
+-------------------------------------------------------------------------------
+-- the C snapshot (src/settings.c) is per transaction; a write to the
+-- configuration tables drops it in the writing backend at once
+-------------------------------------------------------------------------------
+CREATE FUNCTION wa_notify._config_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'wa_notify_config_changed' LANGUAGE C;
+COMMENT ON FUNCTION wa_notify._config_changed() IS
+    'internal: this backend reads settings, events and carriers again';
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON wa_notify.setting
+    FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON wa_notify.event
+    FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON wa_notify.carrier
+    FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._config_changed();
+REVOKE ALL ON FUNCTION wa_notify._config_changed() FROM PUBLIC;
