@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  * graph_errors.c
  *	  One table of Graph API / WhatsApp Cloud API error codes and what
- *	  wa_notify does about each (SPEC section 3).  The dispatcher uses it for
- *	  the answer to a send, the webhook for asynchronous "failed" statuses,
+ *	  wa_notify does about each (doc/design.md, "Dispatch and Graph
+ *	  errors").  The dispatcher uses it for the answer to a send, the webhook for asynchronous "failed" statuses,
  *	  and SQL sees it as wa_notify.graph_error_class() and the view
  *	  wa_notify.graph_errors.
  *

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * graph_errors.h
- *	  The Graph API error-class table (SPEC section 3), shared by the
- *	  dispatcher (synchronous answers) and the webhook (asynchronous
+ *	  The Graph API error-class table (doc/design.md, "Dispatch and Graph
+ *	  errors"), shared by the dispatcher (synchronous answers) and the webhook (asynchronous
  *	  "failed" statuses).
  *-------------------------------------------------------------------------
  */

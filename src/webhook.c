@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * webhook.c
- *	  Meta's webhooks (doc/design.md, "Webhooks"): wa_notify.webhook_verify(), the GET
- *	  handshake, and wa_notify.webhook_receive(), which checks the
+ *	  Meta's webhooks (doc/design.md, "Webhooks"):
+ *	  wa_notify.webhook_verify(), the GET handshake, and wa_notify.webhook_receive(), which checks the
  *	  X-Hub-Signature-256 HMAC over the raw body and applies every change of
  *	  the payload in the caller's transaction:
  *	    - statuses sent/delivered/read/failed, monotonic (a status never
@@ -14,7 +14,8 @@
  *	    - template status updates -> wa_notify.event;
  *	    - phone number quality updates -> wa_notify.state.
  *
- *	  The payload is parsed by the pure parser in webhook_parse.c (also
+ *	  Settings come from the transaction's typed snapshot (settings.c);
+ *	  the payload is parsed by the pure parser in webhook_parse.c (also
  *	  built into the libFuzzer target); this file is the SPI apply step.
  *	  A status costs one UPDATE by wamid in the common case (see
  *	  apply_status()); apply_status_locked() is the general path.

@@ -1,5 +1,5 @@
 # Every Graph error class has its effect on the message, the blacklist, the
-# event and the worker's pause state (SPEC section 3).
+# event and the worker's pause state (doc/design.md, "Dispatch and Graph errors").
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;

@@ -364,7 +364,7 @@ BEGIN
         changed := changed + n;
     END LOOP;
     IF changed > 0 THEN
-        -- an account pause lifts when settings change (doc/design.md, "Graph errors")
+        -- an account pause lifts when settings change (doc/design.md, "Dispatch and Graph errors")
         UPDATE wa_notify.state
            SET settings_changed_at = now(), paused_reason = NULL, paused_code = NULL, paused_at = NULL;
         PERFORM wa_notify.wake();
