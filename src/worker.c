@@ -307,16 +307,19 @@ extension_state(char *installed, size_t len)
 	return st;
 }
 
-/* A column of the current SPI result, by name, as a double (NULL: 0). */
-static double
-col_f_named(const char *name)
+/* The number of a column of the current SPI result, by name. */
+static int
+col_number(const char *name)
 {
 	int			c = SPI_fnumber(SPI_tuptable->tupdesc, name);
 
 	if (c <= 0)
 		elog(ERROR, "wa_notify worker: no column \"%s\" in the cycle's state", name);
-	return col_f(0, c);
+	return c;
 }
+
+#define col_named(name)		col(0, col_number(name))
+#define col_f_named(name)	col_f(0, col_number(name))
 
 /*
  * One transaction: the settings snapshot (settings.c, typed, by name) and
@@ -330,7 +333,6 @@ load_cycle(WaCycle *cy)
 	MemoryContext old;
 	Oid			t = BOOLOID;
 	Datum		v = BoolGetDatum(window_count < 0);
-	int			reason_col;
 
 	begin_tx();
 	set = wa_settings();
@@ -361,12 +363,11 @@ load_cycle(WaCycle *cy)
 		elog(ERROR, "wa_notify worker: _dispatch_cycle() returned no row");
 	old = MemoryContextSwitchTo(cycle_cxt);
 	cy->quiet_until = col_f_named("quiet_until");
-	reason_col = SPI_fnumber(SPI_tuptable->tupdesc, "paused_reason");
-	cy->paused_reason = col(0, reason_col);
+	cy->paused_reason = col_named("paused_reason");
 	cy->paused_code = (int) col_f_named("paused_code");
 	cy->pause_until = col_f_named("pause_until");
 	cy->rate_factor = col_f_named("rate_factor");
-	cy->settings_version = col(0, SPI_fnumber(SPI_tuptable->tupdesc, "settings_version"));
+	cy->settings_version = col_named("settings_version");
 	cy->next_due = col_f_named("next_due");
 	cy->sent_in_window = (int) col_f_named("sent_in_window");
 	cy->window_first = col_f_named("window_first");
