@@ -101,6 +101,22 @@ SELECT wa_notify._check_setting('enabled', 'maybe');
 SELECT wa_notify._check_setting('polling_interval', '90.5');
 SELECT wa_notify._check_setting('no_such_setting', '1');
 
+-- the C snapshot (settings.c) is per transaction, yet a change made in the
+-- transaction is seen at once, and one rolled back is forgotten
+BEGIN;
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) #>> '{template,language,code}' AS lang;
+SELECT wa_notify.configure(default_language => 'es_AR');
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) #>> '{template,language,code}' AS lang;
+SAVEPOINT s;
+SELECT wa_notify.configure(use_templates => false);
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) ->> 'type' AS type;
+ROLLBACK TO SAVEPOINT s;
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) ->> 'type' AS type;
+UPDATE wa_notify.event SET template_language = 'en' WHERE event = 'order_placed';
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) #>> '{template,language,code}' AS lang;
+ROLLBACK;
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) #>> '{template,language,code}' AS lang;
+
 -- '' unsets what may be unset
 SELECT wa_notify.configure(quiet_hours_start => '', quiet_hours_end => '', default_tracking_url => '');
 SELECT name, value IS NULL AS unset FROM wa_notify.setting
