@@ -726,7 +726,7 @@ apply_template(const WhTemplate *t, const WhSettings *set, WhCounts *cnt)
 	v[2] = CStringGetTextDatum(status);
 	v[3] = txt(reason.data);
 	nulls[3] = reason.len ? ' ' : 'n';
-	v[4] = CStringGetTextDatum(set->default_language ? set->default_language : "pt_BR");
+	v[4] = CStringGetTextDatum(set->default_language);	/* never NULL: it has a default */
 	exec(prep(&plan_template,
 			  "UPDATE wa_notify.event SET template_status = $3, template_status_at = now(),"
 			  " template_status_reason = $4,"
