@@ -117,6 +117,12 @@ SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) #>
 ROLLBACK;
 SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) #>> '{template,language,code}' AS lang;
 
+-- a value written by hand that does not parse for its type is named, not guessed
+BEGIN;
+UPDATE wa_notify.setting SET value = 'many' WHERE name = 'max_in_flight';
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb);
+ROLLBACK;
+
 -- '' unsets what may be unset
 SELECT wa_notify.configure(quiet_hours_start => '', quiet_hours_end => '', default_tracking_url => '');
 SELECT name, value IS NULL AS unset FROM wa_notify.setting
