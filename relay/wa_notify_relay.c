@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  * wa_notify_relay.c
- *	  The webhook relay (SPEC section 4): a small HTTP server
+ *	  The webhook relay (doc/design.md, "Webhooks"): a small HTTP server
  *	  (libmicrohttpd) that answers Meta's webhook GET handshake and POSTs on
  *	  one path by calling wa_notify.webhook_verify() and
  *	  wa_notify.webhook_receive() through libpq, as a least-privileged role.
@@ -52,6 +52,13 @@
 #define RELAY_VERSION "1.0"
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 #define DEFAULT_PATH "/webhook"
+/*
+ * Meta's payloads are up to 3 MB.  The one home of that cap is the default
+ * of the setting webhook_max_body (wa_notify.setting, which
+ * webhook_receive() enforces); the relay must cap bodies before it has a
+ * database connection to read it from, so this default mirrors it.  Keep
+ * the two equal.
+ */
 #define DEFAULT_MAX_BODY (3 * 1024 * 1024)
 #define DEFAULT_POOL 4
 #define SHUTDOWN_GRACE_SECS 10

@@ -66,6 +66,12 @@ SELECT wa_notify.configure(opt_out_keywords => ARRAY[]::text[]);
 SELECT wa_notify.configure(opt_out_keywords => ARRAY['PARAR', '']);
 SELECT wa_notify.configure(delivery_semantics => 'exactly_once');
 SELECT wa_notify.configure(webhook_max_body => 1000);
+SELECT wa_notify.configure(context_timeout => 0);
+SELECT wa_notify.configure(context_timeout => 301);
+SELECT wa_notify.configure(log_retention_days => -1);
+SELECT wa_notify.configure(anonymize_after_days => 36501);
+SELECT wa_notify.configure(review_window => 59);
+SELECT wa_notify.configure(review_resend => 'sometimes');
 -- a bad secret is refused without echoing it
 SELECT wa_notify.configure(access_token => 'has spaces in the token value');
 SELECT wa_notify.configure(app_secret => 'short');
@@ -75,6 +81,47 @@ SELECT wa_notify.configure(max_per_batch => 99, polling_interval => 30);
 SELECT count(*) AS settings_changed_by_rejected_calls
   FROM before_errors b JOIN wa_notify.setting s USING (name)
  WHERE s.value IS DISTINCT FROM b.value;
+
+-- the 1.1 settings, valid values
+SELECT wa_notify.configure(context_timeout => 30, allow_marketing_category => true, log_retention_days => 0,
+                           anonymize_after_days => 0, review_window => 60, review_resend => 'never');
+SELECT name, value FROM wa_notify.settings
+ WHERE name IN ('context_timeout', 'allow_marketing_category', 'log_retention_days',
+                'anonymize_after_days', 'review_window', 'review_resend');
+
+-- every rule is a column of the setting's row, shown by the view
+SELECT name, type, min_value, max_value, allowed_values, may_be_unset FROM wa_notify.settings
+ WHERE name IN ('access_token', 'api_version', 'api_base_url', 'enabled', 'polling_interval', 'min_delay',
+                'quiet_hours_start', 'timezone', 'opt_out_keywords', 'default_tracking_url',
+                'delivery_semantics', 'review_resend');
+SELECT name, hint FROM wa_notify.settings WHERE name IN ('api_version', 'timezone', 'default_language');
+-- the one validator, as configure() calls it: booleans parsed as SQL does
+SELECT wa_notify._check_setting('enabled', 'on'), wa_notify._check_setting('use_templates', 'no');
+SELECT wa_notify._check_setting('enabled', 'maybe');
+SELECT wa_notify._check_setting('polling_interval', '90.5');
+SELECT wa_notify._check_setting('no_such_setting', '1');
+
+-- the C snapshot (settings.c) is per transaction, yet a change made in the
+-- transaction is seen at once, and one rolled back is forgotten
+BEGIN;
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) #>> '{template,language,code}' AS lang;
+SELECT wa_notify.configure(default_language => 'es_AR');
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) #>> '{template,language,code}' AS lang;
+SAVEPOINT s;
+SELECT wa_notify.configure(use_templates => false);
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) ->> 'type' AS type;
+ROLLBACK TO SAVEPOINT s;
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) ->> 'type' AS type;
+UPDATE wa_notify.event SET template_language = 'en' WHERE event = 'order_placed';
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) #>> '{template,language,code}' AS lang;
+ROLLBACK;
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb) #>> '{template,language,code}' AS lang;
+
+-- a value written by hand that does not parse for its type is named, not guessed
+BEGIN;
+UPDATE wa_notify.setting SET value = 'many' WHERE name = 'max_in_flight';
+SELECT wa_notify.preview('order_placed', '{"phone": "5511987654321"}'::jsonb);
+ROLLBACK;
 
 -- '' unsets what may be unset
 SELECT wa_notify.configure(quiet_hours_start => '', quiet_hours_end => '', default_tracking_url => '');

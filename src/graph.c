@@ -31,6 +31,7 @@
 #include <json-c/json.h>
 
 #include "graph.h"
+#include "settings.h"
 
 #define WA_MAX_RESPONSE (1024 * 1024)
 
@@ -540,7 +541,6 @@ wa_notify_graph_get(PG_FUNCTION_ARGS)
 	char	   *body = NULL,
 			   *error = NULL;
 	char	   *url;
-	MemoryContext oldcxt = CurrentMemoryContext;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -549,29 +549,13 @@ wa_notify_graph_get(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("path must be relative to the Graph API version")));
 
-	SPI_connect();
-	if (SPI_execute("SELECT name, value FROM wa_notify.setting "
-					"WHERE name IN ('api_base_url', 'api_version', 'access_token')",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read wa_notify settings");
-	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		char	   *n = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		char	   *v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		MemoryContext spicxt = MemoryContextSwitchTo(oldcxt);
+		const WaSettings *set = wa_settings();
 
-		if (v != NULL)
-		{
-			if (strcmp(n, "api_base_url") == 0)
-				base = pstrdup(v);
-			else if (strcmp(n, "api_version") == 0)
-				version = pstrdup(v);
-			else
-				token = pstrdup(v);
-		}
-		MemoryContextSwitchTo(spicxt);
+		base = set->api_base_url ? pstrdup(set->api_base_url) : NULL;
+		version = set->api_version ? pstrdup(set->api_version) : NULL;
+		token = set->access_token ? pstrdup(set->access_token) : NULL;
 	}
-	SPI_finish();
 
 	if (base == NULL || version == NULL || token == NULL || token[0] == '\0')
 		ereport(ERROR,

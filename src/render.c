@@ -3,8 +3,11 @@
  *	  Message rendering: the exact JSON body POSTed to the Graph API
  *	  ({base}/{version}/{phone_number_id}/messages) for one message, built
  *	  with json-c from the event's configuration (wa_notify.event), the
- *	  settings (use_templates, default_language, default_tracking_url), the
- *	  carrier table and the message's params (the order context).
+ *	  settings (use_templates, default_language, default_tracking_url, from
+ *	  the transaction's snapshot, settings.c), the carrier table and the
+ *	  message's params (the order context).  Events and carriers are read
+ *	  once per snapshot, so a batch of renders (the worker's _claim(), or
+ *	  preview()) costs no query per message.
  *
  *	  Owns: template bodies (body parameters in the configured order,
  *	  positional or named, the optional document or image header, the
@@ -33,12 +36,16 @@ typedef wa_json_object JObj;
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
+#include "catalog/pg_collation.h"
 #include "utils/builtins.h"
+#include "utils/formatting.h"
+#include "utils/memutils.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
 #include "wa_notify.h"
 #include "render.h"
+#include "settings.h"
 
 /* One event's configuration, as read for one render. */
 typedef struct RenderConfig
@@ -59,8 +66,6 @@ typedef struct RenderConfig
 	char	   *header_filename;	/* context field, or a pattern with {field}s */
 	char	   *header_image;	/* context field with the image's URL */
 } RenderConfig;
-
-static SPIPlanPtr config_plan = NULL;
 
 /*
  * The value of a top-level key of a jsonb object as text; NULL when absent
@@ -228,11 +233,36 @@ wa_tracking_url_from_pattern(const char *pattern, const char *tracking)
 	return buf.data;
 }
 
-static char *
-spi_text(HeapTuple tup, TupleDesc desc, int col)
+/* One row of wa_notify.event, as rendering needs it. */
+typedef struct RenderEvent
 {
-	return SPI_getvalue(tup, desc, col);	/* NULL for SQL NULL */
-}
+	char	   *event;
+	char	   *template_name;
+	char	   *template_language;	/* NULL: default_language */
+	int			nparams;
+	char	  **params;
+	char	   *button_param;
+	char	   *text_body;
+	bool		named;			/* parameter_format: the event's, else the template's */
+	char	   *header_document;	/* context fields of the header (NULL: none) */
+	char	   *header_filename;
+	char	   *header_image;
+	int			nparam_names;	/* parameter_name of each body parameter */
+	char	  **param_names;	/* (NULL: the context field names) */
+} RenderEvent;
+
+/*
+ * Events and carriers, read once per settings snapshot (settings.c): a
+ * batch of renders in one transaction reads them once, and a change to
+ * either table drops them with the snapshot.
+ */
+static MemoryContext render_cxt = NULL;
+static uint64 render_generation = 0;
+static RenderEvent *events = NULL;
+static int	nevents = 0;
+static char **carriers = NULL;		/* carrier names, lower case */
+static char **carrier_patterns = NULL;
+static int	ncarriers = 0;
 
 /* A text[] column as a palloc'd array of C strings (NULL and 0 when NULL). */
 static char **
@@ -255,92 +285,136 @@ text_array(HeapTuple tup, TupleDesc desc, int col, int *n)
 	return out;
 }
 
+static void
+load_events_and_carriers(void)
+{
+	MemoryContext old;
+
+	if (render_cxt == NULL)
+		render_cxt = AllocSetContextCreate(TopMemoryContext, "wa_notify render",
+										   ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(render_cxt);
+	events = NULL;
+	carriers = carrier_patterns = NULL;
+	nevents = ncarriers = 0;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT e.event, e.template_name, e.template_language, e.params, e.button_param,"
+					"       e.text_body,"
+	/* the event's parameter format, else the template's (sync_templates) */
+					"       coalesce(e.parameter_format,"
+					"                (SELECT lower(t.parameter_format) FROM wa_notify.template t"
+					"                  WHERE t.sender = 'default' AND t.name = e.template_name"
+					"                    AND t.language = coalesce(e.template_language,"
+					"                        wa_notify._setting_value('default_language'))),"
+					"                'positional') = 'named',"
+					"       e.header_document, e.header_filename, e.header_image, e.param_names"
+					"  FROM wa_notify.event e", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading the event configuration failed");
+	old = MemoryContextSwitchTo(render_cxt);
+	events = palloc0(sizeof(RenderEvent) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		RenderEvent *e = &events[i];
+
+		e->event = SPI_getvalue(tup, desc, 1);
+		e->template_name = SPI_getvalue(tup, desc, 2);
+		e->template_language = SPI_getvalue(tup, desc, 3);
+		e->params = text_array(tup, desc, 4, &e->nparams);
+		e->button_param = SPI_getvalue(tup, desc, 5);
+		e->text_body = SPI_getvalue(tup, desc, 6);
+		{
+			char	   *named = SPI_getvalue(tup, desc, 7);
+
+			e->named = named != NULL && strcmp(named, "t") == 0;
+		}
+		e->header_document = SPI_getvalue(tup, desc, 8);
+		e->header_filename = SPI_getvalue(tup, desc, 9);
+		e->header_image = SPI_getvalue(tup, desc, 10);
+		e->param_names = text_array(tup, desc, 11, &e->nparam_names);
+	}
+	nevents = (int) SPI_processed;
+	MemoryContextSwitchTo(old);
+
+	if (SPI_execute("SELECT carrier, url_pattern FROM wa_notify.carrier", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading the carriers failed");
+	old = MemoryContextSwitchTo(render_cxt);
+	carriers = palloc0(sizeof(char *) * Max(SPI_processed, 1));
+	carrier_patterns = palloc0(sizeof(char *) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		carriers[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		carrier_patterns[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+	}
+	ncarriers = (int) SPI_processed;
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+}
+
+/* The URL pattern of a carrier named as the context gave it (lower(btrim())). */
+static char *
+carrier_pattern(const char *carrier)
+{
+	size_t		len;
+	char	   *key;
+
+	if (carrier == NULL)
+		return NULL;
+	while (*carrier == ' ')
+		carrier++;
+	len = strlen(carrier);
+	while (len > 0 && carrier[len - 1] == ' ')
+		len--;
+	key = str_tolower(carrier, len, DEFAULT_COLLATION_OID);
+	for (int i = 0; i < ncarriers; i++)
+		if (strcmp(carriers[i], key) == 0)
+			return carrier_patterns[i];
+	return NULL;
+}
+
 /*
- * Read the event's configuration, the settings a render needs, and the URL
- * pattern of the given carrier, in one cached query.  Values are palloc'd
- * in the caller's memory context.
+ * The event's configuration, the settings a render needs and the URL
+ * pattern of the given carrier, from the transaction's settings snapshot.
+ * The strings belong to the caches: read them, do not keep them.
  */
 static void
 load_config(const char *event, const char *carrier, RenderConfig *cfg)
 {
-	Datum		args[2];
-	char		nulls[2] = {' ', ' '};
-	int			rc;
-	HeapTuple	tup;
-	TupleDesc	desc;
-	MemoryContext callerctx = CurrentMemoryContext;
+	const WaSettings *set = wa_settings();
+	RenderEvent *ev = NULL;
 
-	memset(cfg, 0, sizeof(*cfg));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (config_plan == NULL)
+	if (render_generation != wa_settings_generation())
 	{
-		Oid			types[2] = {TEXTOID, TEXTOID};
-		SPIPlanPtr	plan;
-
-		plan = wa_prepare_kept(
-			"SELECT e.template_name,"
-			"       coalesce(e.template_language,"
-			"                (SELECT s.value FROM wa_notify.setting s WHERE s.name = 'default_language')),"
-			"       e.params, e.button_param, e.text_body,"
-			"       coalesce((SELECT s.value FROM wa_notify.setting s WHERE s.name = 'use_templates'), 'true'),"
-			"       (SELECT s.value FROM wa_notify.setting s WHERE s.name = 'default_tracking_url'),"
-			"       (SELECT c.url_pattern FROM wa_notify.carrier c WHERE c.carrier = lower(btrim($2))),"
-			/* 1.1: the event's parameter format, else the template's (sync_templates) */
-			"       coalesce(e.parameter_format,"
-			"                (SELECT lower(t.parameter_format) FROM wa_notify.template t"
-			"                  WHERE t.sender = 'default' AND t.name = e.template_name"
-			"                    AND t.language = coalesce(e.template_language,"
-			"                        (SELECT s.value FROM wa_notify.setting s WHERE s.name = 'default_language'))),"
-			"                'positional'),"
-			"       e.header_document, e.header_filename, e.header_image, e.param_names"
-			"  FROM wa_notify.event e WHERE e.event = $1",
-			2, types, 0);
-		config_plan = plan;
+		load_events_and_carriers();
+		render_generation = wa_settings_generation();
 	}
-	args[0] = CStringGetTextDatum(event);
-	if (carrier)
-		args[1] = CStringGetTextDatum(carrier);
-	else
-	{
-		args[1] = (Datum) 0;
-		nulls[1] = 'n';
-	}
-	rc = SPI_execute_plan(config_plan, args, nulls, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "reading the event configuration failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed != 1)
+	for (int i = 0; i < nevents; i++)
+		if (strcmp(events[i].event, event) == 0)
+			ev = &events[i];
+	if (ev == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown event \"%s\"", event),
 				 errhint("The events are order_placed, order_processing, shipment_created, shipment_delivered, order_cancelled and refund_issued.")));
 
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-
-	{
-		MemoryContext spictx = MemoryContextSwitchTo(callerctx);
-		char	   *s;
-
-		cfg->template_name = spi_text(tup, desc, 1);
-		cfg->language = spi_text(tup, desc, 2);
-		cfg->button_param = spi_text(tup, desc, 4);
-		cfg->text_body = spi_text(tup, desc, 5);
-		s = spi_text(tup, desc, 6);
-		cfg->use_templates = (s == NULL || strcmp(s, "true") == 0 || strcmp(s, "on") == 0);
-		cfg->default_tracking_url = spi_text(tup, desc, 7);
-		cfg->carrier_pattern = spi_text(tup, desc, 8);
-		s = spi_text(tup, desc, 9);
-		cfg->named = s != NULL && strcmp(s, "named") == 0;
-		cfg->header_document = spi_text(tup, desc, 10);
-		cfg->header_filename = spi_text(tup, desc, 11);
-		cfg->header_image = spi_text(tup, desc, 12);
-		cfg->param_names = text_array(tup, desc, 13, &cfg->nparam_names);
-
-		cfg->params = text_array(tup, desc, 3, &cfg->nparams);
-		MemoryContextSwitchTo(spictx);
-	}
-	SPI_finish();
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->template_name = ev->template_name;
+	cfg->language = ev->template_language ? ev->template_language : set->default_language;
+	cfg->nparams = ev->nparams;
+	cfg->params = ev->params;
+	cfg->button_param = ev->button_param;
+	cfg->text_body = ev->text_body;
+	cfg->use_templates = set->use_templates;
+	cfg->default_tracking_url = set->default_tracking_url;
+	cfg->carrier_pattern = carrier_pattern(carrier);
+	cfg->named = ev->named;
+	cfg->header_document = ev->header_document;
+	cfg->header_filename = ev->header_filename;
+	cfg->header_image = ev->header_image;
+	cfg->nparam_names = ev->nparam_names;
+	cfg->param_names = ev->param_names;
 }
 
 /*
@@ -526,7 +600,7 @@ wa_render_body(const char *event, const char *phone, Jsonb *params, int64 messag
 		json_object_object_add(root, "type", json_object_new_string("template"));
 		json_object_object_add(tmpl, "name", json_object_new_string(cfg.template_name));
 		json_object_object_add(lang, "code",
-							   json_object_new_string(cfg.language ? cfg.language : "pt_BR"));
+							   json_object_new_string(cfg.language));
 		json_object_object_add(tmpl, "language", lang);
 
 		{

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * webhook.c
- *	  Meta's webhooks (SPEC section 4): wa_notify.webhook_verify(), the GET
- *	  handshake, and wa_notify.webhook_receive(), which checks the
+ *	  Meta's webhooks (doc/design.md, "Webhooks"):
+ *	  wa_notify.webhook_verify(), the GET handshake, and wa_notify.webhook_receive(), which checks the
  *	  X-Hub-Signature-256 HMAC over the raw body and applies every change of
  *	  the payload in the caller's transaction:
  *	    - statuses sent/delivered/read/failed, monotonic (a status never
@@ -23,7 +23,8 @@
  *	      wa_notify.template (a move to MARKETING may hold an event);
  *	    - phone number quality updates -> wa_notify.state.
  *
- *	  The payload is parsed by the pure parser in webhook_parse.c (also
+ *	  Settings come from the transaction's typed snapshot (settings.c);
+ *	  the payload is parsed by the pure parser in webhook_parse.c (also
  *	  built into the libFuzzer target); this file is the SPI apply step.
  *	  A status costs one UPDATE by wamid in the common case (see
  *	  apply_status()); apply_status_locked() is the general path.
@@ -48,11 +49,9 @@
 #include "utils/timestamp.h"
 
 #include "graph_errors.h"
+#include "settings.h"
 #include "wa_notify.h"
 #include "webhook_parse.h"
-
-/* Default cap on a webhook body: Meta's payloads are at most 3 MB. */
-#define WH_DEFAULT_MAX_BODY (3 * 1024 * 1024)
 
 /* "last callback" is rewritten at most this often (seconds), see below */
 #define WH_LAST_CALLBACK_GRANULARITY "1 second"
@@ -62,6 +61,7 @@ typedef struct WhSettings
 	char	   *app_secret;
 	char	   *default_language;
 	char	   *default_country_code;
+	char	   *opt_out_keywords;	/* a text[] literal */
 	int64		max_body;
 } WhSettings;
 
@@ -77,7 +77,6 @@ typedef struct WhCounts
 } WhCounts;
 
 /* plans kept for the life of the backend */
-static SPIPlanPtr plan_settings;
 static SPIPlanPtr plan_by_wamid;
 static SPIPlanPtr plan_by_id;
 static SPIPlanPtr plan_update;
@@ -133,41 +132,21 @@ col_text(int row, int col)
 	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
 }
 
+/*
+ * The settings a webhook call needs, copied from the transaction's snapshot
+ * (settings.c): applying the payload may write wa_notify.event, which drops
+ * the snapshot.
+ */
 static void
 load_settings(WhSettings *s)
 {
-	s->app_secret = NULL;
-	s->default_language = NULL;
-	s->default_country_code = NULL;
-	s->max_body = WH_DEFAULT_MAX_BODY;
+	const WaSettings *set = wa_settings();
 
-	exec(prep(&plan_settings,
-			  "SELECT name, value FROM wa_notify.setting"
-			  " WHERE name IN ('app_secret', 'default_language',"
-			  " 'default_country_code', 'webhook_max_body')", 0, NULL),
-		 NULL, NULL, true, SPI_OK_SELECT);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		char	   *name = col_text(i, 1);
-		char	   *value = col_text(i, 2);
-
-		if (value == NULL)
-			continue;
-		if (strcmp(name, "app_secret") == 0)
-			s->app_secret = value;
-		else if (strcmp(name, "default_language") == 0)
-			s->default_language = value;
-		else if (strcmp(name, "default_country_code") == 0)
-			s->default_country_code = value;
-		else if (strcmp(name, "webhook_max_body") == 0)
-		{
-			char	   *end;
-			long long	v = strtoll(value, &end, 10);
-
-			if (*end == '\0' && v > 0)
-				s->max_body = v;
-		}
-	}
+	s->app_secret = set->app_secret ? pstrdup(set->app_secret) : NULL;
+	s->default_language = set->default_language ? pstrdup(set->default_language) : NULL;
+	s->default_country_code = set->default_country_code ? pstrdup(set->default_country_code) : NULL;
+	s->opt_out_keywords = pstrdup(set->opt_out_keywords);
+	s->max_body = set->webhook_max_body;
 }
 
 /* ------------------------------------------------------------ statuses */
@@ -640,10 +619,14 @@ apply_inbound(const WhPayload *p, const WhSettings *set, WhCounts *cnt)
 	if (!any)
 		return;
 
-	exec(prep(&plan_keywords,
-			  "SELECT k FROM unnest((SELECT value FROM wa_notify.setting"
-			  " WHERE name = 'opt_out_keywords')::text[]) AS k WHERE k <> ''", 0, NULL),
-		 NULL, NULL, true, SPI_OK_SELECT);
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		vals[1] = {CStringGetTextDatum(set->opt_out_keywords)};
+
+		exec(prep(&plan_keywords,
+				  "SELECT k FROM unnest($1::text[]) AS k WHERE k <> ''", 1, types),
+			 vals, NULL, true, SPI_OK_SELECT);
+	}
 	nkeys = (int) SPI_processed;
 	keys = palloc0(sizeof(char *) * (nkeys + 1));
 	norm = palloc0(sizeof(char *) * (nkeys + 1));
@@ -720,7 +703,7 @@ apply_template(const WhTemplate *t, const WhSettings *set, WhCounts *cnt)
 	v[2] = CStringGetTextDatum(status);
 	v[3] = txt(reason.data);
 	nulls[3] = reason.len ? ' ' : 'n';
-	v[4] = CStringGetTextDatum(set->default_language ? set->default_language : "pt_BR");
+	v[4] = CStringGetTextDatum(set->default_language);	/* never NULL: it has a default */
 	exec(prep(&plan_template,
 			  "UPDATE wa_notify.event SET template_status = $3, template_status_at = now(),"
 			  " template_status_reason = $4,"
@@ -1086,11 +1069,8 @@ wa_notify_webhook_verify(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "webhook: SPI_connect failed");
-	if (SPI_execute("SELECT value FROM wa_notify.setting WHERE name = 'webhook_verify_token'",
-					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "webhook: cannot read the verify token");
-	if (SPI_processed == 1)
-		expected = col_text(0, 1);
+	if (wa_settings()->webhook_verify_token != NULL)
+		expected = pstrdup(wa_settings()->webhook_verify_token);
 
 	/* compare digests, so that the time taken says nothing about the token */
 	sha256(token ? token : "", h1);

@@ -5,8 +5,8 @@
  *	  missing, recovers messages a dead worker left 'sending' (review under
  *	  at_most_once, queued under at_least_once), and then, cycle after
  *	  cycle: resolves captured messages (wa_notify._resolve_pending()),
- *	  takes the settings snapshot (wa_notify._dispatch_cycle(): expiry,
- *	  holds, pause state), decides whether and when it may send (master
+ *	  takes the typed settings snapshot (settings.c) and the cycle's state
+ *	  (wa_notify._dispatch_cycle(): expiry, holds, pause state), decides whether and when it may send (master
  *	  switch, account pause, cool-down, quiet hours, per-batch cap, random
  *	  delay, rate cap), claims a batch in one transaction, sends it through
  *	  the libcurl multi client (graph.c) with at most max_in_flight requests
@@ -54,6 +54,7 @@
 #include "wa_notify.h"
 #include "graph.h"
 #include "graph_errors.h"
+#include "settings.h"
 
 int			wa_request_timeout = 30;	/* seconds */
 
@@ -76,7 +77,10 @@ typedef struct WaItem
 	const WaGraphError *err;	/* classification (NONE: ok) */
 } WaItem;
 
-/* The per-cycle snapshot (wa_notify._dispatch_cycle()). */
+/*
+ * What one cycle runs on: settings from the typed snapshot (settings.c),
+ * state computed by wa_notify._dispatch_cycle().  Loaded by load_cycle().
+ */
 typedef struct WaCycle
 {
 	bool		enabled;
@@ -318,51 +322,70 @@ extension_state(char *installed, size_t len)
 	return st;
 }
 
-/* Settings snapshot + housekeeping, one transaction. */
+/* The number of a column of the current SPI result, by name. */
+static int
+col_number(const char *name)
+{
+	int			c = SPI_fnumber(SPI_tuptable->tupdesc, name);
+
+	if (c <= 0)
+		elog(ERROR, "wa_notify worker: no column \"%s\" in the cycle's state", name);
+	return c;
+}
+
+#define col_named(name)		col(0, col_number(name))
+#define col_f_named(name)	col_f(0, col_number(name))
+
+/*
+ * One transaction: the settings snapshot (settings.c, typed, by name) and
+ * the cycle's housekeeping and computed state (wa_notify._dispatch_cycle(),
+ * read by column name).
+ */
 static void
 load_cycle(WaCycle *cy)
 {
+	const WaSettings *set;
 	MemoryContext old;
+	Oid			t = BOOLOID;
+	Datum		v = BoolGetDatum(window_count < 0);
 
 	begin_tx();
-	{
-		Oid			t = BOOLOID;
-		Datum		v = BoolGetDatum(window_count < 0);
+	set = wa_settings();
+	old = MemoryContextSwitchTo(cycle_cxt);
+	cy->enabled = set->enabled;
+	cy->ready = set->access_token != NULL && set->access_token[0] != '\0' &&
+		set->phone_number_id != NULL && set->phone_number_id[0] != '\0';
+	cy->use_templates = set->use_templates;
+	cy->url = psprintf("%s/%s/%s/messages", set->api_base_url, set->api_version,
+					   set->phone_number_id ? set->phone_number_id : "");
+	cy->min_delay = set->min_delay;
+	cy->max_delay = Max(set->max_delay, set->min_delay);
+	cy->max_per_batch = set->max_per_batch;
+	cy->polling_interval = set->polling_interval;
+	cy->max_rate = set->max_rate;
+	cy->max_in_flight = Max(set->max_in_flight, 1);
+	cy->recipient_gap = set->recipient_gap;
+	cy->daily_limit = set->daily_recipient_limit;
+	MemoryContextSwitchTo(old);
 
-		if (SPI_execute_with_args("SELECT enabled, ready, use_templates, "
-			 "  api_base_url || '/' || api_version || '/' || coalesce(phone_number_id, '') || '/messages', "
-			 "  min_delay, max_delay, max_per_batch, polling_interval, max_rate, max_in_flight, "
-			 "  recipient_gap, daily_recipient_limit, extract(epoch FROM quiet_until), "
-			 "  paused_reason, paused_code, extract(epoch FROM pause_until), rate_factor, "
-			 "  settings_version, extract(epoch FROM next_due), sent_in_window, "
-			 "  extract(epoch FROM window_first) "
-			 "FROM wa_notify._dispatch_cycle($1)", 1, &t, &v, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "wa_notify worker: _dispatch_cycle() failed");
-	}
+	if (SPI_execute_with_args("SELECT extract(epoch FROM quiet_until) AS quiet_until, paused_reason, "
+							  "  paused_code, extract(epoch FROM pause_until) AS pause_until, rate_factor, "
+							  "  settings_version, extract(epoch FROM next_due) AS next_due, "
+							  "  sent_in_window, extract(epoch FROM window_first) AS window_first "
+							  "FROM wa_notify._dispatch_cycle($1)", 1, &t, &v, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "wa_notify worker: _dispatch_cycle() failed");
 	if (SPI_processed != 1)
 		elog(ERROR, "wa_notify worker: _dispatch_cycle() returned no row");
 	old = MemoryContextSwitchTo(cycle_cxt);
-	cy->enabled = strcmp(col(0, 1), "t") == 0;
-	cy->ready = strcmp(col(0, 2), "t") == 0;
-	cy->use_templates = strcmp(col(0, 3), "t") == 0;
-	cy->url = col(0, 4);
-	cy->min_delay = col_f(0, 5);
-	cy->max_delay = col_f(0, 6);
-	cy->max_per_batch = (int) col_f(0, 7);
-	cy->polling_interval = col_f(0, 8);
-	cy->max_rate = col_f(0, 9);
-	cy->max_in_flight = (int) col_f(0, 10);
-	cy->recipient_gap = col_f(0, 11);
-	cy->daily_limit = (int) col_f(0, 12);
-	cy->quiet_until = col_f(0, 13);
-	cy->paused_reason = col(0, 14);
-	cy->paused_code = (int) col_f(0, 15);
-	cy->pause_until = col_f(0, 16);
-	cy->rate_factor = col_f(0, 17);
-	cy->settings_version = col(0, 18);
-	cy->next_due = col_f(0, 19);
-	cy->sent_in_window = (int) col_f(0, 20);
-	cy->window_first = col_f(0, 21);
+	cy->quiet_until = col_f_named("quiet_until");
+	cy->paused_reason = col_named("paused_reason");
+	cy->paused_code = (int) col_f_named("paused_code");
+	cy->pause_until = col_f_named("pause_until");
+	cy->rate_factor = col_f_named("rate_factor");
+	cy->settings_version = col_named("settings_version");
+	cy->next_due = col_f_named("next_due");
+	cy->sent_in_window = (int) col_f_named("sent_in_window");
+	cy->window_first = col_f_named("window_first");
 	MemoryContextSwitchTo(old);
 	end_tx();
 	if (cy->rate_factor <= 0 || cy->rate_factor > 1)

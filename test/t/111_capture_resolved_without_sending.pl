@@ -1,4 +1,4 @@
-# SPEC 2: every captured message has its phone, params and any skip or
+# doc/design.md, "Capture": every captured message has its phone, params and any skip or
 # failure recorded shortly after the shop's commit, whether or not sending is
 # possible: here no access token is set and the master switch is off, so the
 # worker resolves captures but sends nothing.

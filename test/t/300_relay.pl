@@ -1,6 +1,6 @@
 # wa_notify_relay end to end: Meta's GET handshake and signed POSTs reach
 # webhook_verify()/webhook_receive() through the relay, as a role that may
-# call those two functions only; every HTTP answer of SPEC section 4; the
+# call those two functions only; every HTTP answer of doc/design.md, "Webhooks"; the
 # body byte for byte; the cap (Content-Length and chunked); /healthz; a
 # database restart under a running relay; SIGTERM; no secrets in the log.
 use strict;

@@ -1,0 +1,284 @@
+/*-------------------------------------------------------------------------
+ * settings.c
+ *	  The typed settings snapshot: the one place C reads wa_notify.setting.
+ *
+ *	  Who owns what.  The rules of each setting (type, default, range,
+ *	  pattern, hints) are data, columns of wa_notify.setting, declared once
+ *	  in src/sql/1.1/10_config.sql and enforced by configure() there; the
+ *	  PL/pgSQL side reads values through wa_notify._setting_value() and its
+ *	  typed accessors.  This file owns the C side: one query loads every
+ *	  setting by name (its value, else its row's default), each is parsed
+ *	  once into a typed field of WaSettings (booleans with PostgreSQL's own
+ *	  parse_bool(), as the SQL cast ::boolean does), and the worker, the
+ *	  renderer, the webhook and the Graph GET all read that struct.  No
+ *	  default is written here: a setting missing from the table is an error.
+ *
+ *	  Why per transaction: the worker's cycle and claim, a batch of renders
+ *	  and a webhook call each run in one transaction and must see one
+ *	  consistent set of settings, read once.  A later transaction reloads,
+ *	  so a change made by configure() applies to the worker's next
+ *	  transaction without a restart.  A write to the configuration tables
+ *	  in this backend (the statement trigger _config_changed) and a
+ *	  subtransaction abort drop the snapshot at once.
+ *
+ *	  SQL entry point: the trigger function wa_notify_config_changed
+ *	  (wa_notify._config_changed()).
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <stddef.h>
+
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "wa_notify.h"
+#include "settings.h"
+
+typedef enum WaSettingKind
+{
+	WA_TEXT,
+	WA_BOOL,
+	WA_INT,
+	WA_INT64,
+	WA_FLOAT
+} WaSettingKind;
+
+typedef struct WaSettingField
+{
+	const char *name;
+	WaSettingKind kind;
+	size_t		offset;
+	bool		secret;
+} WaSettingField;
+
+#define F(name, kind) {#name, kind, offsetof(WaSettings, name), false}
+#define SECRET(name) {#name, WA_TEXT, offsetof(WaSettings, name), true}
+
+static const WaSettingField fields[] = {
+	SECRET(access_token),
+	SECRET(app_secret),
+	SECRET(webhook_verify_token),
+	F(phone_number_id, WA_TEXT),
+	F(app_id, WA_TEXT),
+	F(business_account_id, WA_TEXT),
+	F(api_version, WA_TEXT),
+	F(api_base_url, WA_TEXT),
+	F(enabled, WA_BOOL),
+	F(use_templates, WA_BOOL),
+	F(allow_marketing_category, WA_BOOL),
+	F(default_language, WA_TEXT),
+	F(polling_interval, WA_INT),
+	F(min_delay, WA_FLOAT),
+	F(max_delay, WA_FLOAT),
+	F(max_per_batch, WA_INT),
+	F(lookback_days, WA_INT),
+	F(max_rate, WA_FLOAT),
+	F(max_in_flight, WA_INT),
+	F(recipient_gap, WA_FLOAT),
+	F(daily_recipient_limit, WA_INT),
+	F(quiet_hours_start, WA_TEXT),
+	F(quiet_hours_end, WA_TEXT),
+	F(timezone, WA_TEXT),
+	F(delivery_semantics, WA_TEXT),
+	F(default_country_code, WA_TEXT),
+	F(context_timeout, WA_INT),
+	F(webhook_public_url, WA_TEXT),
+	F(webhook_max_body, WA_INT64),
+	F(opt_out_keywords, WA_TEXT),
+	F(default_tracking_url, WA_TEXT),
+	F(log_retention_days, WA_INT),
+	F(anonymize_after_days, WA_INT),
+	F(review_window, WA_INT),
+	F(review_resend, WA_TEXT),
+};
+
+#undef F
+#undef SECRET
+
+static WaSettings snapshot;
+static bool snapshot_valid = false;
+static uint64 generation = 1;
+static MemoryContext snapshot_cxt = NULL;
+static SPIPlanPtr load_plan = NULL;
+static bool callbacks_registered = false;
+
+/* Forget the snapshot, wiping its secrets first. */
+static void
+drop_snapshot(void)
+{
+	if (snapshot_valid)
+	{
+		for (size_t i = 0; i < lengthof(fields); i++)
+		{
+			char	   *s = *(char **) ((char *) &snapshot + fields[i].offset);
+
+			if (fields[i].secret && s != NULL)
+				explicit_bzero(s, strlen(s));
+		}
+	}
+	snapshot_valid = false;
+	generation++;
+	if (snapshot_cxt != NULL)
+		MemoryContextReset(snapshot_cxt);
+}
+
+static void
+settings_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT)
+		drop_snapshot();
+}
+
+static void
+settings_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		drop_snapshot();
+}
+
+static const WaSettingField *
+field_named(const char *name)
+{
+	for (size_t i = 0; i < lengthof(fields); i++)
+		if (strcmp(fields[i].name, name) == 0)
+			return &fields[i];
+	return NULL;
+}
+
+static void
+invalid_stored(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("setting \"%s\" holds an invalid value", name),
+			 errdetail("The value was written to wa_notify.setting without configure()."),
+			 errhint("Set it again with wa_notify.configure(), which checks it.")));
+}
+
+/* Parse one stored value (palloc'd in snapshot_cxt) into its field. */
+static void
+store_field(const WaSettingField *f, char *value)
+{
+	char	   *dst = (char *) &snapshot + f->offset;
+	char	   *end = NULL;
+
+	if (f->kind == WA_TEXT)
+	{
+		*(char **) dst = value;
+		return;
+	}
+	if (value == NULL)
+		invalid_stored(f->name);
+	errno = 0;
+	switch (f->kind)
+	{
+		case WA_BOOL:
+			if (!parse_bool(value, (bool *) dst))
+				invalid_stored(f->name);
+			return;
+		case WA_INT:
+			{
+				long		v = strtol(value, &end, 10);
+
+				if (v < PG_INT32_MIN || v > PG_INT32_MAX)
+					errno = ERANGE;
+				*(int *) dst = (int) v;
+				break;
+			}
+		case WA_INT64:
+			*(int64 *) dst = strtoll(value, &end, 10);
+			break;
+		case WA_FLOAT:
+			*(double *) dst = strtod(value, &end);
+			break;
+		case WA_TEXT:
+			break;
+	}
+	if (errno != 0 || end == value || *end != '\0')
+		invalid_stored(f->name);
+}
+
+static void
+load_snapshot(void)
+{
+	bool		seen[lengthof(fields)] = {false};
+	MemoryContext old;
+
+	if (snapshot_cxt == NULL)
+		snapshot_cxt = AllocSetContextCreate(TopMemoryContext, "wa_notify settings",
+											 ALLOCSET_SMALL_SIZES);
+	drop_snapshot();
+	memset(&snapshot, 0, sizeof(snapshot));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "wa_notify: SPI_connect failed");
+	if (load_plan == NULL)
+		load_plan = wa_prepare_kept("SELECT name, coalesce(value, default_value) FROM wa_notify.setting",
+									0, NULL, 0);
+	if (SPI_execute_plan(load_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "wa_notify: could not read wa_notify.setting");
+	old = MemoryContextSwitchTo(snapshot_cxt);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		char	   *name = SPI_getvalue(tup, SPI_tuptable->tupdesc, 1);
+		const WaSettingField *f = field_named(name);
+
+		if (f == NULL)
+			continue;			/* a setting no C code reads */
+		store_field(f, SPI_getvalue(tup, SPI_tuptable->tupdesc, 2));
+		seen[f - fields] = true;
+	}
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+
+	for (size_t i = 0; i < lengthof(fields); i++)
+		if (!seen[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("setting \"%s\" is missing from wa_notify.setting", fields[i].name),
+					 errhint("Run ALTER EXTENSION wa_notify UPDATE, which creates it.")));
+	snapshot_valid = true;
+}
+
+const WaSettings *
+wa_settings(void)
+{
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(settings_xact_callback, NULL);
+		RegisterSubXactCallback(settings_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	if (!snapshot_valid)
+		load_snapshot();
+	return &snapshot;
+}
+
+uint64
+wa_settings_generation(void)
+{
+	return generation;
+}
+
+/*
+ * wa_notify._config_changed(): statement trigger on the configuration
+ * tables; the next read in this backend loads them again.
+ */
+PG_FUNCTION_INFO_V1(wa_notify_config_changed);
+Datum
+wa_notify_config_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "wa_notify._config_changed() is a trigger function");
+	drop_snapshot();
+	return PointerGetDatum(NULL);
+}
