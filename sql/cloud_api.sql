@@ -138,7 +138,7 @@ SELECT name, language, category, template_id, events FROM wa_notify.templates;
 INSERT INTO wa_notify.message (id, event, order_key, phone, params, status) VALUES
  (31, 'shipment_created', 'C31', '5511987650031', '{"customer_name": "Bia", "order_number": "C31", "carrier": "Correios", "tracking_number": "AA1BR"}', 'queued'),
  (32, 'order_processing', 'C32', '5511987650032', '{"customer_name": "Caio", "order_number": "C32"}', 'queued');
-SELECT enabled FROM wa_notify._dispatch_cycle();
+SELECT 1 AS housekeeping FROM wa_notify._dispatch_cycle();
 SELECT id FROM wa_notify._claim(10) ORDER BY id;
 -- an APPROVED status update does not lift a MARKETING hold
 -- (Meta's "message_template_status_update webhook reference")
