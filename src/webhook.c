@@ -212,8 +212,8 @@ find_message(const WhStatus *st)
 
 	v[0] = txt(st->wamid);
 	exec(prep(&plan_by_wamid,
-			  "SELECT " MSG_COLS " FROM wa_notify.message WHERE wamid = $1"
-			  " ORDER BY id LIMIT 1 FOR UPDATE", 1, &t_text),
+			  "SELECT " MSG_COLS " FROM wa_notify.message WHERE wamid = $1 FOR UPDATE",
+			  1, &t_text),
 		 v, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 		return true;
@@ -521,7 +521,7 @@ apply_status_locked(const WhStatus *st, const WhSettings *set, WhCounts *cnt)
 #define CHECK_FORWARD(from, col) \
 	"SELECT status IN ('skipped', 'expired'), status IN (" from ") OR " col " IS NULL" \
 	" OR (wa_id IS NULL AND $2 IS NOT NULL)" \
-	" FROM wa_notify.message WHERE wamid = $1 ORDER BY id LIMIT 1"
+	" FROM wa_notify.message WHERE wamid = $1"
 
 static const char *const fast_sql[] = {
 	[WH_ST_SENT] = FAST_FORWARD("sent", FROM_SENT, "sent_at"),
@@ -540,7 +540,7 @@ static const char *const check_sql[] = {
 	[WH_ST_FAILED] =
 	"SELECT status IN ('skipped', 'expired'), status IN (" FROM_FAILED ")"
 	" OR (wa_id IS NULL AND $2 IS NOT NULL)"
-	" FROM wa_notify.message WHERE wamid = $1 ORDER BY id LIMIT 1",
+	" FROM wa_notify.message WHERE wamid = $1",
 };
 static SPIPlanPtr plan_fast[lengthof(fast_sql)];
 static SPIPlanPtr plan_check[lengthof(check_sql)];
@@ -786,7 +786,10 @@ apply_quality(const WhQuality *q, WhCounts *cnt)
  * Record the callback.  "Last callback" has a one-second granularity: the
  * state row is rewritten only when the recorded time is older than that, so
  * concurrent callbacks do not queue on its row lock (the unknown-status
- * counter, rare, always writes).
+ * counter, rare, always writes).  It never waits on that lock either (FOR
+ * UPDATE SKIP LOCKED): while another transaction holds the state row (an
+ * admin's configure() left open, the worker), the callback is not recorded,
+ * nor its unknown statuses counted, rather than the webhook kept waiting.
  */
 static void
 record_callback(int unknown)
@@ -804,8 +807,10 @@ record_callback(int unknown)
 	exec(prep(&plan_state,
 			  "UPDATE wa_notify.state SET webhook_last_callback = now(),"
 			  " webhook_unknown_statuses = webhook_unknown_statuses + $1"
-			  " WHERE $1 > 0 OR webhook_last_callback IS NULL"
-			  "    OR webhook_last_callback < now() - interval '" WH_LAST_CALLBACK_GRANULARITY "'",
+			  " WHERE id IN (SELECT id FROM wa_notify.state"
+			  "  WHERE $1 > 0 OR webhook_last_callback IS NULL"
+			  "     OR webhook_last_callback < now() - interval '" WH_LAST_CALLBACK_GRANULARITY "'"
+			  "  FOR UPDATE SKIP LOCKED)",
 			  1, &t),
 		 v, NULL, false, SPI_OK_UPDATE);
 	/* (if this transaction rolls back, the next call within 1 s skips: harmless) */
