@@ -41,6 +41,8 @@
 #define BURST_QUIET_MS 1000
 /* a burst that goes on is summarised at least this often */
 #define BURST_REPORT_MS 60000
+/* libmicrohttpd's own messages: at most one line per this */
+#define MHD_LOG_PERIOD_MS 1000
 /* file descriptors beyond the connections: listen socket, libpq, logs */
 #define FD_RESERVE 64
 
@@ -151,12 +153,21 @@ budget_release(size_t n)
 
 /* ------------------------------------------------- libmicrohttpd hooks */
 
-/* libmicrohttpd's messages: refusals are counted, the rest logged */
+/*
+ * libmicrohttpd's messages: refusals are counted (the sweeper logs them per
+ * burst); the rest, often one per connection under attack ("connection
+ * socket is closed ..."), are logged at most once per MHD_LOG_PERIOD_MS with
+ * the number left out.
+ */
 void
 guard_mhd_logger(void *cls, const char *fmt, va_list ap)
 {
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static int64_t last_logged;
+	static long left_out;
 	char		msg[512];
 	size_t		len;
+	int64_t		now = now_ms();
 
 	(void) cls;
 	if (strstr(fmt, "connection limit") != NULL)
@@ -165,11 +176,24 @@ guard_mhd_logger(void *cls, const char *fmt, va_list ap)
 		guard_note(DEGRADED_CONNECTIONS);
 		return;
 	}
+	pthread_mutex_lock(&lock);
+	if (last_logged != 0 && now - last_logged < MHD_LOG_PERIOD_MS)
+	{
+		left_out++;
+		pthread_mutex_unlock(&lock);
+		return;
+	}
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	len = strlen(msg);
 	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
 		msg[--len] = '\0';
-	logline("libmicrohttpd: %s", msg);
+	if (left_out > 0)
+		logline("libmicrohttpd: %s (and %ld more messages since the last one)", msg, left_out);
+	else
+		logline("libmicrohttpd: %s", msg);
+	left_out = 0;
+	last_logged = now;
+	pthread_mutex_unlock(&lock);
 }
 
 void

@@ -404,6 +404,7 @@ start_http(struct sockaddr_storage *ss)
 	if (ss->ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	return MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
+							MHD_OPTION_EXTERNAL_LOGGER, guard_mhd_logger, NULL,
 							MHD_OPTION_SOCK_ADDR, (struct sockaddr *) ss,
 							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) cfg.connection_limit,
 							MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -411,7 +412,6 @@ start_http(struct sockaddr_storage *ss)
 							MHD_OPTION_CONNECTION_TIMEOUT,
 							(unsigned int) (cfg.timeout < cfg.request_timeout ?
 											cfg.timeout : cfg.request_timeout),
-							MHD_OPTION_EXTERNAL_LOGGER, guard_mhd_logger, NULL,
 							MHD_OPTION_NOTIFY_CONNECTION, guard_notify_connection, NULL,
 							MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
 							MHD_OPTION_END);
