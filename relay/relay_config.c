@@ -221,11 +221,5 @@ config_check(void)
 				cfg.body_budget, cfg.max_body);
 		return false;
 	}
-	if (cfg.per_ip_connection_limit > cfg.connection_limit)
-	{
-		fprintf(stderr, "wa_notify_relay: per_ip_connection_limit (%zu) must not exceed connection_limit (%zu)\n",
-				cfg.per_ip_connection_limit, cfg.connection_limit);
-		return false;
-	}
 	return true;
 }

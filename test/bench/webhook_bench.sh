@@ -99,6 +99,9 @@ INSERT INTO batch SELECT k, b, 'sha256=' || encode(hmac(b, 'bench-app-secret', '
 CREATE SEQUENCE s_first; CREATE SEQUENCE s_bare; CREATE SEQUENCE s_batch;
 VACUUM ANALYZE single, bare, batch;
 SQL
+# read every message once (hint bits, shared buffers) and checkpoint, so that
+# no phase pays for the first touch of the fresh table; no VACUUM, no ANALYZE
+psql -c "SELECT count(*) FROM wa_notify.message" -c "CHECKPOINT" >/dev/null
 echo "message table statistics rows: $(psql -At -c "SELECT count(*) FROM pg_statistic WHERE starelid = 'wa_notify.message'::regclass")"
 
 cat > "$dir/first.sql" <<'S'
@@ -172,9 +175,11 @@ chown postgres: "$dir"/*
 
 relay_run() {   # $1: label, $2: binary, $3: payload file, $4: idle connections to hold
     local out
+    for _ in $(seq 100); do curl -s "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null || break; sleep 0.1; done
     as_pg "$2" --config "$dir/relay.conf" 2>"$dir/relay.log" &
     relay_pid=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break; sleep 0.1; done
+    kill -0 "$relay_pid" || { echo "relay did not start: $(tail -3 "$dir/relay.log")"; return 1; }
     if [ "$4" -gt 0 ]; then
         python3 "$here/hold_connections.py" "$HTTP_PORT" "$4" 2>"$dir/hold.log" &
         hold_pid=$!
@@ -186,7 +191,9 @@ relay_run() {   # $1: label, $2: binary, $3: payload file, $4: idle connections 
     echo "RESULT relay $1: $(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<<"$out") webhooks/s," \
          "non-2xx: $(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' <<<"$out" | grep . || echo 0)"
     if [ -n "${hold_pid:-}" ]; then kill "$hold_pid"; wait "$hold_pid" 2>/dev/null || true; hold_pid=; fi
-    kill "$relay_pid"; wait "$relay_pid" 2>/dev/null || true; relay_pid=
+    kill "$relay_pid" 2>/dev/null || echo "   relay had exited: $(tail -2 "$dir/relay.log" | tr '\n' ' ')"
+    wait "$relay_pid" 2>/dev/null || true; relay_pid=
+    cp "$dir/relay.log" "/var/tmp/wa_bench_relay_$(tr -c 'a-z0-9' '_' <<<"$1").log"
     echo "   relay log: $(grep -c 'status=200' "$dir/relay.log" || true) answered 200, other lines:" \
          "$(grep -v 'status=200' "$dir/relay.log" | sed 's/^[^ ]* wa_notify_relay: //' | cut -c1-100 | sort | uniq -c | sort -rn | head -3 | tr '\n' ';')"
 }

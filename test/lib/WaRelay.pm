@@ -4,6 +4,7 @@
 #   BEGIN { WaRelay::need_open_files(2048); }  # re-exec under a higher ulimit -n
 #   WaRelay::setup_role($node, $secret, $token);   # role wa_webhook + settings
 #   my $relay = WaRelay->start($node, request_timeout => 4, ...);  # config keys
+#   my $relay = WaRelay->start($node, cli => ['--path', '/x'], cli_path => '/x');
 #   my ($code, $body) = $relay->http(url => $relay->base . '/healthz');
 #   ($code) = $relay->post_signed(WaRelay::status_payload('wamid.X', 'delivered', 1700000000), $secret);
 #   my %st = $relay->proc_status;            # /proc/PID/status: VmRSS, VmHWM (kB)
@@ -74,12 +75,14 @@ sub start
 	my $port = PostgreSQL::Test::Cluster::get_free_port();
 	my $self = bless { tmp => $tmp, port => $port, path => '/hook', log => "$tmp/relay.log" }, $class;
 	my $user = delete $conf{user} // 'wa_webhook';
+	my @cli = @{ delete $conf{cli} // [] };    # command-line options (they win)
+	$self->{path} = delete $conf{cli_path} if exists $conf{cli_path};
 	open(my $cf, '>', "$tmp/relay.conf") or die;
-	print $cf "listen = 127.0.0.1:$port\npath = /hook\n";
+	print $cf "# wa_notify_relay test configuration\nlisten = 127.0.0.1:$port\npath = /hook\n";
 	print $cf "conninfo = host=@{[$node->host]} port=@{[$node->port]} dbname=postgres user=$user\n";
 	print $cf "$_ = $conf{$_}\n" for sort keys %conf;
 	close($cf);
-	$self->{h} = IPC::Run::start([ 'wa_notify_relay', '--config', "$tmp/relay.conf" ],
+	$self->{h} = IPC::Run::start([ 'wa_notify_relay', '--config', "$tmp/relay.conf", @cli ],
 		'<', \undef, '>', "$tmp/relay.out", '2>', $self->{log});
 	$self->{pid} = $self->{h}{KIDS}[0]{PID};
 	die 'relay did not answer /healthz' unless $self->wait_health('200');
@@ -149,11 +152,12 @@ sub wait_log
 # poll /healthz until it answers $want (deadline: the TAP default timeout)
 sub wait_health
 {
-	my ($self, $want) = @_;
+	my ($self, $want, $url) = @_;
+	$url //= $self->base . '/healthz';
 	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
 	while (time() < $deadline)
 	{
-		my ($code) = $self->http(url => $self->base . '/healthz', max_time => 5);
+		my ($code) = $self->http(url => $url, max_time => 5);
 		return 1 if $code eq $want;
 		usleep(100_000);
 	}
