@@ -3,8 +3,8 @@
 # 1. webhook_receive() (pgbench, single-status payloads) on a freshly filled,
 #    never-analyzed message table, then after ANALYZE: first deliveries in
 #    random order, and pure repeats, each as a ratio to a bare durable
-#    "UPDATE ... WHERE wamid = ..." (random order too) with the same clients;
-#    targets: first >= 0.8, repeats >= 1.5;
+#    "UPDATE ... WHERE wamid = ..." (random order too) with the same clients,
+#    the three interleaved in rounds; targets: first >= 0.8, repeats >= 1.5;
 # 2. 50-status batches;
 # 3. signed single-status webhooks/s through wa_notify_relay (wrk), the
 #    relay of 1.0 (built from git 9988c24) and this one, each alone and
@@ -123,24 +123,40 @@ chown postgres: "$dir"/*.sql
 
 # pgbench: prints its summary lines, leaves tps in $tps
 pgb() {
-    local out
-    out=$(as_pg "$bindir/pgbench" -h "$dir" -p "$PORT" -U postgres -n -c "$CLIENTS" -j 2 "$@" postgres 2>&1)
-    grep -E '^(number of transactions actually processed|latency average|tps|number of failed)' <<<"$out" | sed 's/^/   /'
-    tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
+    pgb_out=$(as_pg "$bindir/pgbench" -h "$dir" -p "$PORT" -U postgres -n -c "$CLIENTS" -j 2 "$@" postgres 2>&1)
+    grep -E '^(number of transactions actually processed|latency average|tps|number of failed)' <<<"$pgb_out" | sed 's/^/   /'
+    tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$pgb_out")
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
+# The machine's other load varies from minute to minute: each phase runs its
+# three workloads interleaved, in ROUNDS rounds of NFIRST/ROUNDS transactions
+# each, and rates are totals over the rounds (transactions / summed time).
+ROUNDS=${ROUNDS:-4}
+declare -A tx secs
+run_chunk() {   # $1: workload name, then pgbench arguments
+    local name=$1; shift
+    pgb "$@" >/dev/null
+    local n=$(( $(sed -n 's/^ *number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$pgb_out") ))
+    tx[$name]=$(( ${tx[$name]:-0} + n ))
+    secs[$name]=$(awk -v s="${secs[$name]:-0}" -v n="$n" -v t="$tps" 'BEGIN { printf "%.6f", s + n / t }')
+}
+rate() { awk -v n="${tx[$1]}" -v s="${secs[$1]}" 'BEGIN { printf "%.0f", n / s }'; }
+
 phase() {   # $1: label, $2: k offset of this phase (0 or 1000000)
-    local first bare repeat
-    echo "-- $1: first deliveries (sent -> delivered), random order, $NFIRST"
+    local per=$((NFIRST / ROUNDS / CLIENTS)) r
+    tx=() secs=()
     psql -c "SELECT setval('s_first', $2 + 1, false), setval('s_bare', $2 + 1, false)" >/dev/null
-    pgb -t "$((NFIRST / CLIENTS))" -f "$dir/first.sql"; first=$tps
-    echo "-- $1: bare UPDATE ... WHERE wamid = ... (sent -> delivered), random order, $NFIRST"
-    pgb -t "$((NFIRST / CLIENTS))" -f "$dir/bare.sql"; bare=$tps
-    echo "-- $1: pure repeats of delivered statuses (nothing changes), ${DURATION}s"
-    pgb -T "$DURATION" -D nrepeat="$NREPEAT" -D kbase="$2" -f "$dir/repeat.sql"; repeat=$tps
-    echo "RESULT $1: first $first/s, repeats $repeat/s, bare UPDATE $bare/s;" \
-         "first/bare = $(ratio "$first" "$bare") (target >= 0.8), repeats/bare = $(ratio "$repeat" "$bare") (target >= 1.5)"
+    for r in $(seq "$ROUNDS"); do
+        run_chunk first -t "$per" -f "$dir/first.sql"
+        run_chunk bare -t "$per" -f "$dir/bare.sql"
+        # repeats of statuses this phase has delivered so far
+        run_chunk repeat -t "$per" -D nrepeat="$((r * per * CLIENTS))" -D kbase="$2" -f "$dir/repeat.sql"
+    done
+    echo "   $1: ${tx[first]} first deliveries (random order), ${tx[bare]} bare UPDATEs (random order), ${tx[repeat]} repeats, in $ROUNDS interleaved rounds"
+    echo "RESULT $1: first $(rate first)/s, repeats $(rate repeat)/s, bare UPDATE $(rate bare)/s;" \
+         "first/bare = $(ratio "$(rate first)" "$(rate bare)") (target >= 0.8)," \
+         "repeats/bare = $(ratio "$(rate repeat)" "$(rate bare)") (target >= 1.5)"
 }
 
 echo "== 1. webhook_receive(), pgbench, $CLIENTS clients, synchronous_commit=$SYNC_COMMIT"
@@ -176,7 +192,7 @@ chown postgres: "$dir"/*
 relay_run() {   # $1: label, $2: binary, $3: payload file, $4: idle connections to hold
     local out
     for _ in $(seq 100); do curl -s "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null || break; sleep 0.1; done
-    as_pg "$2" --config "$dir/relay.conf" 2>"$dir/relay.log" &
+    "$2" --config "$dir/relay.conf" 2>"$dir/relay.log" &   # not through runuser: $! is the relay
     relay_pid=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break; sleep 0.1; done
     kill -0 "$relay_pid" || { echo "relay did not start: $(tail -3 "$dir/relay.log")"; return 1; }
@@ -193,7 +209,6 @@ relay_run() {   # $1: label, $2: binary, $3: payload file, $4: idle connections 
     if [ -n "${hold_pid:-}" ]; then kill "$hold_pid"; wait "$hold_pid" 2>/dev/null || true; hold_pid=; fi
     kill "$relay_pid" 2>/dev/null || echo "   relay had exited: $(tail -2 "$dir/relay.log" | tr '\n' ' ')"
     wait "$relay_pid" 2>/dev/null || true; relay_pid=
-    cp "$dir/relay.log" "/var/tmp/wa_bench_relay_$(tr -c 'a-z0-9' '_' <<<"$1").log"
     echo "   relay log: $(grep -c 'status=200' "$dir/relay.log" || true) answered 200, other lines:" \
          "$(grep -v 'status=200' "$dir/relay.log" | sed 's/^[^ ]* wa_notify_relay: //' | cut -c1-100 | sort | uniq -c | sort -rn | head -3 | tr '\n' ';')"
 }
