@@ -31,8 +31,9 @@ SELECT i, 'order_placed', i::text, '55119876543' || lpad(i::text, 2, '0'), 'sent
   FROM generate_series(1, 20) i;
 });
 WaRelay::setup_role($node, $secret, $token);
-my %limits = (statement_timeout => 2000, lock_timeout => 1000, pool_size => 2);
-my $max_time = 2 + 1;    # statement_timeout plus a second
+# lock_timeout long enough for the test to see the wait in pg_stat_activity
+my %limits = (statement_timeout => 5000, lock_timeout => 3000, pool_size => 2);
+my $max_time = 5 + 1;    # statement_timeout plus a second
 my $handshake = "?hub.mode=subscribe&hub.verify_token=$token&hub.challenge=4242";
 
 # --- the verify token and the server log ----------------------------------
