@@ -13,7 +13,8 @@
 -- (the worker stores the id Graph API returned, a webhook stores a wamid only
 -- on a message that had none and that no other message carries).  Such
 -- duplicates are kept on the oldest message, the one 1.0's webhook matched,
--- and cleared on the others, with a notice.
+-- and cleared on the others, with a warning (an extension script shows no
+-- notice).
 DO $$
 DECLARE
     cleared bigint;
@@ -23,7 +24,7 @@ BEGIN
        AND EXISTS (SELECT 1 FROM wa_notify.message o WHERE o.wamid = m.wamid AND o.id < m.id);
     GET DIAGNOSTICS cleared = ROW_COUNT;
     IF cleared > 0 THEN
-        RAISE NOTICE 'wa_notify: % messages shared a wamid with an older message; their wamid was cleared', cleared
+        RAISE WARNING 'wa_notify: % messages shared a wamid with an older message; their wamid was cleared', cleared
             USING HINT = 'Status webhooks for those wamids apply to the oldest message, as in 1.0.';
     END IF;
 END $$;
