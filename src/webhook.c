@@ -236,8 +236,8 @@ find_message(const WhStatus *st)
 
 	v[0] = txt(st->wamid);
 	exec(prep(&plan_by_wamid,
-			  "SELECT " MSG_COLS " FROM wa_notify.message WHERE wamid = $1"
-			  " ORDER BY id LIMIT 1 FOR UPDATE", 1, &t_text),
+			  "SELECT " MSG_COLS " FROM wa_notify.message WHERE wamid = $1 FOR UPDATE",
+			  1, &t_text),
 		 v, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 		return true;
@@ -459,7 +459,7 @@ build_status_sql(WhStatusKind kind)
 			" updated_at = now() WHERE wamid = $1 AND status IN (%s) RETURNING id", from);
 		check_sql[kind] = psprintf(
 			"SELECT status IN (%s), status IN (%s) OR (wa_id IS NULL AND $2 IS NOT NULL)"
-			" FROM wa_notify.message WHERE wamid = $1 ORDER BY id LIMIT 1", never, from);
+			" FROM wa_notify.message WHERE wamid = $1", never, from);
 	}
 	else
 	{
@@ -472,7 +472,7 @@ build_status_sql(WhStatusKind kind)
 		check_sql[kind] = psprintf(
 			"SELECT status IN (%s), status IN (%s) OR %s IS NULL"
 			" OR (wa_id IS NULL AND $2 IS NOT NULL)"
-			" FROM wa_notify.message WHERE wamid = $1 ORDER BY id LIMIT 1", never, from, col);
+			" FROM wa_notify.message WHERE wamid = $1", never, from, col);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -851,7 +851,10 @@ apply_quality(const WhQuality *q, WhCounts *cnt)
  * Record the callback.  "Last callback" has a one-second granularity: the
  * state row is rewritten only when the recorded time is older than that, so
  * concurrent callbacks do not queue on its row lock (the unknown-status
- * counter, rare, always writes).
+ * counter, rare, always writes).  It never waits on that lock either (FOR
+ * UPDATE SKIP LOCKED): while another transaction holds the state row (an
+ * admin's configure() left open, the worker), the callback is not recorded,
+ * nor its unknown statuses counted, rather than the webhook kept waiting.
  */
 static void
 record_callback(int unknown)
@@ -869,8 +872,10 @@ record_callback(int unknown)
 	exec(prep(&plan_state,
 			  "UPDATE wa_notify.state SET webhook_last_callback = now(),"
 			  " webhook_unknown_statuses = webhook_unknown_statuses + $1"
-			  " WHERE $1 > 0 OR webhook_last_callback IS NULL"
-			  "    OR webhook_last_callback < now() - interval '" WH_LAST_CALLBACK_GRANULARITY "'",
+			  " WHERE id IN (SELECT id FROM wa_notify.state"
+			  "  WHERE $1 > 0 OR webhook_last_callback IS NULL"
+			  "     OR webhook_last_callback < now() - interval '" WH_LAST_CALLBACK_GRANULARITY "'"
+			  "  FOR UPDATE SKIP LOCKED)",
 			  1, &t),
 		 v, NULL, false, SPI_OK_UPDATE);
 	/* (if this transaction rolls back, the next call within 1 s skips: harmless) */

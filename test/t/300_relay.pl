@@ -11,105 +11,40 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use WaNode;
-use Digest::SHA qw(hmac_sha256_hex);
+use WaRelay;
 use IPC::Run;
-use Time::HiRes qw(usleep);
 
 my $secret = 'relay-test-app-secret';
 my $token = 'relay-verify-token-77';
 
 my $node = WaNode::preloaded('relay');
-$node->safe_psql('postgres', qq{
+$node->safe_psql('postgres', q{
 CREATE EXTENSION wa_notify;
-CREATE ROLE wa_webhook LOGIN;
-GRANT USAGE ON SCHEMA wa_notify TO wa_webhook;
-GRANT EXECUTE ON FUNCTION wa_notify.webhook_verify(text, text, text),
-                          wa_notify.webhook_receive(bytea, text) TO wa_webhook;
-UPDATE wa_notify.setting SET value = '$secret' WHERE name = 'app_secret';
-UPDATE wa_notify.setting SET value = '$token' WHERE name = 'webhook_verify_token';
 INSERT INTO wa_notify.message (id, event, order_key, phone, status, wamid) VALUES
   (1, 'order_placed', '1', '5511987654321', 'sent', 'wamid.R1'),
   (2, 'order_placed', '2', '5511987654322', 'sent', 'wamid.R2'),
   (3, 'order_placed', '3', '5511987654323', 'sent', 'wamid.R3');
 });
+WaRelay::setup_role($node, $secret, $token);
 
 my $relay_bin = 'wa_notify_relay';    # installed into bindir, on PATH here
-my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $port = PostgreSQL::Test::Cluster::get_free_port();
-my $base = "http://127.0.0.1:$port";
-my $log = "$tmp/relay.log";
 my $max_body = 65536;
-
-open(my $cf, '>', "$tmp/relay.conf") or die;
-print $cf <<"EOF";
-# wa_notify_relay test configuration
-listen = 127.0.0.1:$port
-path = /hook
-conninfo = host=@{[$node->host]} port=@{[$node->port]} dbname=postgres user=wa_webhook
-max_body = $max_body
-pool_size = 2
-EOF
-close($cf);
-
-# the config file gives everything; --path on the command line wins over it
-my $relay = IPC::Run::start([ $relay_bin, '--config', "$tmp/relay.conf", '--path', '/meta/webhook' ],
-	'<', \undef, '>', "$tmp/relay.out", '2>', $log);
 my $path = '/meta/webhook';
+# the config file gives everything; --path on the command line wins over it
+my $relay = WaRelay->start($node, max_body => $max_body, pool_size => 2,
+	cli => [ '--path', $path ], cli_path => $path);
+my $base = $relay->base;
+my $tmp = PostgreSQL::Test::Utils::tempdir();
+my $log = $relay->logfile;
 
-# curl: returns (http code, response body); body bytes from a file
-sub http
-{
-	my (%a) = @_;
-	my @cmd = ('curl', '-s', '-S', '--max-time', '30', '-o', "$tmp/resp", '-w', '%{http_code}',
-		'-X', $a{method} // 'GET');
-	if (defined $a{body})
-	{
-		open(my $fh, '>:raw', "$tmp/req") or die;
-		print $fh $a{body};
-		close($fh);
-		push @cmd, '--data-binary', "\@$tmp/req", '-H', 'Content-Type: application/json';
-	}
-	push @cmd, '-H', $_ for @{ $a{headers} // [] };
-	push @cmd, $a{url};
-	my ($out, $err) = ('', '');
-	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
-	open(my $rf, '<:raw', "$tmp/resp") or return ($out, '');
-	local $/;
-	my $resp = <$rf> // '';
-	close($rf);
-	unlink("$tmp/resp");
-	return ($out, $resp);
-}
-
+sub http { return $relay->http(@_) }
 sub post_signed
 {
 	my ($body, %a) = @_;
-	my $sig = 'sha256=' . hmac_sha256_hex($body, $a{secret} // $secret);
-	return http(method => 'POST', url => "$base$path", body => $body,
-		headers => [ "X-Hub-Signature-256: $sig", @{ $a{headers} // [] } ]);
+	return $relay->post_signed($body, delete $a{secret} // $secret, %a);
 }
-
-sub wait_health
-{
-	my ($want, $url) = @_;
-	$url //= "$base/healthz";
-	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
-	while (time() < $deadline)
-	{
-		my ($code) = http(url => $url);
-		return 1 if $code eq $want;
-		usleep(100_000);
-	}
-	return 0;
-}
-
-# Meta's payload for one status (bytes: UTF-8)
-sub status_payload
-{
-	my ($wamid, $status, $ts, $extra) = @_;
-	$extra //= '';
-	return qq({"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"statuses":[{"id":"$wamid","status":"$status","timestamp":"$ts","recipient_id":"5511987654321","conversation":{"id":"c1","origin":{"type":"utility"}},"pricing":{"billable":true,"pricing_model":"PMP","category":"utility"}$extra}]},"field":"messages"}]}]});
-}
+sub wait_health { return $relay->wait_health(@_) }
+sub status_payload { return WaRelay::status_payload(@_) }
 
 ok(wait_health('200'), 'healthz answers 200 once the relay is up');
 
@@ -205,9 +140,8 @@ ok(wait_health('200', "http://127.0.0.1:$port2/healthz"), 'relay from PG* enviro
 is("$code $body", '200 abc', 'default path /webhook answers the handshake');
 
 # --- SIGTERM: both exit cleanly --------------------------------------------
-$relay->signal('TERM');
 $relay2->signal('TERM');
-ok($relay->finish, 'relay exits 0 on SIGTERM');
+ok($relay->stop, 'relay exits 0 on SIGTERM');
 ok($relay2->finish, 'second relay exits 0 on SIGTERM');
 
 my $logtext = slurp_file($log);
