@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  * wa_notify_relay.c
- *	  The webhook relay (SPEC section 4): a small HTTP server
+ *	  The webhook relay (doc/relay.md, doc/design.md "Webhooks"): a small HTTP server
  *	  (libmicrohttpd) that answers Meta's webhook GET handshake and POSTs on
  *	  one path by calling wa_notify.webhook_verify() and
  *	  wa_notify.webhook_receive() through libpq, as a least-privileged role.

@@ -1,5 +1,5 @@
--- 40_cloud_api.sql: the WhatsApp Cloud API as it stands in late 2026 (SPEC
--- section 8, "The 2026 Cloud API"; issue 10):
+-- 40_cloud_api.sql: the WhatsApp Cloud API as it stands in late 2026
+-- (doc/webhooks.md, doc/dispatch.md, doc/configuration.md):
 --   - business-scoped user IDs (BSUIDs): message.recipient_user_id, a
 --     blacklist keyed on the phone key OR the BSUID, block() accepting a
 --     BSUID, user_changed_user_id moving a block;

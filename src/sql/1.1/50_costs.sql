@@ -1,4 +1,4 @@
--- 50_costs.sql: what the notifications cost (SPEC section 8, issue 10).
+-- 50_costs.sql: what the notifications cost (doc/webhooks.md, "Pricing and cost").
 -- Meta prices per delivered template message since July 2025 (Meta's
 -- "Pricing updates on the WhatsApp Business Platform" page): each status
 -- webhook's pricing object says whether the message is billable, why not
