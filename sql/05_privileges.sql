@@ -60,6 +60,6 @@ RESET ROLE;
 SELECT value FROM wa_notify.setting WHERE name = 'polling_interval';
 
 DELETE FROM wa_notify.message;
-UPDATE wa_notify.setting SET value = default_value WHERE name <> 'webhook_verify_token';
+UPDATE wa_notify.setting SET value = default_value WHERE name NOT IN ('webhook_verify_token', 'callback_key');
 DROP OWNED BY regress_wa_admin, regress_wa_reporting, regress_wa_nobody;
 DROP ROLE regress_wa_admin, regress_wa_reporting, regress_wa_nobody;

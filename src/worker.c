@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include <math.h>
+#include <signal.h>
 
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -314,7 +315,9 @@ load_cycle(WaCycle *cy)
 		Oid			t = BOOLOID;
 		Datum		v = BoolGetDatum(window_count < 0);
 
-		if (SPI_execute_with_args("SELECT enabled, ready, use_templates, "
+		/* ready: the token is where secrets.c reads it (file or row) */
+		if (SPI_execute_with_args("SELECT enabled, coalesce(phone_number_id, '') <> '' "
+			 "  AND wa_notify._secret_available('access_token'), use_templates, "
 			 "  api_base_url || '/' || api_version || '/' || coalesce(phone_number_id, '') || '/messages', "
 			 "  min_delay, max_delay, max_per_batch, polling_interval, max_rate, max_in_flight, "
 			 "  recipient_gap, daily_recipient_limit, extract(epoch FROM quiet_until), "
@@ -394,9 +397,8 @@ claim(WaCycle *cy, int n, char **token_out)
 	ch->cxt = cxt;
 
 	begin_tx();
-	exec_sql("SELECT value FROM wa_notify.setting WHERE name = 'access_token'", SPI_OK_SELECT);
 	old = MemoryContextSwitchTo(cxt);
-	*token_out = SPI_processed == 1 ? col(0, 1) : NULL;
+	*token_out = wa_secret_get(NULL, "access_token");	/* file or row: secrets.c */
 	MemoryContextSwitchTo(old);
 
 	vals[0] = Int32GetDatum(n);
@@ -953,6 +955,38 @@ dispatch_once(void)
 	return 0;
 }
 
+/*
+ * SIGTERM: stop, and remember whether the postmaster sent it (a shutdown)
+ * or someone else did (pg_terminate_backend()).  The postmaster restarts a
+ * background worker that exits non-zero, never one that exits 0, so only a
+ * shutdown ends the worker with 0 (see wa_worker_main's end).
+ */
+static volatile sig_atomic_t terminated_by_postmaster = false;
+
+static void
+wa_sigterm(int signo, siginfo_t *info, void *context)
+{
+	int			save_errno = errno;
+
+	if (info != NULL && info->si_pid == PostmasterPid)
+		terminated_by_postmaster = true;
+	ShutdownRequestPending = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
+install_sigterm_handler(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = wa_sigterm;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigfillset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 void
 wa_worker_main(Datum main_arg)
 {
@@ -961,7 +995,7 @@ wa_worker_main(Datum main_arg)
 
 	wa_am_worker = true;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	install_sigterm_handler();
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(wa_database, NULL, 0);
@@ -1037,5 +1071,8 @@ wa_worker_main(Datum main_arg)
 		if (until > 0 && !ShutdownRequestPending)
 			wait_until(until);
 	}
-	proc_exit(0);
+	/* terminated by anyone but the postmaster: exit 1, so that it restarts */
+	if (!terminated_by_postmaster)
+		elog(LOG, "wa_notify worker terminated: it restarts in a few seconds");
+	proc_exit(terminated_by_postmaster ? 0 : 1);
 }

@@ -1,0 +1,76 @@
+-- 50_reporting.sql: the status card, redefined in full (1.0's columns in
+-- their order, then the 1.1 columns at the end).  1.0's access_token_set and
+-- app_secret_set now say whether the secret is set where it is read from
+-- (the secrets file when set).
+
+CREATE OR REPLACE VIEW wa_notify.status AS
+WITH cfg AS (
+    SELECT max(value) FILTER (WHERE name = 'timezone') AS tz,
+           max(value) FILTER (WHERE name = 'api_version') AS api_version,
+           max(value) FILTER (WHERE name = 'phone_number_id') AS phone_number_id,
+           max(value) FILTER (WHERE name = 'enabled') AS enabled,
+           max(value) FILTER (WHERE name = 'webhook_public_url') AS webhook_public_url,
+           wa_notify._secret_available('access_token') AS token_set,
+           wa_notify._secret_available('app_secret') AS secret_set
+      FROM wa_notify.setting),
+today AS (
+    SELECT date_trunc('day', now() AT TIME ZONE cfg.tz) AT TIME ZONE cfg.tz AS start FROM cfg),
+sent_today AS (
+    SELECT count(*) AS messages,
+           count(*) FILTER (WHERE m.delivered_at IS NOT NULL OR m.status IN ('delivered', 'read')) AS delivered,
+           count(*) FILTER (WHERE m.read_at IS NOT NULL OR m.status = 'read') AS read,
+           (SELECT count(*) FROM wa_notify.message f, today
+             WHERE f.status = 'failed' AND f.failed_at >= today.start) AS failed
+      FROM wa_notify.message m, today
+     WHERE m.sent_at >= today.start),
+queue AS (
+    SELECT count(*) FILTER (WHERE status IN ('queued', 'sending')) AS pending,
+           count(*) FILTER (WHERE status = 'queued' AND held_reason IS NOT NULL) AS held,
+           string_agg(DISTINCT held_reason, '; ') FILTER (WHERE status = 'queued') AS held_reasons,
+           count(*) FILTER (WHERE status = 'review') AS review
+      FROM wa_notify.message
+     WHERE status IN ('queued', 'sending', 'review'))
+SELECT s.api_status,
+       s.last_check_at,
+       s.last_check_error,
+       cfg.api_version,
+       wa_notify.mask_phone(s.display_phone_number) AS phone_number,
+       cfg.phone_number_id,
+       s.verified_name,
+       s.quality_rating,
+       s.messaging_limit,
+       s.throughput_level,
+       cfg.token_set AS access_token_set,
+       cfg.secret_set AS app_secret_set,
+       sent_today.messages AS messages_today,
+       sent_today.delivered AS delivered_today,
+       sent_today.read AS read_today,
+       sent_today.failed AS failed_today,
+       queue.pending AS queue_pending,
+       queue.held AS queue_held,
+       coalesce(queue.held_reasons,
+                (SELECT string_agg(e.event || ': ' || e.held_reason, '; ' ORDER BY e.event)
+                   FROM wa_notify.event e WHERE e.held_reason IS NOT NULL)) AS held_reasons,
+       queue.review AS queue_review,
+       s.next_dispatch_at,
+       cfg.enabled::boolean AS enabled,
+       s.paused_reason,
+       s.paused_code,
+       s.pause_until,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                WHERE a.backend_type = 'wa_notify worker' AND a.datname = current_database())
+           AS worker_running,
+       s.worker_activity,
+       CASE WHEN cfg.webhook_public_url IS NULL THEN NULL
+            ELSE cfg.webhook_public_url || '/webhook' END AS webhook_url,
+       s.webhook_last_verified,
+       s.webhook_last_callback,
+       -- 1.1, secrets (15_secrets.sql): where they come from, what a restore left unset
+       wa_notify._secrets_source() AS secrets_source,
+       nullif(ARRAY(SELECT n FROM unnest(s.secrets_to_set) AS n
+                     WHERE NOT (wa_notify._secrets_source() = 'file' AND wa_notify._secret_available(n))),
+              '{}') AS secrets_to_set,
+       -- 1.1, the worker: since when it runs, how often it was restarted
+       w.started_at AS worker_started_at,
+       greatest(w.starts - 1, 0) AS worker_restarts
+  FROM wa_notify.state s, cfg, sent_today, queue, wa_notify._worker_shared() w;
