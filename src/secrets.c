@@ -13,6 +13,7 @@
  *	    when the setting or the file (inode, size, mtime) changes.  When the
  *	    file is set it is the only source of the secrets it can hold:
  *	    configure() refuses them (wa_notify._refuse_if_secrets_file()).
+ *	    (inode, size, mode, mtime, ctime: a chmod is seen too).
  *	    Without it, the secrets are rows of wa_notify.setting (is_secret),
  *	    which pg_dump leaves out (15_secrets.sql).
  *	  - wa_secret_get(): the one lookup every C reader uses (the worker's
@@ -89,7 +90,9 @@ static struct
 	dev_t		dev;
 	ino_t		ino;
 	off_t		size;
+	mode_t		mode;
 	struct timespec mtime;
+	struct timespec ctime;		/* a chmod changes only this */
 	bool		usable;
 	char		problem[256];	/* why it is not usable (no value in it) */
 	int			n;
@@ -334,7 +337,9 @@ secrets_refresh(void)
 	}
 	same = cache.path != NULL && strcmp(cache.path, wa_secrets_file) == 0 &&
 		cache.dev == st.st_dev && cache.ino == st.st_ino && cache.size == st.st_size &&
-		cache.mtime.tv_sec == st.st_mtim.tv_sec && cache.mtime.tv_nsec == st.st_mtim.tv_nsec;
+		cache.mode == st.st_mode &&
+		cache.mtime.tv_sec == st.st_mtim.tv_sec && cache.mtime.tv_nsec == st.st_mtim.tv_nsec &&
+		cache.ctime.tv_sec == st.st_ctim.tv_sec && cache.ctime.tv_nsec == st.st_ctim.tv_nsec;
 	if (same)
 		return;
 	cache_drop_entries();
@@ -343,7 +348,9 @@ secrets_refresh(void)
 	cache.dev = st.st_dev;
 	cache.ino = st.st_ino;
 	cache.size = st.st_size;
+	cache.mode = st.st_mode;
 	cache.mtime = st.st_mtim;
+	cache.ctime = st.st_ctim;
 	cache.problem[0] = '\0';
 	cache.usable = load_secrets(wa_secrets_file, &st);
 	if (!cache.usable)

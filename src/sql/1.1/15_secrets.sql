@@ -5,7 +5,8 @@
 --   (_refuse_if_secrets_file) and every reader takes them from the file.
 -- - Without the file the secrets are rows of wa_notify.setting (is_secret);
 --   pg_dump leaves those rows out, and a restore says which secrets must be
---   set again (a NOTICE, and status.secrets_to_set).
+--   set again (a WARNING, since a dump sets client_min_messages = warning,
+--   and status.secrets_to_set).
 -- - callback_key: the per-install key of the MAC in biz_opaque_callback_data,
 --   generated here (at CREATE EXTENSION and at the update from 1.0).
 -- - A NOTICE when DROP EXTENSION wa_notify runs while messages are queued.
@@ -51,7 +52,7 @@ ALTER TABLE wa_notify.state ADD COLUMN secrets_to_set text[];
 
 -- Restoring a dump: CREATE EXTENSION seeds every setting and event row, then
 -- the dump's rows arrive; they update the seeded rows instead of clashing.
--- The first setting row restored also records (and says in a NOTICE) which
+-- The first setting row restored also records (and says in a WARNING) which
 -- secrets the dump did not carry.
 CREATE OR REPLACE FUNCTION wa_notify._restore_upsert() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
@@ -71,7 +72,7 @@ BEGIN
                AND NOT (wa_notify._secrets_source() = 'file' AND wa_notify._secret_available(s.name));
             UPDATE wa_notify.state SET secrets_to_set = coalesce(missing, '{}');
             IF missing IS NOT NULL THEN
-                RAISE NOTICE 'wa_notify: the dump holds no secrets; set again: %', array_to_string(missing, ', ')
+                RAISE WARNING 'wa_notify: the dump holds no secrets; set again: %', array_to_string(missing, ', ')
                     USING HINT = 'Put them into the file named by wa_notify.secrets_file, or use wa_notify.configure(); webhook_verify_token was generated anew (rotate it in Meta''s webhook settings or set the old one). wa_notify.status shows what is still missing.';
             END IF;
         END IF;
