@@ -566,12 +566,22 @@ mentions_parameters(const char *s)
  * parameters of its DETAIL or CONTEXT (log_statement, log_min_duration_*,
  * log_parameter_max_length_on_error).  The client still gets its error.
  */
+#define WA_HIDDEN_ACTIVITY "-- a wa_notify statement that sets a secret (text hidden by wa_notify)"
+
 static void
 wa_emit_log_hook(ErrorData *edata)
 {
 	if (edata->output_to_server && debug_query_string != NULL &&
 		statement_carries_secret(debug_query_string))
 	{
+		/*
+		 * A statement that fails before configure() could hide it (a syntax
+		 * error, an unknown argument) would stay in pg_stat_activity while
+		 * the session idles: replace it there too.  No allocation happens.
+		 */
+		if (edata->elevel >= ERROR && CritSectionCount == 0 && MyProc != NULL &&
+			MyBackendType == B_BACKEND)
+			pgstat_report_activity(STATE_RUNNING, WA_HIDDEN_ACTIVITY);
 		edata->hide_stmt = true;
 		if (mentions_parameters(edata->detail))
 			edata->detail = NULL;
@@ -628,8 +638,7 @@ wa_notify_refuse_if_secrets_file(PG_FUNCTION_ARGS)
 				 errdetail("The secrets are read from the file \"%s\".", wa_secrets_file),
 				 errhint("Put the line \"%s = ...\" into \"%s\" and reload the server configuration (SELECT pg_reload_conf()).",
 						 setting, wa_secrets_file)));
-	pgstat_report_activity(STATE_RUNNING,
-						   "-- a wa_notify statement that sets a secret (text hidden by wa_notify)");
+	pgstat_report_activity(STATE_RUNNING, WA_HIDDEN_ACTIVITY);
 	PG_RETURN_VOID();
 }
 

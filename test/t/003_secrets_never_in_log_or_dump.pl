@@ -70,22 +70,32 @@ for my $k (sort keys %fail)
 my ($code, $body) = $relay->handshake($secret{verify_good}, '1158201444');
 is("$code $body", '200 1158201444', 'relay handshake with the configured verify token');
 
-# an idle admin session: pg_stat_activity shows a placeholder, not its configure()
-my ($in, $out) = ('', '');
-my $psql = IPC::Run::start([ 'psql', '-X', '-q', '-d', $node->connstr('postgres') ],
-	'<', \$in, '>', \$out, '2>', \$out);
-$in .= "SET application_name = 'idle_admin';\n"
-  . "SELECT wa_notify.configure(access_token => '$secret{token_idle}');\n";
-$psql->pump while length $in;
-ok($node->poll_query_until('postgres', q{
-SELECT state = 'idle' AND query NOT LIKE 'SET%' FROM pg_stat_activity WHERE application_name = 'idle_admin'}),
-	'the admin session is idle after its configure()');
-my $shown = $node->safe_psql('postgres',
-	"SELECT query FROM pg_stat_activity WHERE application_name = 'idle_admin'");
-unlike($shown, qr/\Q$secret{token_idle}\E/, 'pg_stat_activity does not show the secret of an idle session');
-like($shown, qr/hidden by wa_notify/, 'it shows a placeholder instead');
-$in .= "\\q\n";
-$psql->finish;
+# an idle admin session: pg_stat_activity shows a placeholder, not its last
+# statement, whether configure() ran or failed before it could run
+sub idle_query
+{
+	my ($sql) = @_;
+	my ($in, $out) = ('', '');
+	my $psql = IPC::Run::start([ 'psql', '-X', '-q', '-d', $node->connstr('postgres') ],
+		'<', \$in, '>', \$out, '2>', \$out);
+	$in .= "SET application_name = 'idle_admin';\n$sql\n";
+	$psql->pump while length $in;
+	$node->poll_query_until('postgres', q{
+SELECT state = 'idle' AND query NOT LIKE 'SET%' FROM pg_stat_activity WHERE application_name = 'idle_admin'})
+	  or diag('the session did not go idle');
+	my $shown = $node->safe_psql('postgres',
+		"SELECT query FROM pg_stat_activity WHERE application_name = 'idle_admin'");
+	$in .= "\\q\n";
+	$psql->finish;
+	return $shown;
+}
+for my $sql ("SELECT wa_notify.configure(access_token => '$secret{token_idle}');",
+	"SELECT wa_notify.configure(access_token => '$secret{token_idle}', no_such_setting => 1);")
+{
+	my $shown = idle_query($sql);
+	unlike($shown, qr/\Q$secret{token_idle}\E/, "pg_stat_activity does not show the secret of an idle session ($sql)");
+	like($shown, qr/hidden by wa_notify/, 'it shows a placeholder instead');
+}
 
 my $log = slurp_file($node->logfile);
 like($log, qr/ERROR:  value for polling_interval|ERROR:  .*polling_interval/, 'the failing calls were logged');

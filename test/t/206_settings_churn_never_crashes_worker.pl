@@ -16,7 +16,7 @@ use lib "$FindBin::Bin/../lib";
 use WaNode;
 use WaMock;
 
-my $n_messages = 20000;
+my $n_messages = $ENV{WA_CHURN_MESSAGES} // 20000;    # scripts/asan.sh runs fewer
 my $churn_secs = 25;
 
 my $mock = WaMock->new;
