@@ -72,5 +72,5 @@ SELECT s.api_status,
               '{}') AS secrets_to_set,
        -- 1.1, the worker: since when it runs, how often it was restarted
        w.started_at AS worker_started_at,
-       greatest(w.starts - 1, 0) AS worker_restarts
+       CASE WHEN w.starts > 0 THEN w.starts - 1 END AS worker_restarts
   FROM wa_notify.state s, cfg, sent_today, queue, wa_notify._worker_shared() w;
