@@ -53,3 +53,16 @@ install-relay: $(RELAY)
 	$(INSTALL_PROGRAM) $(RELAY) '$(DESTDIR)$(bindir)/wa_notify_relay'
 
 .PHONY: install-relay
+
+# The dispatcher, capture and webhook tests with the library built under
+# AddressSanitizer, the runtime preloaded into the server (doc/development.md).
+asan:
+	PG_CONFIG=$(PG_CONFIG) bash scripts/asan.sh
+
+.PHONY: asan
+
+# The same tests with every server process under valgrind's memcheck.
+valgrind:
+	PG_CONFIG=$(PG_CONFIG) bash scripts/valgrind.sh
+
+.PHONY: valgrind

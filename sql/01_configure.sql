@@ -143,4 +143,4 @@ SELECT value FROM wa_notify.settings WHERE name = 'webhook_verify_token';
 
 -- back to the defaults used by later tests
 UPDATE wa_notify.setting SET value = default_value
- WHERE name NOT IN ('webhook_verify_token');
+ WHERE name NOT IN ('webhook_verify_token', 'callback_key');

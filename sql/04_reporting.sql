@@ -37,4 +37,4 @@ SELECT api_status, api_version, phone_number, phone_number_id, verified_name, qu
 DELETE FROM wa_notify.message;
 UPDATE wa_notify.state SET api_status = 'unknown', last_check_at = NULL, display_phone_number = NULL,
        verified_name = NULL, quality_rating = NULL, messaging_limit = NULL;
-UPDATE wa_notify.setting SET value = default_value WHERE name <> 'webhook_verify_token';
+UPDATE wa_notify.setting SET value = default_value WHERE name NOT IN ('webhook_verify_token', 'callback_key');

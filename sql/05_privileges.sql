@@ -24,6 +24,7 @@ INSERT INTO wa_notify.message (event, order_key, phone, params, status) VALUES (
 SET ROLE regress_wa_reporting;
 SELECT order_key, phone, type, status FROM wa_notify.message_log;
 SELECT api_status, access_token_set, app_secret_set, queue_pending FROM wa_notify.status;
+SELECT secrets_source, secrets_to_set FROM wa_notify.status;
 SELECT pending, total FROM wa_notify.counts('-infinity', 'infinity');
 SELECT name, value FROM wa_notify.settings WHERE is_secret ORDER BY name;
 -- the raw secrets and the raw tables are out of reach
@@ -54,12 +55,14 @@ SELECT wa_notify.configure_event('order_placed', enabled => true);
 SELECT length(value) AS admin_reads_token FROM wa_notify.setting WHERE name = 'access_token';
 SELECT wa_notify.block('11987654321', 'admin test');
 SELECT wa_notify.unblock('11987654321');
+-- check_connection() runs as the extension's owner (1.0: permission denied for table state)
+SELECT api_status, error FROM wa_notify.check_connection();
 INSERT INTO wa_notify.message (event, order_key, phone, params) VALUES ('order_placed', '43', '5511987654321', '{}');
 RESET ROLE;
 
 SELECT value FROM wa_notify.setting WHERE name = 'polling_interval';
 
 DELETE FROM wa_notify.message;
-UPDATE wa_notify.setting SET value = default_value WHERE name <> 'webhook_verify_token';
+UPDATE wa_notify.setting SET value = default_value WHERE name NOT IN ('webhook_verify_token', 'callback_key');
 DROP OWNED BY regress_wa_admin, regress_wa_reporting, regress_wa_nobody;
 DROP ROLE regress_wa_admin, regress_wa_reporting, regress_wa_nobody;

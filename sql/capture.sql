@@ -163,8 +163,8 @@ SELECT order_key, status, phone, params, is_resend, resolved FROM cshop_messages
 
 -- preview: an existing message (its id as callback data), a pending one, none yet
 SELECT wa_notify.preview('order_placed', '1') - 'biz_opaque_callback_data' AS existing,
-       (wa_notify.preview('order_placed', '1') ->> 'biz_opaque_callback_data')::bigint
-         = (SELECT max(id) FROM wa_notify.message WHERE event = 'order_placed' AND order_key = '1') AS newest_id;
+       wa_notify.preview('order_placed', '1') ->> 'biz_opaque_callback_data'
+         = wa_notify._callback_data((SELECT max(id) FROM wa_notify.message WHERE event = 'order_placed' AND order_key = '1')) AS newest_id;
 INSERT INTO cshop_order (id, customer_id, total) VALUES (60, 1, 20);
 SELECT wa_notify.preview('order_placed', '60') #> '{template,components,0,parameters}' AS pending;
 SELECT wa_notify.preview('order_processing', '1')::text AS not_captured;

@@ -95,8 +95,8 @@ SELECT event, order_key, status, phone, params, tracking, error_message
 
 -- the bodies the worker will POST for order 1
 SELECT (p - 'biz_opaque_callback_data')::text AS shipment_created,
-       p ->> 'biz_opaque_callback_data' = (SELECT id::text FROM wa_notify.message
-                                            WHERE event = 'shipment_created' AND order_key = '1') AS callback_is_id
+       p ->> 'biz_opaque_callback_data' = wa_notify._callback_data((SELECT id FROM wa_notify.message
+                                            WHERE event = 'shipment_created' AND order_key = '1')) AS callback_is_id
   FROM wa_notify.preview('shipment_created', '1') p;
 SELECT wa_notify.preview('refund_issued', '2') #> '{template,components,0,parameters}' AS refund_parameters;
 UPDATE wa_notify.setting SET value = 'false' WHERE name = 'use_templates';

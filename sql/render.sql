@@ -27,9 +27,16 @@ SELECT _render('order_placed', '5511987654321',
         "components":[{"type":"body","parameters":[{"type":"text","text":"Maria"},
                                                   {"type":"text","text":"1001"},
                                                   {"type":"text","text":"1.234,50"}]}]},
-      "biz_opaque_callback_data":"42"}'::jsonb AS order_confirmation_ok;
+      "biz_opaque_callback_data":"42"}'::jsonb
+     || jsonb_build_object('biz_opaque_callback_data', wa_notify._callback_data(42)) AS order_confirmation_ok;
 SELECT _render('order_placed', '5511987654321',
-    '{"customer_name": "Maria", "order_number": 1001, "total": "99.9"}', 42)::text AS order_confirmation;
+    '{"customer_name": "Maria", "order_number": 1001, "total": "99.9"}', 42)::text
+       = replace('{"to": "5511987654321", "type": "template", "template": {"name": "order_confirmation", "language": {"code": "pt_BR"}, "components": [{"type": "body", "parameters": [{"text": "Maria", "type": "text"}, {"text": "1001", "type": "text"}, {"text": "99,90", "type": "text"}]}]}, "recipient_type": "individual", "messaging_product": "whatsapp", "biz_opaque_callback_data": "CB"}',
+                 'CB', wa_notify._callback_data(42)) AS order_confirmation_text_ok;
+-- the callback data: the message id, a dot, 32 hex digits of MAC (secrets.c)
+SELECT _render('order_placed', '5511987654321', '{"customer_name": "M", "order_number": "1", "total": "1"}', 42)
+       ->> 'biz_opaque_callback_data' ~ '^42\.[0-9a-f]{32}$' AS callback_is_id_and_mac,
+       wa_notify._callback_data(42) <> wa_notify._callback_data(43) AS mac_per_id;
 
 -- shipment tracking: carrier, tracking number, URL button with the number
 SELECT _render('shipment_created', '5511987654321',
@@ -42,7 +49,8 @@ SELECT _render('shipment_created', '5511987654321',
                                                   {"type":"text","text":"QB123456789BR"}]},
                       {"type":"button","sub_type":"url","index":"0",
                        "parameters":[{"type":"text","text":"QB123456789BR"}]}]},
-      "biz_opaque_callback_data":"7"}'::jsonb AS shipment_tracking_ok;
+      "biz_opaque_callback_data":"7"}'::jsonb
+     || jsonb_build_object('biz_opaque_callback_data', wa_notify._callback_data(7)) AS shipment_tracking_ok;
 
 -- delivery confirmation, with a language override
 UPDATE wa_notify.event SET template_language = 'pt_PT' WHERE event = 'shipment_delivered';
@@ -52,7 +60,8 @@ SELECT _render('shipment_delivered', '5521912345678',
       "template":{"name":"delivery_confirmation","language":{"code":"pt_PT"},
         "components":[{"type":"body","parameters":[{"type":"text","text":"Ana"},
                                                   {"type":"text","text":"A-77"}]}]},
-      "biz_opaque_callback_data":"9"}'::jsonb AS delivery_confirmation_ok;
+      "biz_opaque_callback_data":"9"}'::jsonb
+     || jsonb_build_object('biz_opaque_callback_data', wa_notify._callback_data(9)) AS delivery_confirmation_ok;
 UPDATE wa_notify.event SET template_language = NULL WHERE event = 'shipment_delivered';
 
 -- default_language applies when the event has no override
@@ -73,7 +82,7 @@ SELECT _render('shipment_created', '5511987654321',
       'to', '5511987654321', 'type', 'text',
       'text', jsonb_build_object('preview_url', true, 'body',
         'Olá João! Seu pedido #1002 foi enviado pela correios. Código de rastreio: QB 1/2. Acompanhe: https://rastreamento.correios.com.br/app/index.php?objeto=QB%201%2F2'),
-      'biz_opaque_callback_data', '7') AS text_shipment_ok;
+      'biz_opaque_callback_data', wa_notify._callback_data(7)) AS text_shipment_ok;
 SELECT _render('order_placed', '5511987654321',
     '{"customer_name": "Maria", "order_number": "1001", "total": "1234567.8"}', 1) -> 'text' ->> 'body' AS text_order;
 SELECT _render('refund_issued', '5511987654321', '{"customer_name": "Maria", "order_number": "1001"}', 1)

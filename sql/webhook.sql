@@ -120,16 +120,23 @@ SELECT digest = :'before_repeat' AS repeat_changed_nothing FROM wh_snapshot;
 ---------------------------------------------------------------------------
 -- matched by biz_opaque_callback_data: a "review" message was sent after all
 ---------------------------------------------------------------------------
+-- (its callback data carries the id and its MAC, secrets.c; the WhatsApp id
+-- lacks the ninth digit of the message's phone: the same number)
 SELECT wh_post(wh_statuses(wh_status('wamid.M2', 'delivered', 1700000500,
-                                     '{"biz_opaque_callback_data": "2", "recipient_id": "551187654321"}')));
+                                     jsonb_build_object('biz_opaque_callback_data', wa_notify._callback_data(2),
+                                                        'recipient_id', '551187654321'))));
 SELECT id, status, wamid, wa_id, wh_ts(delivered_at) AS delivered, sent_at FROM wa_notify.message WHERE id = 2;
 -- the stored wamid now matches directly
 SELECT wh_post(wh_statuses(wh_status('wamid.M2', 'read', 1700000600)));
--- a queued message (the dispatcher's crash window) takes the status too
-SELECT wh_post(wh_statuses(wh_status('wamid.M8', 'sent', 1700000700, '{"biz_opaque_callback_data": "8"}')));
+-- a queued message was never sent: even its own callback data does not match it
+SELECT wh_post(wh_statuses(wh_status('wamid.M8', 'sent', 1700000700,
+                                     jsonb_build_object('biz_opaque_callback_data', wa_notify._callback_data(8),
+                                                        'recipient_id', '14155550123'))));
 SELECT id, status, wamid, wh_ts(sent_at) AS sent FROM wa_notify.message WHERE id IN (2, 8) ORDER BY id;
 -- biz_opaque_callback_data of a message that has another wamid: not that one
-SELECT wh_post(wh_statuses(wh_status('wamid.OTHER', 'read', 1700000800, '{"biz_opaque_callback_data": "3"}')));
+SELECT wh_post(wh_statuses(wh_status('wamid.OTHER', 'read', 1700000800,
+                                     jsonb_build_object('biz_opaque_callback_data', wa_notify._callback_data(3),
+                                                        'recipient_id', '5511912345678'))));
 
 ---------------------------------------------------------------------------
 -- failures, many entries and statuses in one POST, error objects as Meta's
@@ -192,11 +199,12 @@ SELECT wh_post(wh_statuses(wh_status('wamid.M3', 'failed', 1700001999,
   '{"errors": [{"code": 131026, "title": "Message undeliverable", "message": "Message undeliverable", "error_data": {"details": "Message Undeliverable."}}]}')));
 SELECT digest = :'before_repeat' AS repeat_changed_nothing FROM wh_snapshot;
 -- 131050: the user stopped the business's messages -> opt_out; and 131048 cool-down
+-- (the blacklist takes the recipient the status names: recipient_id as the message's)
 INSERT INTO wa_notify.message (id, event, order_key, phone, status, wamid) VALUES
  (10, 'order_placed', '1010', '5531988887777', 'sent', 'wamid.M10'),
  (11, 'order_placed', '1011', '5531988886666', 'sent', 'wamid.M11');
 SELECT wh_post(wh_statuses(
-  wh_status('wamid.M10', 'failed', 1700002000, '{"errors": [{"code": 131050, "title": "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business", "message": "Unable to deliver", "error_data": {"details": "The user stopped marketing messages."}}]}'),
+  wh_status('wamid.M10', 'failed', 1700002000, '{"recipient_id": "5531988887777", "errors": [{"code": 131050, "title": "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business", "message": "Unable to deliver", "error_data": {"details": "The user stopped marketing messages."}}]}'),
   wh_status('wamid.M11', 'failed', 1700002001, '{"errors": [{"code": 131048, "title": "Spam rate limit hit", "message": "Spam rate limit hit", "error_data": {"details": "Message failed to send because there are restrictions on how many messages can be sent from this phone number."}}]}')));
 SELECT phone_key, source, error_code FROM wa_notify.blocked WHERE phone_key LIKE '5531%';
 SELECT pause_until > now() + interval '14 minutes' AS spam_cooldown FROM wa_notify.state;
@@ -378,7 +386,7 @@ INSERT INTO wa_notify.message (id, event, order_key, phone, status, wamid, wa_id
  (20, 'order_placed', '1020', '5541988880020', 'skipped',   'wamid.M20', NULL, NULL, NULL, NULL, NULL),
  (21, 'order_placed', '1021', '5541988880021', 'delivered', 'wamid.M21', NULL, to_timestamp(1700004000), to_timestamp(1700004001), NULL, NULL),
  (22, 'order_placed', '1022', '5541988880022', 'read',      'wamid.M22', NULL, to_timestamp(1700004000), to_timestamp(1700004001), to_timestamp(1700004002), NULL),
- (23, 'order_placed', '1023', '5541988880023', 'queued',    NULL,        NULL, NULL, NULL, NULL, NULL),
+ (23, 'order_placed', '1023', '5541988880023', 'sending',   NULL,        NULL, NULL, NULL, NULL, NULL),
  (24, 'order_placed', '1024', '5541988880024', 'failed',    'wamid.M24', NULL, NULL, NULL, NULL, to_timestamp(1700004003));
 -- a skipped message: ignored, nothing changes
 SELECT digest AS before_skipped FROM wh_snapshot \gset
@@ -393,7 +401,9 @@ SELECT wh_post(wh_statuses(wh_status('wamid.M22', 'failed', 1700005003,
 -- without recipient_id, a "failed" repeat for it changes nothing
 SELECT wh_post(wh_statuses(wh_status('wamid.M22', 'failed', 1700005004) - 'recipient_id'));
 -- "failed" without an error object, matched by biz_opaque_callback_data: takes the wamid
-SELECT wh_post(wh_statuses(wh_status('wamid.M23', 'failed', 1700005005, '{"biz_opaque_callback_data": "23"}')));
+SELECT wh_post(wh_statuses(wh_status('wamid.M23', 'failed', 1700005005,
+                                     jsonb_build_object('biz_opaque_callback_data', wa_notify._callback_data(23),
+                                                        'recipient_id', '5541988880023'))));
 -- "sent" after "failed" fills sent_at only; "delivered" proves the message arrived
 SELECT wh_post(wh_statuses(wh_status('wamid.M24', 'sent', 1700005006) - 'recipient_id'));
 SELECT wh_post(wh_statuses(wh_status('wamid.M24', 'delivered', 1700005007) - 'recipient_id'));
@@ -401,3 +411,71 @@ SELECT id, status, wamid, wa_id, wh_ts(sent_at) AS sent, wh_ts(delivered_at) AS 
        wh_ts(read_at) AS read, wh_ts(failed_at) AS failed, error_code, error_class, error_message
   FROM wa_notify.message WHERE id BETWEEN 20 AND 24 ORDER BY id;
 SELECT count(*) AS blacklisted FROM wa_notify.blocked WHERE phone_key LIKE '554198888002%';
+
+---------------------------------------------------------------------------
+-- webhook matching cannot be forged: statuses for unknown wamids whose
+-- callback data names a message change nothing unless the MAC checks, the
+-- message was claimed and the recipient is its phone; a \u0000 anywhere is
+-- a malformed payload
+---------------------------------------------------------------------------
+INSERT INTO wa_notify.message (id, event, order_key, phone, status, wamid) VALUES
+ (40, 'order_placed', '1040', '5561988880040', 'queued',  NULL),
+ (41, 'order_placed', '1041', '5561988880041', 'sending', NULL),
+ (42, 'order_placed', '1042', '5561988880042', 'review',  NULL);
+-- (the count of unknown statuses goes up: that is all)
+SELECT digest AS before_forged, webhook_unknown_statuses AS unknown_before FROM wh_snapshot, wa_notify.state \gset
+UPDATE wa_notify.state SET webhook_unknown_statuses = webhook_unknown_statuses + 7;
+SELECT digest AS before_forged FROM wh_snapshot \gset
+UPDATE wa_notify.state SET webhook_unknown_statuses = :unknown_before;
+SELECT count(*) AS blocked_before FROM wa_notify.blocked \gset
+-- a bare id (1.0's callback data), a wrong MAC, another message's MAC
+SELECT wh_post(wh_statuses(
+  wh_status('wamid.F1', 'failed', 1700006001, '{"biz_opaque_callback_data": "41", "recipient_id": "5561988880041",
+            "errors": [{"code": 131026, "title": "Message undeliverable"}]}'),
+  wh_status('wamid.F2', 'delivered', 1700006002, jsonb_build_object('recipient_id', '5561988880041',
+            'biz_opaque_callback_data', '41.' || repeat('0', 32))),
+  wh_status('wamid.F3', 'delivered', 1700006003, jsonb_build_object('recipient_id', '5561988880041',
+            'biz_opaque_callback_data', '41.' || split_part(wa_notify._callback_data(42), '.', 2)))));
+-- the right MAC of a queued message (never sent)
+SELECT wh_post(wh_statuses(
+  wh_status('wamid.F4', 'failed', 1700006004, jsonb_build_object('recipient_id', '5561988880040',
+            'biz_opaque_callback_data', wa_notify._callback_data(40),
+            'errors', '[{"code": 131026, "title": "Message undeliverable"}]'::jsonb))));
+-- the right MAC of a claimed message, but another recipient (a CRM on the number)
+SELECT wh_post(wh_statuses(
+  wh_status('wamid.F5', 'failed', 1700006005, jsonb_build_object('recipient_id', '5561988889999',
+            'biz_opaque_callback_data', wa_notify._callback_data(42),
+            'errors', '[{"code": 131026, "title": "Message undeliverable"}]'::jsonb)),
+  wh_status('wamid.F6', 'read', 1700006006, jsonb_build_object('recipient_id', '5561988889999',
+            'biz_opaque_callback_data', wa_notify._callback_data(41)))));
+-- a NUL character in a string, escaped: malformed (22032), nothing applied
+SELECT wh_try(convert_to(b, 'UTF8'), wh_sig(convert_to(b, 'UTF8'))) AS nul_in_id
+  FROM replace(wh_statuses(wh_status('wamid.M41', 'read', 1700006007,
+         jsonb_build_object('biz_opaque_callback_data', wa_notify._callback_data(41),
+                            'recipient_id', '5561988880041'))),
+         '"wamid.M41"', '"wamid.M41\u0000x"') AS b;
+SELECT wh_try(convert_to(b, 'UTF8'), wh_sig(convert_to(b, 'UTF8'))) AS nul_in_a_name
+  FROM replace(wh_statuses(wh_status('wamid.M41', 'read', 1700006008)), '"pricing"', '"pri\u0000cing"') AS b;
+-- an escaped backslash followed by "u0000" is no NUL: applied (unknown wamid)
+SELECT wh_try(convert_to(b, 'UTF8'), wh_sig(convert_to(b, 'UTF8'))) AS escaped_backslash
+  FROM replace(wh_statuses(wh_status('wamid.M41', 'read', 1700006009)), '"wamid.M41"', '"wamid.M41\\u0000"') AS b;
+SELECT digest = :'before_forged' AS forged_changed_nothing FROM wh_snapshot;
+SELECT count(*) = :blocked_before AS nobody_blacklisted FROM wa_notify.blocked;
+SELECT id, status, wamid FROM wa_notify.message WHERE id BETWEEN 40 AND 42 ORDER BY id;
+-- the genuine status, for contrast: the claimed message takes it; a failure
+-- blacklists the recipient the status names (here the message's phone)
+SELECT wh_post(wh_statuses(
+  wh_status('wamid.G1', 'failed', 1700006010, jsonb_build_object('recipient_id', '5561988880041',
+            'biz_opaque_callback_data', wa_notify._callback_data(41),
+            'errors', '[{"code": 131026, "title": "Message undeliverable"}]'::jsonb))));
+SELECT id, status, wamid, error_code FROM wa_notify.message WHERE id = 41;
+SELECT phone FROM wa_notify.blocked WHERE phone_key = wa_notify.phone_key('5561988880041');
+-- a failed status found by wamid whose recipient is another number: that number is blacklisted
+INSERT INTO wa_notify.message (id, event, order_key, phone, status, wamid) VALUES
+ (43, 'order_placed', '1043', '5561988880043', 'sent', 'wamid.G2');
+SELECT wh_post(wh_statuses(
+  wh_status('wamid.G2', 'failed', 1700006011, '{"recipient_id": "5561988887777",
+            "errors": [{"code": 131026, "title": "Message undeliverable"}]}')));
+SELECT phone FROM wa_notify.blocked WHERE phone_key IN (wa_notify.phone_key('5561988887777'),
+                                                       wa_notify.phone_key('5561988880043'));
+

@@ -530,6 +530,7 @@ wa_notify_expr_info(PG_FUNCTION_ARGS)
 	Datum		values[5];
 	bool		nulls[5] = {false, false, false, false, false};
 	HeapTuple	result;
+	MemoryContext caller_cxt = CurrentMemoryContext;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -601,9 +602,15 @@ wa_notify_expr_info(PG_FUNCTION_ARGS)
 		}
 		AtEOXact_GUC(true, nestlevel);
 	}
+	/* the texts live in SPI's memory: copy them into the result first */
+	{
+		MemoryContext spi_cxt = MemoryContextSwitchTo(caller_cxt);
+
+		result = heap_form_tuple(tupdesc, values, nulls);
+		MemoryContextSwitchTo(spi_cxt);
+	}
 	SPI_freeplan(plan);
 	SPI_finish();
-	result = heap_form_tuple(tupdesc, values, nulls);
 	PG_RETURN_DATUM(HeapTupleGetDatum(result));
 }
 

@@ -32,6 +32,7 @@
 
 #include "graph.h"
 #include "settings.h"
+#include "wa_notify.h"
 
 #define WA_MAX_RESPONSE (1024 * 1024)
 
@@ -50,7 +51,10 @@ typedef struct WaSlot
 struct WaGraphClient
 {
 	CURLM	   *multi;
-	WaSlot	   *slots;			/* malloc'd */
+	WaSlot	  **slots;			/* malloc'd array of malloc'd slots: a slot
+								 * never moves, since its easy handle keeps
+								 * pointers to it (WRITEDATA, PRIVATE,
+								 * ERRORBUFFER) */
 	int			nslots;
 	int			max_in_flight;
 	int			in_flight;
@@ -177,7 +181,9 @@ wa_graph_client_configure(WaGraphClient *c, const char *token, const char *url,
 {
 	struct curl_slist *h;
 
-	Assert(c->in_flight == 0);
+	/* the header list and URL are shared by the transfers in flight */
+	if (c->in_flight != 0)
+		elog(ERROR, "wa_notify: the Graph client cannot be reconfigured while requests are in flight");
 	h = make_headers(token ? token : "", true);
 	if (h == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
@@ -194,13 +200,20 @@ wa_graph_client_configure(WaGraphClient *c, const char *token, const char *url,
 		max_in_flight = 1;
 	if (max_in_flight > c->nslots)
 	{
-		WaSlot	   *ns = realloc(c->slots, sizeof(WaSlot) * max_in_flight);
+		/* grow the array of pointers only: the slots themselves stay put */
+		WaSlot	  **ns = realloc(c->slots, sizeof(WaSlot *) * max_in_flight);
 
 		if (ns == NULL)
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-		memset(ns + c->nslots, 0, sizeof(WaSlot) * (max_in_flight - c->nslots));
 		c->slots = ns;
-		c->nslots = max_in_flight;
+		while (c->nslots < max_in_flight)
+		{
+			WaSlot	   *slot = calloc(1, sizeof(WaSlot));
+
+			if (slot == NULL)
+				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+			c->slots[c->nslots++] = slot;
+		}
 	}
 	c->max_in_flight = max_in_flight;
 	c->connect_timeout_ms = connect_timeout_ms;
@@ -243,10 +256,10 @@ wa_graph_start(WaGraphClient *c, WaGraphRequest *r)
 
 	if (c->in_flight >= c->max_in_flight)
 		return false;
-	for (i = 0; i < c->max_in_flight; i++)
-		if (!c->slots[i].busy)
+	for (i = 0; i < c->max_in_flight && i < c->nslots; i++)
+		if (!c->slots[i]->busy)
 		{
-			s = &c->slots[i];
+			s = c->slots[i];
 			break;
 		}
 	if (s == NULL)
@@ -279,7 +292,7 @@ wa_graph_start(WaGraphClient *c, WaGraphRequest *r)
 	if (s->buf)
 		s->buf[0] = '\0';
 	s->req = r;
-	r->slot = (int) (s - c->slots);
+	r->slot = i;
 	r->started = true;
 	r->done = false;
 	r->started_at = wa_now();
@@ -459,8 +472,8 @@ wa_graph_abort_all(WaGraphClient *c)
 	if (c == NULL)
 		return;
 	for (int i = 0; i < c->nslots; i++)
-		if (c->slots[i].busy)
-			release_slot(c, &c->slots[i]);
+		if (c->slots[i]->busy)
+			release_slot(c, c->slots[i]);
 	c->in_flight = 0;
 }
 
@@ -554,14 +567,17 @@ wa_notify_graph_get(PG_FUNCTION_ARGS)
 
 		base = set->api_base_url ? pstrdup(set->api_base_url) : NULL;
 		version = set->api_version ? pstrdup(set->api_version) : NULL;
-		token = set->access_token ? pstrdup(set->access_token) : NULL;
 	}
+	/* the secrets file when set, else the secret row (secrets.c) */
+	token = wa_secret_get(NULL, "access_token");
 
 	if (base == NULL || version == NULL || token == NULL || token[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the Graph API is not configured"),
-				 errhint("Set access_token, api_base_url and api_version with wa_notify.configure().")));
+				 wa_secrets_file_set()
+				 ? errhint("Set api_base_url and api_version with wa_notify.configure(), and access_token in the file \"%s\" (wa_notify.secrets_file).", wa_secrets_file)
+				 : errhint("Set access_token, api_base_url and api_version with wa_notify.configure().")));
 	while (strlen(base) > 0 && base[strlen(base) - 1] == '/')
 		base[strlen(base) - 1] = '\0';
 	url = psprintf("%s/%s/%s", base, version, path);

@@ -657,10 +657,11 @@ wa_render_body(const char *event, const char *phone, Jsonb *params, int64 messag
 	}
 	if (message_id >= 0)
 	{
-		char		idbuf[32];
+		/* the id with its MAC (secrets.c): a status can prove it is ours */
+		char	   *callback = wa_callback_data(message_id);
 
-		snprintf(idbuf, sizeof(idbuf), INT64_FORMAT, message_id);
-		json_object_object_add(root, "biz_opaque_callback_data", json_object_new_string(idbuf));
+		if (callback != NULL)
+			json_object_object_add(root, "biz_opaque_callback_data", json_object_new_string(callback));
 	}
 
 	result = pstrdup(json_object_to_json_string_ext(root,

@@ -53,16 +53,16 @@ typedef struct WaSettingField
 	const char *name;
 	WaSettingKind kind;
 	size_t		offset;
-	bool		secret;
 } WaSettingField;
 
-#define F(name, kind) {#name, kind, offsetof(WaSettings, name), false}
-#define SECRET(name) {#name, WA_TEXT, offsetof(WaSettings, name), true}
+/*
+ * Every setting but the secrets: those are read where they are used, from
+ * the secrets file or their row, by secrets.c's wa_secret_get() (the one
+ * home of that rule), and wiped after use; a snapshot never holds them.
+ */
+#define F(name, kind) {#name, kind, offsetof(WaSettings, name)}
 
 static const WaSettingField fields[] = {
-	SECRET(access_token),
-	SECRET(app_secret),
-	SECRET(webhook_verify_token),
 	F(phone_number_id, WA_TEXT),
 	F(app_id, WA_TEXT),
 	F(business_account_id, WA_TEXT),
@@ -98,7 +98,6 @@ static const WaSettingField fields[] = {
 };
 
 #undef F
-#undef SECRET
 
 static WaSettings snapshot;
 static bool snapshot_valid = false;
@@ -107,20 +106,10 @@ static MemoryContext snapshot_cxt = NULL;
 static SPIPlanPtr load_plan = NULL;
 static bool callbacks_registered = false;
 
-/* Forget the snapshot, wiping its secrets first. */
+/* Forget the snapshot. */
 static void
 drop_snapshot(void)
 {
-	if (snapshot_valid)
-	{
-		for (size_t i = 0; i < lengthof(fields); i++)
-		{
-			char	   *s = *(char **) ((char *) &snapshot + fields[i].offset);
-
-			if (fields[i].secret && s != NULL)
-				explicit_bzero(s, strlen(s));
-		}
-	}
 	snapshot_valid = false;
 	generation++;
 	if (snapshot_cxt != NULL)
@@ -221,7 +210,7 @@ load_snapshot(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "wa_notify: SPI_connect failed");
 	if (load_plan == NULL)
-		load_plan = wa_prepare_kept("SELECT name, coalesce(value, default_value) FROM wa_notify.setting",
+		load_plan = wa_prepare_kept("SELECT name, coalesce(value, default_value) FROM wa_notify.setting WHERE NOT is_secret",
 									0, NULL, 0);
 	if (SPI_execute_plan(load_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "wa_notify: could not read wa_notify.setting");

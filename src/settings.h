@@ -16,9 +16,7 @@
  */
 typedef struct WaSettings
 {
-	/* credentials (secrets: never logged) */
-	char	   *access_token;
-	char	   *app_secret;
+	/* credentials (the secrets are not here: secrets.c, wa_secret_get) */
 	char	   *phone_number_id;
 	char	   *app_id;
 	char	   *business_account_id;
@@ -49,7 +47,6 @@ typedef struct WaSettings
 	int			context_timeout;	/* s */
 	/* webhook */
 	char	   *webhook_public_url;
-	char	   *webhook_verify_token;
 	int64		webhook_max_body;	/* bytes */
 	char	   *opt_out_keywords;	/* a text[] literal */
 	/* tracking */

@@ -91,6 +91,7 @@ _PG_init(void)
 								   NULL, NULL, NULL);
 
 	wa_worker_define_gucs();
+	wa_secrets_init();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("wa_notify");

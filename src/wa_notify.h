@@ -58,4 +58,13 @@ extern void wa_phone_key(const char *e164, char *out, size_t outlen);
 
 #define WA_PHONE_MAXLEN 16		/* 15 digits + NUL */
 
+/* secrets.c: the secrets file, the one secret lookup, callback data, the log hook */
+extern char *wa_secrets_file;
+extern void wa_secrets_init(void);
+extern bool wa_secrets_file_set(void);
+extern const char *wa_secrets_problem(void);
+extern char *wa_secret_get(const char *sender, const char *name);
+extern char *wa_callback_data(int64 message_id);
+extern bool wa_callback_data_check(const char *data, int64 *message_id);
+
 #endif							/* WA_NOTIFY_H */

@@ -7,8 +7,9 @@
  *	    - statuses sent/delivered/read/failed, monotonic (a status never
  *	      moves a message backwards, a repeat changes nothing, each
  *	      timestamp column is filled once), matched by wamid, else by
- *	      biz_opaque_callback_data (= message id); the status order is
- *	      status_order[] below, and only there;
+ *	      biz_opaque_callback_data ("<id>.<mac>", secrets.c) when its MAC
+ *	      checks, the message was claimed and the recipient is its phone;
+ *	      the status order is status_order[] below, and only there;
  *	    - what a failure does (error columns, hint, blacklist, template
  *	      hold, account pause, cool-down) is not decided here: this file
  *	      makes the message 'failed' and calls wa_notify._apply_error(),
@@ -142,7 +143,8 @@ load_settings(WhSettings *s)
 {
 	const WaSettings *set = wa_settings();
 
-	s->app_secret = set->app_secret ? pstrdup(set->app_secret) : NULL;
+	/* the secrets file when set, else the secret row (secrets.c) */
+	s->app_secret = wa_secret_get(NULL, "app_secret");
 	s->default_language = set->default_language ? pstrdup(set->default_language) : NULL;
 	s->default_country_code = set->default_country_code ? pstrdup(set->default_country_code) : NULL;
 	s->opt_out_keywords = pstrdup(set->opt_out_keywords);
@@ -226,13 +228,44 @@ enum
 	C_PHONE, C_EVENT, NCOLS = C_EVENT
 };
 
-/* Find and lock the message a status is about; false when none matches. */
+/* statuses of a message that was claimed for sending (biz_opaque match) */
+#define CLAIMED_STATUSES "'sending', 'sent', 'delivered', 'read', 'failed', 'review'"
+
+/*
+ * Is a status's recipient_id (a WhatsApp id: E.164 digits, which for a
+ * Brazilian mobile may lack the ninth digit) the message's phone?
+ */
+static bool
+same_recipient(const char *recipient_id, const char *phone)
+{
+	char		rk[WA_PHONE_MAXLEN];
+	char		pk[WA_PHONE_MAXLEN];
+	size_t		rlen = recipient_id ? strlen(recipient_id) : 0;
+
+	if (rlen == 0 || rlen >= WA_PHONE_MAXLEN || strspn(recipient_id, "0123456789") != rlen ||
+		phone == NULL || strlen(phone) >= WA_PHONE_MAXLEN)
+		return false;
+	wa_phone_key(recipient_id, rk, sizeof(rk));
+	wa_phone_key(phone, pk, sizeof(pk));
+	return strcmp(rk, pk) == 0;
+}
+
+/*
+ * Find and lock the message a status is about; false when none matches.
+ * By wamid; else by biz_opaque_callback_data, which matches only when its
+ * MAC checks (secrets.c: the request came from this install), the message
+ * was claimed for sending, has no other wamid, and the status's recipient
+ * is the message's phone: a status from another sender on the number (a
+ * CRM, a reinstalled database whose ids start again at 1) never matches.
+ */
 static bool
 find_message(const WhStatus *st)
 {
 	Oid			t_text = TEXTOID;
 	Oid			t_int8 = INT8OID;
 	Datum		v[1];
+	int64		id;
+	bool		isnull;
 
 	v[0] = txt(st->wamid);
 	exec(prep(&plan_by_wamid,
@@ -242,27 +275,24 @@ find_message(const WhStatus *st)
 	if (SPI_processed == 1)
 		return true;
 
-	/* the dispatcher sets biz_opaque_callback_data to the message id */
-	if (st->biz_opaque && st->biz_opaque[0] && strlen(st->biz_opaque) <= 18 &&
-		strspn(st->biz_opaque, "0123456789") == strlen(st->biz_opaque))
-	{
-		bool		isnull;
-
-		v[0] = Int64GetDatum(strtoll(st->biz_opaque, NULL, 10));
-		exec(prep(&plan_by_id,
-				  "SELECT " MSG_COLS " FROM wa_notify.message WHERE id = $1 FOR UPDATE",
-				  1, &t_int8),
-			 v, NULL, false, SPI_OK_SELECT);
-		if (SPI_processed == 1)
-		{
-			/* a message that already has another wamid is another send */
-			SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, C_WAMID, &isnull);
-			if (isnull)
-				return true;
-			return strcmp(col_text(0, C_WAMID), st->wamid) == 0;
-		}
-	}
-	return false;
+	if (!wa_callback_data_check(st->biz_opaque, &id) ||
+		st->recipient_id == NULL || st->recipient_id[0] == '\0')
+		return false;
+	v[0] = Int64GetDatum(id);
+	exec(prep(&plan_by_id,
+			  "SELECT " MSG_COLS " FROM wa_notify.message WHERE id = $1"
+			  " AND status IN (" CLAIMED_STATUSES ") FOR UPDATE",
+			  1, &t_int8),
+		 v, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return false;
+	if (!same_recipient(st->recipient_id, col_text(0, C_PHONE)))
+		return false;
+	/* a message that already has another wamid is another send */
+	SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, C_WAMID, &isnull);
+	if (isnull)
+		return true;
+	return strcmp(col_text(0, C_WAMID), st->wamid) == 0;
 }
 
 /* A phone or WhatsApp id as E.164 digits, or NULL when it is not one. */
@@ -956,8 +986,12 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("app secret is not configured"),
-				 errdetail("Webhook signatures cannot be checked without the app secret."),
-				 errhint("Set it with wa_notify.configure(app_secret => ...).")));
+				 errdetail("Webhook signatures cannot be checked without the app secret.%s%s",
+						   wa_secrets_problem() ? " The secrets file is refused: " : "",
+						   wa_secrets_problem() ? wa_secrets_problem() : ""),
+				 wa_secrets_file_set()
+				 ? errhint("Add the line \"app_secret = ...\" to the file \"%s\" (wa_notify.secrets_file) and reload.", wa_secrets_file)
+				 : errhint("Set it with wa_notify.configure(app_secret => ...).")));
 	if (sig == NULL || sig[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
@@ -965,6 +999,7 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 				 errhint("Pass the X-Hub-Signature-256 header, \"sha256=\" followed by 64 hex digits.")));
 
 	hmac_sha256(set.app_secret, (const unsigned char *) data, len, mac);
+	explicit_bzero(set.app_secret, strlen(set.app_secret));
 	/* decode failure still runs a comparison, against zeros */
 	if (!wh_signature_decode(sig, strlen(sig), given))
 		memset(given, 0, sizeof(given));
@@ -1074,8 +1109,7 @@ wa_notify_webhook_verify(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "webhook: SPI_connect failed");
-	if (wa_settings()->webhook_verify_token != NULL)
-		expected = pstrdup(wa_settings()->webhook_verify_token);
+	expected = wa_secret_get(NULL, "webhook_verify_token");
 
 	/* compare digests, so that the time taken says nothing about the token */
 	sha256(token ? token : "", h1);

@@ -205,7 +205,7 @@ get_str(Ctx *c, json_object *obj, const char *key, const char **out)
 	if (!json_object_is_type(v, json_type_string))
 		return 0;
 	s = json_object_get_string(v);
-	len = strlen(s);			/* an escaped \u0000 ends the string */
+	len = strlen(s);			/* no \u0000: wh_parse() refused it */
 	if (!wh_utf8_valid((const unsigned char *) s, len))
 		return -2;
 	copy = arena_alloc(c->p, len + 1);
@@ -729,6 +729,22 @@ wh_parse(const char *data, size_t len, WhPayload *out)
 			return fail(out, WH_MALFORMED, "the JSON text ends early");
 		return fail(out, WH_MALFORMED, "%s at byte %zu", json_tokener_error_desc(jerr), off);
 	}
+	/*
+	 * A \u0000 escape in any string (member name or value) is a malformed
+	 * payload: C strings would end there, silently truncating an id.  The
+	 * text is valid JSON by now, so a backslash is always an escape inside a
+	 * string, and the escape after it is skipped whole.
+	 */
+	for (size_t i = 0; i + 1 < off; i++)
+		if (data[i] == '\\')
+		{
+			if (data[i + 1] == 'u' && i + 5 < off && memcmp(data + i + 2, "0000", 4) == 0)
+			{
+				json_object_put(root);
+				return fail(out, WH_MALFORMED, "a string holds a NUL character (\\u0000) at byte %zu", i);
+			}
+			i++;
+		}
 	/* only white space may follow the value */
 	for (; off < len; off++)
 		if (!strchr(" \t\r\n", data[off]))

@@ -24,6 +24,7 @@
 #include "postgres.h"
 
 #include <math.h>
+#include <signal.h>
 
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -353,8 +354,14 @@ load_cycle(WaCycle *cy)
 	set = wa_settings();
 	old = MemoryContextSwitchTo(cycle_cxt);
 	cy->enabled = set->enabled;
-	cy->ready = set->access_token != NULL && set->access_token[0] != '\0' &&
-		set->phone_number_id != NULL && set->phone_number_id[0] != '\0';
+	{
+		char	   *token = wa_secret_get(NULL, "access_token");	/* file or row */
+
+		cy->ready = token != NULL && token[0] != '\0' &&
+			set->phone_number_id != NULL && set->phone_number_id[0] != '\0';
+		if (token)
+			explicit_bzero(token, strlen(token));
+	}
 	cy->use_templates = set->use_templates;
 	cy->url = psprintf("%s/%s/%s/messages", set->api_base_url, set->api_version,
 					   set->phone_number_id ? set->phone_number_id : "");
@@ -432,9 +439,8 @@ claim(WaCycle *cy, int n, char **token_out)
 	ch->cxt = cxt;
 
 	begin_tx();
-	exec_sql("SELECT value FROM wa_notify.setting WHERE name = 'access_token'", SPI_OK_SELECT);
 	old = MemoryContextSwitchTo(cxt);
-	*token_out = SPI_processed == 1 ? col(0, 1) : NULL;
+	*token_out = wa_secret_get(NULL, "access_token");	/* file or row: secrets.c */
 	MemoryContextSwitchTo(old);
 
 	vals[0] = Int32GetDatum(n);
@@ -1167,6 +1173,38 @@ dispatch_once(void)
 	return after_batch(&cy, &plan, claimed, now);
 }
 
+/*
+ * SIGTERM: stop, and remember whether the postmaster sent it (a shutdown)
+ * or someone else did (pg_terminate_backend()).  The postmaster restarts a
+ * background worker that exits non-zero, never one that exits 0, so only a
+ * shutdown ends the worker with 0 (see wa_worker_main's end).
+ */
+static volatile sig_atomic_t terminated_by_postmaster = false;
+
+static void
+wa_sigterm(int signo, siginfo_t *info, void *context)
+{
+	int			save_errno = errno;
+
+	if (info != NULL && info->si_pid == PostmasterPid)
+		terminated_by_postmaster = true;
+	ShutdownRequestPending = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
+install_sigterm_handler(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = wa_sigterm;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigfillset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 void
 wa_worker_main(Datum main_arg)
 {
@@ -1175,7 +1213,7 @@ wa_worker_main(Datum main_arg)
 
 	wa_am_worker = true;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	install_sigterm_handler();
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(wa_database, NULL, 0);
@@ -1251,5 +1289,8 @@ wa_worker_main(Datum main_arg)
 		if (until > 0 && !ShutdownRequestPending)
 			wait_until(until);
 	}
-	proc_exit(0);
+	/* terminated by anyone but the postmaster: exit 1, so that it restarts */
+	if (!terminated_by_postmaster)
+		elog(LOG, "wa_notify worker terminated: it restarts in a few seconds");
+	proc_exit(terminated_by_postmaster ? 0 : 1);
 }

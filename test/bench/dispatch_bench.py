@@ -160,7 +160,7 @@ try:
     created = dict(l.split("|") for l in psql(
         "SELECT id, extract(epoch FROM created_at) FROM wa_notify.message WHERE order_key LIKE 'LAT-%'").splitlines())
     for p in read_log(log, base):
-        mid = json.loads(p["body"])["biz_opaque_callback_data"]
+        mid = json.loads(p["body"])["biz_opaque_callback_data"].split(".")[0]  # "<id>.<mac>"
         lat.append((p["t"] - float(created[mid])) * 1000)
     lat.sort()
     print("latency messages:", psql("SELECT string_agg(status || '=' || n, ' ') FROM (SELECT status, count(*) n "

@@ -3,6 +3,8 @@
 #
 #   BEGIN { WaRelay::need_open_files(2048); }  # re-exec under a higher ulimit -n
 #   WaRelay::setup_role($node, $secret, $token);   # role wa_webhook + settings
+#   WaRelay::create_role($node);                   # the role only (idempotent)
+#   my ($code, $body) = $relay->handshake($verify_token, '1158201444');
 #   my $relay = WaRelay->start($node, request_timeout => 4, ...);  # config keys
 #   my $relay = WaRelay->start($node, cli => ['--path', '/x'], cli_path => '/x');
 #   my ($code, $body) = $relay->http(url => $relay->base . '/healthz');
@@ -42,11 +44,8 @@ sub need_open_files
 sub setup_role
 {
 	my ($node, $secret, $token) = @_;
+	create_role($node);
 	$node->safe_psql('postgres', qq{
-CREATE ROLE wa_webhook LOGIN;
-GRANT USAGE ON SCHEMA wa_notify TO wa_webhook;
-GRANT EXECUTE ON FUNCTION wa_notify.webhook_verify(text, text, text),
-                          wa_notify.webhook_receive(bytea, text) TO wa_webhook;
 UPDATE wa_notify.setting SET value = '$secret' WHERE name = 'app_secret';
 UPDATE wa_notify.setting SET value = '$token' WHERE name = 'webhook_verify_token';
 });
@@ -54,6 +53,23 @@ UPDATE wa_notify.setting SET value = '$token' WHERE name = 'webhook_verify_token
 }
 
 # Meta's payload for one status (bytes: UTF-8)
+# the role wa_webhook as doc/roles.md sets it up (idempotent)
+sub create_role
+{
+	my ($node, $db) = @_;
+	$node->safe_psql($db // 'postgres', q{
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'wa_webhook') THEN
+        CREATE ROLE wa_webhook LOGIN;
+    END IF;
+END $$;
+GRANT USAGE ON SCHEMA wa_notify TO wa_webhook;
+GRANT EXECUTE ON FUNCTION wa_notify.webhook_verify(text, text, text),
+                          wa_notify.webhook_receive(bytea, text) TO wa_webhook;
+});
+	return;
+}
+
 sub status_payload
 {
 	my ($wamid, $status, $ts, $extra) = @_;
@@ -127,6 +143,13 @@ sub http
 	close($rf);
 	unlink("$tmp/resp");
 	return ($out, $resp);
+}
+
+# Meta's GET handshake: (http code, body)
+sub handshake
+{
+	my ($self, $token, $challenge) = @_;
+	return $self->http(url => $self->url . "?hub.mode=subscribe&hub.verify_token=$token&hub.challenge=$challenge");
 }
 
 sub post_signed

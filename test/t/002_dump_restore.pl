@@ -1,7 +1,8 @@
-# Configuration survives pg_dump + restore into a fresh database: settings
-# (secrets and the verify token included), events, carriers, the blacklist
-# and the message log; the extension's own seed rows do not clash with the
-# dumped ones.
+# Configuration survives pg_dump + restore into a fresh database: settings,
+# events, carriers, the blacklist and the message log; the extension's own
+# seed rows do not clash with the dumped ones.  Secrets never sit in a dump:
+# the restore says (NOTICE, status card) which ones must be set again.
+# DROP EXTENSION with messages queued says what it drops.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -10,6 +11,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use WaNode;
+use IPC::Run;
 
 my $node = WaNode::preloaded('dump');
 
@@ -33,7 +35,8 @@ VALUES ('order_placed', '1001', '5511987650001', '{"total": "10,00"}', 'delivere
 });
 
 my $snapshot = q{
-SELECT string_agg(name || '=' || coalesce(value, '<unset>'), ', ' ORDER BY name) FROM wa_notify.setting;
+SELECT string_agg(name || '=' || coalesce(value, '<unset>'), ', ' ORDER BY name) FROM wa_notify.setting
+ WHERE NOT is_secret;
 SELECT string_agg(concat_ws('|', event, enabled, template_name, template_language, params::text), ', ' ORDER BY event)
   FROM wa_notify.event;
 SELECT string_agg(carrier || ' ' || url_pattern, ', ') FROM wa_notify.carrier;
@@ -45,17 +48,47 @@ my $before = $node->safe_psql('shop', $snapshot);
 my $dump = $node->basedir . '/shop.dump';
 command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('shop'), '-f', $dump ], 'pg_dump');
 $node->safe_psql('postgres', 'CREATE DATABASE restored');
-command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored'), $dump ], 'pg_restore');
+my ($restore_out, $restore_err) = ('', '');
+# (pg_restore shows the server's notices with --verbose; psql always does)
+ok(IPC::Run::run([ 'pg_restore', '--verbose', '--exit-on-error', '-d', $node->connstr('restored'), $dump ],
+	'>', \$restore_out, '2>', \$restore_err), 'pg_restore');
 
 my $after = $node->safe_psql('restored', $snapshot);
 is($after, $before, 'settings, events, carriers, blacklist and messages survive the round trip');
 like($before, qr/polling_interval=900/, 'the snapshot holds the changed settings');
-like($before, qr/webhook_verify_token=dump-restore-verify-token/, 'and the verify token');
+
+# secrets: not in the dump, so not restored; the restore says which
+my $plain = '';
+IPC::Run::run([ 'pg_dump', '-d', $node->connstr('shop') ], '>', \$plain) or die;
+unlike($plain, qr/EAAGdumpedtokenvalue|dump-restore-verify-token/, 'no secret in the dump');
+is($node->safe_psql('restored', q{
+SELECT string_agg(name || '=' || CASE WHEN value IS NULL THEN 'unset'
+                                      WHEN value = 'dump-restore-verify-token' THEN 'dumped' ELSE 'new' END,
+                  ', ' ORDER BY name) FROM wa_notify.setting WHERE is_secret}),
+	'access_token=unset, app_secret=unset, callback_key=new, webhook_verify_token=new',
+	'restored: no secret from the dump (the verify token and the callback key are generated anew)');
+like($restore_err, qr/wa_notify: the dump holds no secrets; set again: access_token, app_secret, webhook_verify_token/,
+	'the restore says which secrets must be set again');
+is($node->safe_psql('restored', 'SELECT secrets_to_set FROM wa_notify.status'),
+	'{access_token,app_secret,webhook_verify_token}', 'and so does the status card');
+$node->safe_psql('restored', "SELECT wa_notify.configure(access_token => 'EAAGrestoredtoken0123456789')");
+is($node->safe_psql('restored', 'SELECT secrets_to_set FROM wa_notify.status'),
+	'{app_secret,webhook_verify_token}', 'a secret set again leaves the list');
 
 # the restored database keeps working: new messages get fresh ids
 is($node->safe_psql('restored', q{
 INSERT INTO wa_notify.message (event, order_key, phone, params) VALUES ('order_placed', '1002', '5511987650002', '{}')
 RETURNING id > (SELECT min(id) FROM wa_notify.message)}), 't', 'sequence restored');
+
+# DROP EXTENSION while messages are queued: a NOTICE says what is lost
+$node->safe_psql('shop', q{
+INSERT INTO wa_notify.message (event, order_key, phone, params) VALUES ('order_placed', '1003', '5511987650003', '{}')});
+my ($ret, $out, $err) = $node->psql('shop', 'DROP EXTENSION wa_notify CASCADE');
+is($ret, 0, 'DROP EXTENSION succeeds');
+like($err, qr/NOTICE:  wa_notify: 1 message\(s\) are queued and will never be sent/,
+	'it warns that queued messages are dropped');
+($ret, $out, $err) = $node->psql('restored', 'DELETE FROM wa_notify.message; DROP EXTENSION wa_notify');
+unlike($err, qr/will never be sent/, 'no warning when nothing is queued');
 
 $node->stop;
 done_testing();

@@ -36,7 +36,7 @@ is_deeply($p->[0]{json}, {
 		components => [ { type => 'body', parameters => [
 			{ type => 'text', text => 'Ana "Bia"' }, { type => 'text', text => 'A1' },
 			{ type => 'text', text => '1.234,50' } ] } ] },
-	biz_opaque_callback_data => "$id" }, 'template body as rendered');
+	biz_opaque_callback_data => sql("SELECT wa_notify._callback_data($id)") }, 'template body as rendered');
 is(sql("SELECT status, wamid ~ '^wamid\\.MOCK', wa_id, attempts, http_status, error_code IS NULL, "
 	. "sent_at IS NOT NULL, claimed_at IS NOT NULL FROM wa_notify.message WHERE id = $id"),
 	'sent|t|551187654321|1|200|t|t|t', 'sent: wamid, wa_id, attempts, http status recorded');
@@ -59,7 +59,8 @@ is(scalar @$p, 1, 'one text POST');
 my $want = decode_json(sql("SELECT wa_notify._render(event, phone, params, id) FROM wa_notify.message WHERE id = $id"));
 is_deeply($p->[0]{json}, $want, 'text body is exactly _render()');
 is($p->[0]{json}{type}, 'text', 'type text');
-is($p->[0]{json}{biz_opaque_callback_data}, "$id", 'biz_opaque_callback_data is the message id');
+like($p->[0]{json}{biz_opaque_callback_data}, qr/^$id\.[0-9a-f]{32}\z/,
+	'biz_opaque_callback_data is the message id and its MAC');
 WaMock::configure($node, use_templates => 'true');
 
 # --- hand-inserted rows: national phone normalised, invalid phone fails,

@@ -328,6 +328,12 @@ DECLARE
     changed integer := 0;
     n integer;
 BEGIN
+    -- a secret given in SQL text: refused while the secrets file holds the
+    -- secrets, else hidden from pg_stat_activity (15_secrets.sql)
+    FOR k IN SELECT s.name FROM wa_notify.setting s WHERE given ? s.name AND s.is_secret ORDER BY s.name LOOP
+        PERFORM wa_notify._refuse_if_secrets_file(k);
+    END LOOP;
+
     -- each value against its own row
     FOR k IN SELECT s.name FROM wa_notify.setting s WHERE given ? s.name ORDER BY s.name LOOP
         new_values := new_values || jsonb_build_object(k, wa_notify._check_setting(k, given ->> k));

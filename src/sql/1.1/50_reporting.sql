@@ -1,7 +1,10 @@
--- 50_reporting.sql: the status card, redefined (1.0's columns, then the 1.1
--- ones at the end).  Columns added here by the cloud branch (issue 10):
--- api_version_expires, api_version_warning, billable_this_month,
--- estimated_cost_this_month, cost_currency, template_warnings.
+-- 50_reporting.sql: the status card, redefined in full (1.0's columns in
+-- their order, then the 1.1 columns at the end).  1.0's access_token_set and
+-- app_secret_set now say whether the secret is set where it is read from
+-- (the secrets file when set).  Added in 1.1: api_version_expires,
+-- api_version_warning, billable_this_month, estimated_cost_this_month,
+-- cost_currency, template_warnings (the 2026 Cloud API); secrets_source,
+-- secrets_to_set (secrets); worker_started_at, worker_restarts.
 
 CREATE OR REPLACE VIEW wa_notify.status AS
 WITH cfg AS (
@@ -10,8 +13,8 @@ WITH cfg AS (
            max(value) FILTER (WHERE name = 'phone_number_id') AS phone_number_id,
            max(value) FILTER (WHERE name = 'enabled') AS enabled,
            max(value) FILTER (WHERE name = 'webhook_public_url') AS webhook_public_url,
-           bool_or(value IS NOT NULL) FILTER (WHERE name = 'access_token') AS token_set,
-           bool_or(value IS NOT NULL) FILTER (WHERE name = 'app_secret') AS secret_set
+           wa_notify._secret_available('access_token') AS token_set,
+           wa_notify._secret_available('app_secret') AS secret_set
       FROM wa_notify.setting),
 today AS (
     SELECT date_trunc('day', now() AT TIME ZONE cfg.tz) AT TIME ZONE cfg.tz AS start FROM cfg),
@@ -74,8 +77,16 @@ SELECT s.api_status,
        (SELECT string_agg(format('template %s (%s) will move from %s to %s on %s', t.name, t.language,
                                  coalesce(t.category, '?'), t.pending_category,
                                  coalesce(t.pending_category_at::text, '?')), '; ' ORDER BY t.name, t.language)
-          FROM wa_notify.template t WHERE t.pending_category IS NOT NULL) AS template_warnings
-  FROM wa_notify.state s, cfg, sent_today, queue,
+          FROM wa_notify.template t WHERE t.pending_category IS NOT NULL) AS template_warnings,
+       -- 1.1, secrets (15_secrets.sql): where they come from, what a restore left unset
+       wa_notify._secrets_source() AS secrets_source,
+       nullif(ARRAY(SELECT n FROM unnest(s.secrets_to_set) AS n
+                     WHERE NOT (wa_notify._secrets_source() = 'file' AND wa_notify._secret_available(n))),
+              '{}') AS secrets_to_set,
+       -- 1.1, the worker: since when it runs, how often it was restarted
+       w.started_at AS worker_started_at,
+       CASE WHEN w.starts > 0 THEN w.starts - 1 END AS worker_restarts
+  FROM wa_notify.state s, cfg, sent_today, queue, wa_notify._worker_shared() w,
        LATERAL wa_notify._api_version_status(cfg.api_version) AS ver,
        -- this month's billable messages and their cost, as costs() counts
        -- them (inline: a reporting role reads the card without EXECUTE on costs())
@@ -91,4 +102,4 @@ SELECT s.api_status,
                         ORDER BY (rt.market = '*'), length(rt.market) DESC, rt.valid_from DESC
                         LIMIT 1) r ON true
                  WHERE m.sent_at >= date_trunc('month', now() AT TIME ZONE cfg.tz) AT TIME ZONE cfg.tz) AS month;
-COMMENT ON VIEW wa_notify.status IS 'the status card: API, number (masked), today''s messages, queue, worker, webhook, Graph API version expiry, this month''s cost';
+COMMENT ON VIEW wa_notify.status IS 'the status card: API, number (masked), today''s messages, queue, worker (since, restarts), webhook, secrets, Graph API version expiry, this month''s cost';
