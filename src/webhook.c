@@ -336,16 +336,19 @@ failure_reason(const WhStatus *st)
 static void
 apply_error(int64 message_id, const WhStatus *st)
 {
-	Oid			types[3] = {INT8OID, INT4OID, TEXTOID};
-	Datum		v[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Oid			types[4] = {INT8OID, INT4OID, TEXTOID, TEXTOID};
+	Datum		v[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 
 	v[0] = Int64GetDatum(message_id);
 	v[1] = Int32GetDatum(st->error_code);
 	nulls[1] = st->error_code < 0 ? 'n' : ' ';
 	v[2] = CStringGetTextDatum(failure_reason(st));
+	/* the blacklist applies to the recipient the status names */
+	v[3] = st->recipient_id ? CStringGetTextDatum(st->recipient_id) : (Datum) 0;
+	nulls[3] = st->recipient_id ? ' ' : 'n';
 	exec(prep(&plan_apply_error,
-			  "SELECT wa_notify._apply_error($1, $2, NULL, 'webhook', $3)", 3, types),
+			  "SELECT wa_notify._apply_error($1, $2, NULL, 'webhook', $3, recipient => $4)", 4, types),
 		 v, nulls, false, SPI_OK_SELECT);
 }
 

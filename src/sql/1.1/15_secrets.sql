@@ -40,8 +40,8 @@ REVOKE ALL ON FUNCTION wa_notify._callback_data(bigint) FROM PUBLIC;
 -- the per-install callback key (hex of 32 random bytes); never dumped: a
 -- restored database gets a new one, and statuses then match by wamid.
 -- (Before _restore_upsert is replaced below: the new one drops secret rows.)
-INSERT INTO wa_notify.setting (name, default_value, unit, is_secret, description, value, updated_at)
-VALUES ('callback_key', NULL, NULL, true,
+INSERT INTO wa_notify.setting (name, default_value, unit, is_secret, type, description, value, updated_at)
+VALUES ('callback_key', NULL, NULL, true, 'secret',
         'Key of the MAC in biz_opaque_callback_data (generated at install)',
         wa_notify._random_token(32), now());
 

@@ -65,7 +65,8 @@ COMMENT ON FUNCTION wa_notify._skip_reason(text, text) IS
 -- Returns the row's slow_down: the dispatcher lowers its rate once per
 -- batch (_record), a webhook does not.
 CREATE FUNCTION wa_notify._apply_error(message_id bigint, code integer, http integer, via text,
-                                       error text, max_attempts integer DEFAULT 6)
+                                       error text, max_attempts integer DEFAULT 6,
+                                       recipient text DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 #variable_conflict use_variable
@@ -148,7 +149,12 @@ BEGIN
     -- the number is blacklisted, unless it already is (a manual block or an
     -- opt-out keeps its reason)
     IF ge.blacklist_source IS NOT NULL THEN
-        ph := coalesce(msg.phone, msg.wa_id);
+        -- the recipient a failed status names (its WhatsApp id); the
+        -- message's phone when that is the same number (the phone has the
+        -- Brazilian ninth digit the WhatsApp id may lack), or when none is named
+        ph := CASE WHEN recipient IS NULL OR recipient = ''
+                        OR wa_notify.phone_key(recipient) = wa_notify.phone_key(msg.phone)
+                   THEN coalesce(msg.phone, msg.wa_id) ELSE recipient END;
         BEGIN
             PERFORM wa_notify._blacklist('+' || ph, ge.title, ge.blacklist_source, code)
               WHERE NOT EXISTS (SELECT 1 FROM wa_notify.blocked b WHERE b.phone_key = wa_notify.phone_key(ph));
@@ -185,7 +191,7 @@ BEGIN
     END IF;
     RETURN ge.slow_down;
 END $$;
-COMMENT ON FUNCTION wa_notify._apply_error(bigint, integer, integer, text, text, integer) IS
+COMMENT ON FUNCTION wa_notify._apply_error(bigint, integer, integer, text, text, integer, text) IS
     'internal: apply what a Graph error does (wa_notify.graph_errors) to its message, the blacklist, the event and the dispatch state';
 
 -------------------------------------------------------------------------------
@@ -360,7 +366,7 @@ BEGIN
 END $$;
 
 REVOKE ALL ON FUNCTION wa_notify._graph_error(integer, integer), wa_notify._skip_reason(text, text),
-                       wa_notify._apply_error(bigint, integer, integer, text, text, integer),
+                       wa_notify._apply_error(bigint, integer, integer, text, text, integer, text),
                        wa_notify._record(bigint[], boolean[], boolean[], integer[], integer[], text[], text[], text[], text[], integer)
       FROM PUBLIC;
 -- pure, as 1.0's _graph_errors() was: the view calls it

@@ -47,10 +47,7 @@ ALTER TABLE wa_notify.event
     ADD COLUMN header_image     text,           -- context field holding the image's https URL
     ADD COLUMN category_hold    boolean NOT NULL DEFAULT false;  -- held_reason set because of MARKETING
 
-INSERT INTO wa_notify.setting (name, default_value, value, unit, is_secret, description)
-VALUES ('allow_marketing_category', 'false', 'false', NULL, false,
-        'Keep sending an event whose template Meta moved to the MARKETING category')
-ON CONFLICT (name) DO NOTHING;
+-- (the setting allow_marketing_category is declared in 10_config.sql)
 
 -- a dump's event rows update the seeded ones (1.0's trigger, with the 1.1 columns)
 CREATE OR REPLACE FUNCTION wa_notify._restore_upsert() RETURNS trigger
