@@ -4,6 +4,11 @@
 #   shop INSERT -> capture -> worker -> mock Graph API (127.0.0.1)
 #   mock "Meta" -> signed delivery webhook -> wa_notify_relay -> webhook_receive()
 #
+# 1.1 shows too: 1.0 installed and updated in place (ALTER EXTENSION
+# UPDATE), the secrets in a server-side file (none in SQL text), contexts
+# run as wa_notify_context, the idle worker at rest (its commits counted),
+# the relay's /healthz, pricing from the status webhook and costs().
+#
 # Run as root from the source tree: bash scripts/demo.sh
 # It installs what it needs (Debian packages, the extension), runs
 # PostgreSQL as the postgres user under /tmp/wa_notify_demo, and stops
@@ -69,9 +74,20 @@ CONF
 # the worker's database must exist when the worker starts (else it retries every 5 s)
 as_pg "$PGBIN/pg_ctl" -D "$DEMO/data" -l "$DEMO/postgres.log" -w start >/dev/null
 as_pg "$PGBIN/createdb" -h "$DEMO" -p "$PGPORT_DEMO" shop
+# production keeps the secrets in a file the server reads (doc/install.md)
+APP_SECRET=$(openssl rand -hex 16)
+VERIFY_TOKEN=$(openssl rand -hex 24)
+install -o postgres -g postgres -m 0600 /dev/null "$DEMO/wa_notify.secrets"
+cat > "$DEMO/wa_notify.secrets" <<SECRETS
+# wa_notify secrets: one "name = value" a line
+access_token = DEMO-access-token-not-a-real-one
+app_secret = $APP_SECRET
+webhook_verify_token = $VERIFY_TOKEN
+SECRETS
 cat >> "$DEMO/data/postgresql.conf" <<CONF
 shared_preload_libraries = 'wa_notify'
 wa_notify.database = 'shop'
+wa_notify.secrets_file = '$DEMO/wa_notify.secrets'
 CONF
 as_pg "$PGBIN/pg_ctl" -D "$DEMO/data" -l "$DEMO/postgres.log" -w restart >/dev/null
 echo "cluster in $DEMO/data, log $DEMO/postgres.log"
@@ -83,8 +99,14 @@ for _ in $(seq 100); do [ -s "$DEMO/mock.port" ] && break; sleep 0.1; done
 MOCK_PORT=$(cat "$DEMO/mock.port")
 echo "mock Graph API at http://127.0.0.1:$MOCK_PORT"
 
-step "3. a nopCommerce-shaped shop, the extension, roles, settings and a watch"
-APP_SECRET=$(openssl rand -hex 16)
+step "3. wa_notify 1.0 as users have it, updated in place to 1.1"
+psql_shop -c "CREATE EXTENSION wa_notify VERSION '1.0'" \
+          -c "SELECT extversion AS installed FROM pg_extension WHERE extname = 'wa_notify'"
+psql_shop -c "SELECT query AS worker FROM pg_stat_activity WHERE backend_type = 'wa_notify worker'"
+psql_shop -c "ALTER EXTENSION wa_notify UPDATE" \
+          -c "SELECT extversion AS updated FROM pg_extension WHERE extname = 'wa_notify'"
+
+step "4. a nopCommerce-shaped shop, roles, settings (no secret in SQL) and a watch"
 psql_shop <<SQL
 CREATE TABLE "Address" ("Id" serial PRIMARY KEY, "FirstName" text, "PhoneNumber" text);
 CREATE TABLE "Order" ("Id" serial PRIMARY KEY, "CustomOrderNumber" text, "BillingAddressId" int REFERENCES "Address",
@@ -95,15 +117,21 @@ CREATE ROLE shop_app LOGIN;
 GRANT SELECT, INSERT, UPDATE ON "Address", "Order" TO shop_app;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO shop_app;
 
-CREATE EXTENSION wa_notify;
+-- contexts run as wa_notify_context: it reads what it is granted, nothing of wa_notify
+DO \$\$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'wa_notify_context') THEN
+        GRANT SELECT ON "Address", "Order" TO wa_notify_context;
+    END IF;
+END \$\$;
 -- the relay's least-privileged login (doc/roles.md)
 CREATE ROLE wa_webhook LOGIN;
 GRANT USAGE ON SCHEMA wa_notify TO wa_webhook;
 GRANT EXECUTE ON FUNCTION wa_notify.webhook_verify(text, text, text),
                           wa_notify.webhook_receive(bytea, text) TO wa_webhook;
 
-SELECT wa_notify.configure(access_token => 'DEMO-access-token-not-a-real-one', phone_number_id => '106540352242922',
-                           app_secret => '$APP_SECRET', api_base_url => 'http://127.0.0.1:$MOCK_PORT',
+ALTER ROLE wa_webhook SET log_parameter_max_length = 0;
+-- the token and the app secret are in the secrets file: configure() sets the rest
+SELECT wa_notify.configure(phone_number_id => '106540352242922', api_base_url => 'http://127.0.0.1:$MOCK_PORT',
                            min_delay => 0, max_delay => 0, recipient_gap => 0,
                            webhook_public_url => 'https://shop.example.com/whatsapp') AS settings_changed;
 SELECT wa_notify.watch('order_placed', '"Order"', '"Id"',
@@ -113,18 +141,19 @@ SELECT wa_notify.watch('order_placed', '"Order"', '"Id"',
           WHERE o."Id" = \$1::int\$ctx\$) AS watch_id;
 SQL
 psql_shop -c 'SELECT id, event, source, order_key FROM wa_notify.watches'
+psql_shop -c "SELECT secrets_source, access_token_set, app_secret_set FROM wa_notify.status"
 
-step "4. the webhook relay (as wa_webhook) on 127.0.0.1:$RELAY_PORT"
+step "5. the webhook relay (as wa_webhook) on 127.0.0.1:$RELAY_PORT"
 as_pg_bg "$DEMO/relay.pid" env PGHOST="$DEMO" PGPORT="$PGPORT_DEMO" PGDATABASE=shop PGUSER=wa_webhook \
     "$PGBIN/wa_notify_relay" --listen "127.0.0.1:$RELAY_PORT" --path /webhook >"$DEMO/relay.log" 2>&1
 for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$RELAY_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1
 done
-VERIFY_TOKEN=$(psql_shop -At -c "SELECT value FROM wa_notify.setting WHERE name = 'webhook_verify_token'")
+echo "GET /healthz -> $(curl -s "http://127.0.0.1:$RELAY_PORT/healthz")"
 echo "Meta's handshake: GET /webhook?hub.mode=subscribe&hub.verify_token=...&hub.challenge=1158201444 ->" \
      "$(curl -s "http://127.0.0.1:$RELAY_PORT/webhook?hub.mode=subscribe&hub.verify_token=$VERIFY_TOKEN&hub.challenge=1158201444")"
 
-step "5. the shop places an order (as shop_app, a plain INSERT)"
+step "6. the shop places an order (as shop_app, a plain INSERT)"
 as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DEMO" -p "$PGPORT_DEMO" -U shop_app -d shop <<'SQL'
 WITH a AS (INSERT INTO "Address" ("FirstName", "PhoneNumber") VALUES ('Maria', '(11) 98765-4321') RETURNING "Id")
 INSERT INTO "Order" ("CustomOrderNumber", "BillingAddressId", "OrderTotal")
@@ -132,7 +161,7 @@ SELECT '1001', a."Id", 1234.56 FROM a;
 SQL
 echo 'INSERT INTO "Order" ... committed'
 
-step "6. the worker sends it: what the mock Graph API received"
+step "7. the worker sends it: what the mock Graph API received"
 wait_for "SELECT count(*) = 1 FROM wa_notify.message WHERE status = 'sent'" 30
 /usr/bin/python3 - "$DEMO/requests.jsonl" <<'PY'
 import json, sys
@@ -149,9 +178,15 @@ WAMID=$(psql_shop -At -c "SELECT wamid FROM wa_notify.message WHERE order_key = 
 MSG_ID=$(psql_shop -At -c "SELECT id FROM wa_notify.message WHERE order_key = '1'")
 echo "stored wamid: $WAMID"
 
-step "7. Meta calls back: a signed 'delivered' status through the relay"
+step "8. the worker at rest: what it commits in 5 idle seconds"
+c0=$(psql_shop -At -c "SELECT sum(xact_commit) FROM pg_stat_database")
+sleep 5
+c1=$(psql_shop -At -c "SELECT sum(xact_commit) FROM pg_stat_database")
+echo "commits in the cluster over 5 s: $((c1 - c0 - 1)) (the measuring query's own included; 1.0's idle worker: ~60,000)"
+
+step "9. Meta calls back: a signed 'delivered' status, with its pricing, through the relay"
 NOW=$(date +%s)
-BODY=$(printf '{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"551140000000","phone_number_id":"106540352242922"},"statuses":[{"id":"%s","status":"delivered","timestamp":"%s","recipient_id":"551187654321","biz_opaque_callback_data":"%s","conversation":{"id":"c0ffee","origin":{"type":"utility"}},"pricing":{"billable":true,"pricing_model":"PMP","category":"utility"}}]},"field":"messages"}]}]}' "$WAMID" "$NOW" "$MSG_ID")
+BODY=$(printf '{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"551140000000","phone_number_id":"106540352242922"},"statuses":[{"id":"%s","status":"delivered","timestamp":"%s","recipient_id":"551187654321","biz_opaque_callback_data":"%s","conversation":{"id":"c0ffee","origin":{"type":"utility"}},"pricing":{"billable":true,"pricing_model":"PMP","category":"utility","type":"regular"}}]},"field":"messages"}]}]}' "$WAMID" "$NOW" "$MSG_ID")
 SIG=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$APP_SECRET" | sed 's/^.* //')
 printf 'POST /webhook -> HTTP %s\n' "$(curl -s -o /dev/null -w '%{http_code}' -X POST \
     -H 'Content-Type: application/json' -H "X-Hub-Signature-256: sha256=$SIG" \
@@ -161,7 +196,12 @@ printf 'same body, forged signature -> HTTP %s\n' "$(curl -s -o /dev/null -w '%{
     --data-binary "$BODY" "http://127.0.0.1:$RELAY_PORT/webhook")"
 wait_for "SELECT status = 'delivered' FROM wa_notify.message WHERE id = $MSG_ID" 10
 
-step "8. the log and the status card"
+step "10. what it costs: the admin's rate table and costs()"
+psql_shop -c "SELECT wa_notify.set_rate('utility', '55', 0.0068, 'USD', '2026-01-01')" >/dev/null
+psql_shop -c "SELECT billable, pricing_type, pricing_category FROM wa_notify.message WHERE id = $MSG_ID"
+psql_shop -c "SELECT * FROM wa_notify.costs(now() - interval '1 day', now() + interval '1 day')"
+
+step "11. the log and the status card"
 psql_shop -c "SELECT order_key AS \"order\", phone, type, status, tracking, sent_at, delivered_at, error FROM wa_notify.message_log LIMIT 50"
 psql_shop -c "SELECT * FROM wa_notify.counts()"
 psql_shop -x -c "SELECT * FROM wa_notify.status"

@@ -23,6 +23,9 @@ sub sql { $node->safe_psql('postgres', $_[0]) }
 
 sub configure { sql("SELECT wa_notify.configure($_[0])") }
 
+# the message's id with its MAC (secrets.c), as the worker sends it
+sub callback_data { $node->safe_psql('postgres', "SELECT wa_notify._callback_data($_[0])") }
+
 sub params { { customer_name => 'Ana', order_number => $_[0], total => '10,00' } }
 
 sub template_body
@@ -35,7 +38,7 @@ sub template_body
 			components => [ { type => 'body', parameters => [
 				{ type => 'text', text => 'Ana' }, { type => 'text', text => $order },
 				{ type => 'text', text => '10,00' } ] } ] },
-		biz_opaque_callback_data => "$id" };
+		biz_opaque_callback_data => callback_data($id) };
 }
 
 sub send_one
@@ -64,7 +67,7 @@ is_deeply($body, {
 	type => 'text',
 	text => { preview_url => JSON::PP::true,
 		body => 'Olá Ana! Recebemos seu pedido #S3 no valor de R$ 10,00. Obrigado pela compra!' },
-	biz_opaque_callback_data => "$id" }, 'S3, after configure(use_templates => false): text body');
+	biz_opaque_callback_data => callback_data($id) }, 'S3, after configure(use_templates => false): text body');
 configure('use_templates => true');
 ($id, $body) = send_one('S3b', '5511900000033');
 is($body->{type}, 'template', 'S3b, after configure(use_templates => true): a template again');

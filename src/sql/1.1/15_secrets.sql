@@ -55,43 +55,8 @@ ALTER TABLE wa_notify.state ADD COLUMN secrets_to_set text[];
 -- the dump's rows arrive; they update the seeded rows instead of clashing.
 -- The first setting row restored also records (and says in a WARNING) which
 -- secrets the dump did not carry.
-CREATE OR REPLACE FUNCTION wa_notify._restore_upsert() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
-DECLARE
-    missing text[];
-BEGIN
-    IF TG_TABLE_NAME = 'setting' THEN
-        IF NEW.is_secret THEN
-            RETURN NULL;            -- a dump from 1.0: its secrets are not taken either
-        END IF;
-        UPDATE wa_notify.setting SET value = NEW.value, updated_at = NEW.updated_at
-         WHERE name = NEW.name;
-        IF (SELECT secrets_to_set IS NULL FROM wa_notify.state) THEN
-            SELECT array_agg(s.name ORDER BY s.name) INTO missing
-              FROM wa_notify.setting s
-             WHERE s.is_secret AND s.name <> 'callback_key'
-               AND NOT (wa_notify._secrets_source() = 'file' AND wa_notify._secret_available(s.name));
-            UPDATE wa_notify.state SET secrets_to_set = coalesce(missing, '{}');
-            IF missing IS NOT NULL THEN
-                RAISE WARNING 'wa_notify: the dump holds no secrets; set again: %', array_to_string(missing, ', ')
-                    USING HINT = 'Put them into the file named by wa_notify.secrets_file, or use wa_notify.configure(); webhook_verify_token was generated anew (rotate it in Meta''s webhook settings or set the old one). wa_notify.status shows what is still missing.';
-            END IF;
-        END IF;
-    ELSE
-        UPDATE wa_notify.event
-           SET enabled = NEW.enabled, template_name = NEW.template_name,
-               template_language = NEW.template_language, params = NEW.params,
-               button_param = NEW.button_param, text_body = NEW.text_body,
-               template_status = NEW.template_status, template_status_at = NEW.template_status_at,
-               template_status_reason = NEW.template_status_reason,
-               held_reason = NEW.held_reason, held_code = NEW.held_code, held_at = NEW.held_at
-         WHERE event = NEW.event;
-    END IF;
-    IF FOUND THEN
-        RETURN NULL;
-    END IF;
-    RETURN NEW;
-END $$;
+-- (_restore_upsert, which now drops secret rows, is redefined in
+-- 90_restore.sql, after every fragment that inserts setting rows.)
 
 -- a secret set after a restore leaves the list
 CREATE FUNCTION wa_notify._secret_set_again() RETURNS trigger

@@ -50,31 +50,7 @@ ALTER TABLE wa_notify.event
 -- (the setting allow_marketing_category is declared in 10_config.sql)
 
 -- a dump's event rows update the seeded ones (1.0's trigger, with the 1.1 columns)
-CREATE OR REPLACE FUNCTION wa_notify._restore_upsert() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
-BEGIN
-    IF TG_TABLE_NAME = 'setting' THEN
-        UPDATE wa_notify.setting SET value = NEW.value, updated_at = NEW.updated_at
-         WHERE name = NEW.name;
-    ELSE
-        UPDATE wa_notify.event
-           SET enabled = NEW.enabled, template_name = NEW.template_name,
-               template_language = NEW.template_language, params = NEW.params,
-               button_param = NEW.button_param, text_body = NEW.text_body,
-               template_status = NEW.template_status, template_status_at = NEW.template_status_at,
-               template_status_reason = NEW.template_status_reason,
-               held_reason = NEW.held_reason, held_code = NEW.held_code, held_at = NEW.held_at,
-               parameter_format = NEW.parameter_format, param_names = NEW.param_names,
-               header_document = NEW.header_document,
-               header_filename = NEW.header_filename, header_image = NEW.header_image,
-               category_hold = NEW.category_hold
-         WHERE event = NEW.event;
-    END IF;
-    IF FOUND THEN
-        RETURN NULL;
-    END IF;
-    RETURN NEW;
-END $$;
+-- (_restore_upsert carries the new event columns: 90_restore.sql)
 
 -------------------------------------------------------------------------------
 -- templates as Meta reports them (sync_templates() and the template webhooks)
@@ -657,7 +633,8 @@ SELECT e.event, e.description, e.enabled, e.template_name,
 -------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION wa_notify.sync_templates(OUT templates integer, OUT events_updated integer,
                                                     OUT events_missing integer)
-LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+-- SECURITY DEFINER: the admin role of doc/roles.md may run it (30_dispatch_security.sql)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
 #variable_conflict use_column
 DECLARE
     waba text := (SELECT value FROM wa_notify.setting WHERE name = 'business_account_id');
