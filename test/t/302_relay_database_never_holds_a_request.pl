@@ -41,8 +41,12 @@ my $relay = WaRelay->start($node, %limits);
 my $pos = -s $node->logfile;
 my ($code, $body) = $relay->http(url => $relay->url . $handshake);
 is("$code $body", '200 4242', 'handshake answered');
-like(slurp_file($node->logfile, $pos), qr/\Q$token\E/,
-	'before the role set-up, log_statement = all writes the token (a bind parameter)');
+# two guards: the library's log hook drops the bind parameters of a
+# webhook_verify statement (secrets.c), and the role's
+# log_parameter_max_length = 0 keeps PostgreSQL from printing them at all
+my $before = slurp_file($node->logfile, $pos);
+like($before, qr/execute [^\n]*webhook_verify/, 'before the role set-up, the handshake is logged');
+unlike($before, qr/\Q$token\E/, 'but not the verify token (the log hook drops the parameters)');
 ($code, $body) = $relay->http(url => $relay->base . '/healthz');
 like($body, qr/^degraded: .*log_parameter_max_length is not 0/, '/healthz says so');
 ok($relay->stop, 'relay stopped');
