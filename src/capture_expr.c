@@ -47,6 +47,7 @@
 #include "parser/analyze.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -167,6 +168,33 @@ wa_run_protected(void (*fn) (void *), void *arg, char **error)
 	return ok;
 }
 
+/*
+ * Functions that cannot raise on any input although not marked leakproof
+ * (comparisons of enums and numerics).
+ */
+static bool
+known_safe(Oid funcid)
+{
+	switch (funcid)
+	{
+		case F_ENUM_EQ:
+		case F_ENUM_NE:
+		case F_ENUM_LT:
+		case F_ENUM_GT:
+		case F_ENUM_LE:
+		case F_ENUM_GE:
+		case F_NUMERIC_EQ:
+		case F_NUMERIC_NE:
+		case F_NUMERIC_LT:
+		case F_NUMERIC_GT:
+		case F_NUMERIC_LE:
+		case F_NUMERIC_GE:
+			return true;
+		default:
+			return get_func_leakproof(funcid);
+	}
+}
+
 /* leakproof functions cannot raise on any input: no subtransaction needed */
 static bool
 unsafe_walker(Node *node, void *context)
@@ -188,19 +216,19 @@ unsafe_walker(Node *node, void *context)
 		case T_List:
 			break;
 		case T_FuncExpr:
-			if (!get_func_leakproof(((FuncExpr *) node)->funcid))
+			if (!known_safe(((FuncExpr *) node)->funcid))
 				return true;
 			break;
 		case T_OpExpr:
 		case T_DistinctExpr:
 		case T_NullIfExpr:
 			set_opfuncid((OpExpr *) node);
-			if (!get_func_leakproof(((OpExpr *) node)->opfuncid))
+			if (!known_safe(((OpExpr *) node)->opfuncid))
 				return true;
 			break;
 		case T_ScalarArrayOpExpr:
 			set_sa_opfuncid((ScalarArrayOpExpr *) node);
-			if (!get_func_leakproof(((ScalarArrayOpExpr *) node)->opfuncid))
+			if (!known_safe(((ScalarArrayOpExpr *) node)->opfuncid))
 				return true;
 			break;
 		default:

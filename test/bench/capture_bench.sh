@@ -20,7 +20,8 @@
 #
 # Variants:
 #   plain       no trigger
-#   wa_notify   wa_notify.watch(): C row trigger, transition in the WHEN clause,
+#   wa_notify   wa_notify.watch(): C row trigger, transition in the WHEN clause
+#               (1.0: the expression itself; 1.1: wa_notify._fires(), evaluated in C),
 #               the context does not read $2 (the row is not kept as jsonb)
 #   wa_notify_c the same with a context that reads $2->>'CustomerIp' (that
 #               column staged)
@@ -172,6 +173,12 @@ SQL
     wa_notify|wa_notify_c|wa_notify_j)
         case $v in wa_notify) c=$CTX ;; wa_notify_c) c=$CTXC ;; *) c=$CTXJ ;; esac
         q -v ctx="$c" <<'SQL' >/dev/null
+-- 1.1: contexts run as wa_notify_context (absent in 1.0)
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'wa_notify_context') THEN
+        GRANT SELECT ON ALL TABLES IN SCHEMA public TO wa_notify_context;
+    END IF;
+END $$;
 SELECT wa_notify.watch('order_placed', '"Order"', '"Id"', :'ctx');
 SELECT wa_notify.watch('order_cancelled', '"Order"', '"Id"', :'ctx', '"OrderStatusId" = 40');
 SELECT wa_notify.watch('order_processing', '"Order"', '"Id"', :'ctx', '"OrderStatusId" = 20');
