@@ -34,6 +34,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -507,15 +508,15 @@ wa_notify_expr_check(PG_FUNCTION_ARGS)
 	char	   *error;
 	bool		ok;
 
-	c.rel = RelationIdGetRelation(PG_GETARG_OID(0));
-	if (!RelationIsValid(c.rel))
+	c.rel = try_relation_open(PG_GETARG_OID(0), AccessShareLock);
+	if (c.rel == NULL)
 		PG_RETURN_TEXT_P(cstring_to_text("the table no longer exists"));
 	c.expr = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	c.path = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	c.alias = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	c.want_bool = PG_GETARG_BOOL(4);
 	ok = wa_run_protected(check_parse, &c, &error);
-	RelationClose(c.rel);
+	relation_close(c.rel, AccessShareLock);
 	if (ok)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(error));

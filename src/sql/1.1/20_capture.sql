@@ -20,10 +20,10 @@ DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'wa_notify_context') THEN
         CREATE ROLE wa_notify_context NOLOGIN;
+        COMMENT ON ROLE wa_notify_context IS
+            'wa_notify: context queries run as this role; grant it SELECT on the shop tables contexts read, nothing else';
     END IF;
 END $$;
-COMMENT ON ROLE wa_notify_context IS
-    'wa_notify: context queries run as this role; grant it SELECT on the shop tables contexts read, nothing else';
 
 INSERT INTO wa_notify.setting (name, default_value, value, unit, is_secret, description)
 VALUES ('context_timeout', '5', '5', 's', false,
