@@ -3,20 +3,25 @@
  *	  Capture: the row trigger that watch() attaches to a shop's table, and
  *	  the C helpers watch() uses to validate a mapping.
  *
- *	  The trigger does the least it can in the shop's transaction: the
- *	  transition itself is decided by the trigger's WHEN clause (compiled by
- *	  PostgreSQL, so an UPDATE that does not fire costs nothing here) unless
- *	  fires_when holds a subquery; the trigger takes the order key (a column
- *	  of the row, or an expression run from a cached plan), and appends one
- *	  row (watch, event, order key, as much of the row as jsonb as the
- *	  context reads of $2) to the index-less
- *	  staging table wa_notify.capture_queue with a direct heap insert (no
- *	  executor, no SPI, no privilege on wa_notify needed by the shop's role),
- *	  then asks for the worker to be woken at commit.  After commit,
- *	  wa_notify._resolve_pending moves staged rows into wa_notify.message
- *	  (ON CONFLICT DO NOTHING: one message per event and order) and runs the
- *	  context query.
- *
+ *	  The trigger does the least it can in the shop's transaction, and
+ *	  nothing it does can fail the shop's statement but PostgreSQL's own
+ *	  resource errors: the transition is decided by the trigger's WHEN
+ *	  clause, wa_notify._fires() (capture_expr.c: fires_when compiled in C,
+ *	  naming no column, so the shop's DDL is never blocked), so an UPDATE
+ *	  that does not fire queues no trigger event; a fires_when that may
+ *	  raise is evaluated again here, protected, to stage its error.  The
+ *	  trigger takes the order key (a column of the row, or an expression
+ *	  run from a cached plan, prepared and run in a subtransaction), and
+ *	  appends one row (watch, event, order key, as much of the row as jsonb
+ *	  as the context reads of $2, or the error) to the index-less staging
+ *	  table wa_notify.capture_queue with a direct heap insert (no executor,
+ *	  no SPI, no privilege on wa_notify needed by the shop's role), then
+ *	  asks for the worker to be woken at commit.  A damaged staging table
+ *	  (index, trigger, changed columns) stages nothing: a WARNING, and the
+ *	  shop's write goes on.  After commit, wa_notify._resolve_pending moves
+ *	  staged rows into wa_notify.message (ON CONFLICT DO NOTHING: one
+ *	  message per event and order) and runs the context query.
+
  *	  Trigger arguments (written by wa_notify.watch, self-contained so that
  *	  a dumped trigger works after restore):
  *	    0  watch id
@@ -30,13 +35,19 @@
  *	       'cstatus,"Id"' only these columns (quoted names) as a jsonb
  *	       object of their text (the context reads only $2->>'column' of
  *	       types whose text is the same either way; watch() decides)
- *
+ *	  1.1 triggers have three more (1.0 triggers, five arguments and
+ *	  fires_when in their WHEN clause, keep working until the update
+ *	  script attaches them again):
+ *	    5  fires_when as the admin wrote it ('' none; also in the WHEN)
+ *	    6  the schemas recorded at watch() time (its search path)
+ *	    7  the alias fires_when and the key use for the table
+
  *	  Key plans are prepared once per backend and watch (SPI_keepplan) and
  *	  re-prepared when the trigger's arguments change (watch() rewrites the
  *	  trigger, which invalidates the relation's cached trigger data).
  *
  *	  SQL: wa_notify._capture() (trigger), wa_notify._expr_info(),
- *	       wa_notify._context_columns().
+ *	       wa_notify._context_columns(), wa_notify._capture_queue_damage().
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -74,7 +85,8 @@
 #include "wa_notify.h"
 
 /*
- * The largest row (columns' uncompressed sizes) staged as $2 of a context:
+ * The largest row (columns' uncompressed sizes) staged whole as $2 of a
+ * context ('j'):
  * a bigger one gives a failed message, never a failed jsonb conversion in
  * the shop's statement (jsonb's own limit is 256 MB).
  */
@@ -513,18 +525,20 @@ staged_row(CaptureEntry *e, HeapTuple tup, TupleDesc desc, Datum newrow, const c
 		   char **error)
 {
 	Size		rawsize;
-	bool		safe = row_converts_safely(tup, desc, &rawsize);
+	bool		safe;
 	RowToJsonb	r;
 	char	   *err;
 
+	/* only the listed columns, of types whose text cannot fail */
+	if (keep[0] == 'c')
+		return columns_as_jsonb(tup, desc, keep + 1);
+	safe = row_converts_safely(tup, desc, &rawsize);
 	if (rawsize > WA_MAX_STAGED_ROW)
 	{
 		*error = psprintf("the row is %zu bytes, over the %d bytes wa_notify stages for a context",
 						  rawsize, WA_MAX_STAGED_ROW);
 		return (Datum) 0;
 	}
-	if (keep[0] == 'c')
-		return columns_as_jsonb(tup, desc, keep + 1);
 	r.to_jsonb = &e->to_jsonb;
 	r.row = newrow;
 	r.result = (Datum) 0;
