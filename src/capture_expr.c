@@ -8,7 +8,8 @@
  *
  *	  So no trigger of wa_notify holds a WHEN clause that names a column:
  *	  the trigger's WHEN is wa_notify._fires(watch, expression, path,
- *	  alias, NEW[, OLD]), whose whole-row arguments tie it to no column,
+ *	  alias, NEW) [AND wa_notify._fires_not(..., OLD)], whose whole-row
+ *	  arguments tie it to no column,
  *	  and the shop may change a watched column's type (enum to text and
  *	  back), add or drop other columns with the watch attached.  When the
  *	  expression no longer makes sense, the error is the capture's error
@@ -28,7 +29,7 @@
  *	  operator interventions (out of memory, disk full, cancel, shutdown),
  *	  which go on failing the statement.
  *
- *	  SQL: wa_notify._fires(), wa_notify._expr_check().
+ *	  SQL: wa_notify._fires(), wa_notify._fires_not(), wa_notify._expr_check().
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -78,8 +79,8 @@ struct WaFiresWhen
 	ExprState  *state;
 	bool		safe;
 	ExprContext *econtext;
-	TupleTableSlot *slot;		/* for _fires()'s whole-row arguments */
-	TupleTableSlot *oldslot;
+	TupleTableSlot *slot;		/* for _fires()'s whole-row argument */
+	Oid			rowtype;		/* of that argument (_fires() sets it) */
 };
 
 static HTAB *fires_cache = NULL;
@@ -336,7 +337,8 @@ wa_fires_lookup(int64 watch_id, Oid relid, const char *expr, const char *path,
 	e->alias = pstrdup(alias);
 	e->parse_error = NULL;
 	e->state = NULL;
-	e->slot = e->oldslot = NULL;
+	e->slot = NULL;
+	e->rowtype = InvalidOid;
 	e->safe = false;
 	e->econtext = CreateStandaloneExprContext();
 	MemoryContextSwitchTo(old);
@@ -354,7 +356,6 @@ wa_fires_lookup(int64 watch_id, Oid relid, const char *expr, const char *path,
 		old = MemoryContextSwitchTo(e->cxt);
 		desc = CreateTupleDescCopy(RelationGetDescr(b.rel));
 		e->slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
-		e->oldslot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
 		MemoryContextSwitchTo(old);
 	}
 	RelationClose(b.rel);
@@ -435,45 +436,58 @@ store_row(TupleTableSlot *slot, Oid relid, HeapTupleHeader th, HeapTupleData *tm
 }
 
 /*
+ * Does fires_when hold on the whole-row argument 4 (want true), or not
+ * (want false)?  True as well when it fails on the row: the capture
+ * trigger then evaluates it again and records the error.
+ */
+static bool
+fires_on_row(FunctionCallInfo fcinfo, bool want)
+{
+	HeapTupleHeader th = PG_GETARG_HEAPTUPLEHEADER(4);
+	Oid			rowtype = HeapTupleHeaderGetTypeId(th);
+	WaFiresWhen *e = (WaFiresWhen *) fcinfo->flinfo->fn_extra;
+	HeapTupleData tup;
+	char	   *error;
+	bool		holds;
+
+	if (e == NULL || !e->valid || e->rowtype != rowtype)
+	{
+		e = wa_fires_lookup(PG_GETARG_INT64(0), get_typ_typrelid(rowtype),
+							text_to_cstring(PG_GETARG_TEXT_PP(1)),
+							text_to_cstring(PG_GETARG_TEXT_PP(2)),
+							text_to_cstring(PG_GETARG_TEXT_PP(3)));
+		e->rowtype = rowtype;
+		fcinfo->flinfo->fn_extra = e;
+	}
+	if (e->parse_error)
+		return true;
+	store_row(e->slot, e->key.relid, th, &tup);
+	holds = wa_fires_eval(e, e->slot, NULL, &error);
+	ExecClearTuple(e->slot);
+	return error ? true : holds == want;
+}
+
+/*
  * wa_notify._fires(watch_id bigint, fires_when text, search_path text,
- *     alias text, new record [, old record]) RETURNS boolean
+ *     alias text, new record) RETURNS boolean
+ * wa_notify._fires_not(..., old record) RETURNS boolean
  *
- * The WHEN clause of a 1.1 capture trigger.  True when the row fires, or
- * when fires_when fails on it (the trigger then stages the error).
+ * The WHEN clause of a 1.1 capture trigger: INSERT "_fires(NEW)", UPDATE
+ * "_fires(NEW) AND _fires_not(OLD)" (the old row is only looked at when
+ * the new one fires).  True on an error (the trigger stages it).
  */
 PG_FUNCTION_INFO_V1(wa_notify_fires);
 Datum
 wa_notify_fires(PG_FUNCTION_ARGS)
 {
-	HeapTupleHeader newth = PG_GETARG_HEAPTUPLEHEADER(4);
-	Oid			relid = get_typ_typrelid(HeapTupleHeaderGetTypeId(newth));
-	WaFiresWhen *e;
-	HeapTupleData newtup;
-	HeapTupleData oldtup;
-	TupleTableSlot *oldslot = NULL;
-	char	   *error;
-	bool		fires;
+	PG_RETURN_BOOL(fires_on_row(fcinfo, true));
+}
 
-	e = (WaFiresWhen *) fcinfo->flinfo->fn_extra;
-	if (e == NULL || !e->valid || e->key.relid != relid)
-	{
-		e = wa_fires_lookup(PG_GETARG_INT64(0), relid,
-							text_to_cstring(PG_GETARG_TEXT_PP(1)),
-							text_to_cstring(PG_GETARG_TEXT_PP(2)),
-							text_to_cstring(PG_GETARG_TEXT_PP(3)));
-		fcinfo->flinfo->fn_extra = e;
-	}
-	if (e->parse_error)
-		PG_RETURN_BOOL(true);
-	store_row(e->slot, e->key.relid, newth, &newtup);
-	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
-		oldslot = store_row(e->oldslot, e->key.relid, PG_GETARG_HEAPTUPLEHEADER(5), &oldtup);
-	/* an error answers true: the trigger evaluates again and records it */
-	fires = wa_fires_eval(e, e->slot, oldslot, &error);
-	ExecClearTuple(e->slot);
-	if (oldslot)
-		ExecClearTuple(oldslot);
-	PG_RETURN_BOOL(fires);
+PG_FUNCTION_INFO_V1(wa_notify_fires_not);
+Datum
+wa_notify_fires_not(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(fires_on_row(fcinfo, false));
 }
 
 typedef struct CheckArgs

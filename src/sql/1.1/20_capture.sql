@@ -7,8 +7,9 @@
 --    recorded at watch() time, read-only, under context_timeout and a lock
 --    timeout (src/capture_context.c);
 --  * fires_when is compiled and evaluated in C (src/capture_expr.c): the
---    trigger's WHEN clause is wa_notify._fires(..., NEW[, OLD]), which ties
---    the trigger to no column, so the shop's ALTER COLUMN ... TYPE works;
+--    trigger's WHEN clause is wa_notify._fires(..., NEW) [AND
+--    wa_notify._fires_not(..., OLD)], which ties the trigger to no column,
+--    so the shop's ALTER COLUMN ... TYPE works;
 --  * staging never fails the shop's statement; resolution isolates a row
 --    that breaks the batch and refuses over-long order keys and contexts.
 
@@ -64,17 +65,17 @@ COMMENT ON FUNCTION wa_notify._context_explain(text, text, integer) IS
 CREATE FUNCTION wa_notify._fires(watch_id bigint, fires_when text, search_path text, alias text,
                                  new record)
     RETURNS boolean AS 'MODULE_PATHNAME', 'wa_notify_fires' LANGUAGE C VOLATILE STRICT;
-CREATE FUNCTION wa_notify._fires(watch_id bigint, fires_when text, search_path text, alias text,
-                                 new record, old record)
-    RETURNS boolean AS 'MODULE_PATHNAME', 'wa_notify_fires' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION wa_notify._fires_not(watch_id bigint, fires_when text, search_path text, alias text,
+                                     old record)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'wa_notify_fires_not' LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION wa_notify._fires(bigint, text, text, text, record) IS
-    'internal: WHEN clause of an INSERT capture trigger (fires_when of the row; true on error)';
-COMMENT ON FUNCTION wa_notify._fires(bigint, text, text, text, record, record) IS
-    'internal: WHEN clause of an UPDATE capture trigger (the row enters fires_when; true on error)';
+    'internal: WHEN clause of a capture trigger: fires_when holds on the row (true on error)';
+COMMENT ON FUNCTION wa_notify._fires_not(bigint, text, text, text, record) IS
+    'internal: WHEN clause of an UPDATE capture trigger: fires_when does not hold on the old row (true on error)';
 -- a WHEN clause's functions run as whoever writes the shop's table: it
 -- evaluates an expression over the row it is given, as its caller
 GRANT EXECUTE ON FUNCTION wa_notify._fires(bigint, text, text, text, record),
-                          wa_notify._fires(bigint, text, text, text, record, record) TO PUBLIC;
+                          wa_notify._fires_not(bigint, text, text, text, record) TO PUBLIC;
 
 CREATE FUNCTION wa_notify._expr_check(source regclass, expr text, search_path text, alias text,
                                       is_condition boolean)
@@ -176,9 +177,10 @@ BEGIN
                                     wid, fires_when, search_path, alias) END,
                    args);
     IF fires_when IS NOT NULL THEN
-        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (wa_notify._fires(%s::bigint, %L, %L, %L, NEW, OLD)) EXECUTE FUNCTION wa_notify._capture(%s)',
+        -- the old row is looked at only when the new one fires
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (wa_notify._fires(%s::bigint, %L, %L, %L, NEW) AND wa_notify._fires_not(%s::bigint, %L, %L, %L, OLD)) EXECUTE FUNCTION wa_notify._capture(%s)',
                        format('wa_notify_%s_%s_upd', wid, ev), source,
-                       wid, fires_when, search_path, alias, args);
+                       wid, fires_when, search_path, alias, wid, fires_when, search_path, alias, args);
     END IF;
 END $$;
 
