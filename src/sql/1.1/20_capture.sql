@@ -634,3 +634,18 @@ BEGIN
                                         w.fires_when, w.search_path, w.relname);
     END LOOP;
 END $$;
+
+-------------------------------------------------------------------------------
+-- privileges: like 1.0's, nothing new for PUBLIC but what a view or a WHEN
+-- clause calls (_fires, _fires_not, _capture_queue_damage, _watch_problem,
+-- granted above); the admin's EXECUTE ON ALL FUNCTIONS (doc/roles.md) is
+-- granted again after the update
+-------------------------------------------------------------------------------
+REVOKE ALL ON FUNCTION wa_notify._context_timeout(), wa_notify._max_context_bytes(),
+                       wa_notify._context_exec(text, text, text, jsonb, integer),
+                       wa_notify._context_explain(text, text, integer),
+                       wa_notify._expr_check(regclass, text, text, text, boolean),
+                       wa_notify._skip_reason(text, text),
+                       wa_notify._attach_watch(regclass, bigint, text, text, text, text, text, text, name),
+                       wa_notify._stage_messages(wa_notify.capture_queue[])
+       FROM PUBLIC;
