@@ -19,6 +19,8 @@ CREATE VIEW cshop_messages AS
          resend_of IS NOT NULL AS is_resend, resolved_at IS NOT NULL AS resolved
     FROM wa_notify.message ORDER BY id;
 
+-- contexts run as wa_notify_context: it reads only what the shop grants it
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO wa_notify_context;
 SELECT wa_notify.watch('order_placed', 'cshop_order', 'id',
   $$SELECT c.phone, c.name AS customer_name, o.id::text AS order_number, o.total
       FROM cshop_order o JOIN cshop_customer c ON c.id = o.customer_id WHERE o.id = $1::int$$) > 0 AS ok;
@@ -176,6 +178,7 @@ CREATE TABLE pshop_order (id int NOT NULL, note text, status text, phone text) P
 CREATE TABLE pshop_order_1 PARTITION OF pshop_order FOR VALUES FROM (0) TO (100);
 CREATE TABLE pshop_order_2 (status text, phone text, note text, id int NOT NULL);
 ALTER TABLE pshop_order ATTACH PARTITION pshop_order_2 FOR VALUES FROM (100) TO (200);
+GRANT SELECT ON pshop_order TO wa_notify_context;
 SELECT wa_notify.watch('order_cancelled', 'pshop_order', 'id',
   $$SELECT p.phone, 'P' AS customer_name, p.id::text AS order_number, $2->>'note' AS note_then FROM pshop_order p WHERE p.id = $1::int$$,
   $$status = 'canceled'$$) > 0 AS ok;

@@ -1,10 +1,10 @@
 -- Capture's privilege model (doc/capture.md, Privileges): watch() needs
 -- the TRIGGER privilege on the shop's table, checked against the caller;
 -- unwatch() needs TRIGGER or membership in the table's owner role; the
--- watch records the calling role and its context runs as that role (in
--- the worker too, never as the superuser), so a context can read only
--- what its role can read.  The admin roles have exactly doc/roles.md's
--- admin grants.
+-- watch records the calling role; every context runs as the role
+-- wa_notify_context (in the worker too, never as the superuser nor as the
+-- admin), so a context can read only what the shop granted that role.  The
+-- admin roles have exactly doc/roles.md's admin grants.
 \set SHOW_CONTEXT never
 SET search_path = public;
 DELETE FROM wa_notify.message;
@@ -42,6 +42,8 @@ ALTER TABLE ppshop_card OWNER TO regress_cp_shop;
 ALTER SEQUENCE ppshop_order_id_seq OWNER TO regress_cp_shop;
 GRANT SELECT ON ppshop_customer, ppshop_order TO regress_cp_admin, regress_cp_other, regress_cp_gone;
 GRANT TRIGGER ON ppshop_order TO regress_cp_admin, regress_cp_gone;
+-- contexts run as wa_notify_context: the shop grants it what they read
+GRANT SELECT ON ppshop_customer, ppshop_order TO wa_notify_context;
 
 -- no TRIGGER privilege: a clear error, nothing attached, nothing recorded
 SET ROLE regress_cp_other;
@@ -50,7 +52,7 @@ SELECT wa_notify.watch('order_placed', 'ppshop_order', 'id',
 -- the gate and the internals, called directly, give nothing more
 SELECT wa_notify._watch_store('order_placed', 'ppshop_order', 'id', NULL, 'SELECT 1 AS phone', 'public');
 SELECT wa_notify._watch_upsert('order_placed', 'ppshop_order', 'id', NULL, 'SELECT 1 AS phone', 'public', 'regress_cp_super');
-SELECT wa_notify._context_exec('regress_cp_super', 'public', $$SELECT pg_read_file('PG_VERSION') AS phone$$, NULL, NULL);
+SELECT wa_notify._context_exec('public', $$SELECT pg_read_file('PG_VERSION') AS phone$$, NULL, NULL, 5);
 RESET ROLE;
 SELECT count(*) AS watches FROM wa_notify.watch;
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'ppshop_order'::regclass AND NOT tgisinternal;
@@ -70,9 +72,10 @@ SELECT wa_notify.watch('order_processing', 'ppshop_order', 'id',
   $$SELECT pg_read_file('PG_VERSION') AS phone$$, $$status = 'processing'$$) AS processing_id;
 SELECT count(*) AS watches FROM wa_notify.watch;
 RESET ROLE;
--- the same once the admin could, and no longer can, when the worker runs them
-GRANT SELECT ON ppshop_card TO regress_cp_admin;
-GRANT EXECUTE ON FUNCTION pg_read_file(text) TO regress_cp_admin;
+-- the same once wa_notify_context could (the admin's own rights never
+-- count), and no longer can, when the worker runs them
+GRANT SELECT ON ppshop_card TO wa_notify_context;
+GRANT EXECUTE ON FUNCTION pg_read_file(text) TO wa_notify_context;
 SET ROLE regress_cp_admin;
 SELECT wa_notify.watch('order_cancelled', 'ppshop_order', 'id',
   $$SELECT c.phone, k.number AS customer_name FROM ppshop_order o JOIN ppshop_customer c ON c.id = o.customer_id
@@ -81,8 +84,8 @@ SELECT wa_notify.watch('order_cancelled', 'ppshop_order', 'id',
 SELECT wa_notify.watch('order_processing', 'ppshop_order', 'id',
   $$SELECT pg_read_file('PG_VERSION') AS phone$$, $$status = 'processing'$$) AS processing_id;
 RESET ROLE;
-REVOKE SELECT ON ppshop_card FROM regress_cp_admin;
-REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM regress_cp_admin;
+REVOKE SELECT ON ppshop_card FROM wa_notify_context;
+REVOKE EXECUTE ON FUNCTION pg_read_file(text) FROM wa_notify_context;
 SET ROLE regress_cp_admin;
 -- a context trying to become the worker's superuser again
 SELECT wa_notify.watch('shipment_created', 'ppshop_order', 'id',
@@ -101,7 +104,7 @@ SELECT wa_notify.watch('shipment_delivered', 'ppshop_order', 'id',
 RESET ROLE;
 SELECT id, event, source, owner FROM wa_notify.watches ORDER BY id;
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'ppshop_order'::regclass AND NOT tgisinternal ORDER BY tgname;
--- the watch's role is gone: its messages fail with a clear error
+-- the watch's role is gone: contexts never ran as it, its messages resolve as before
 DROP OWNED BY regress_cp_gone;
 DROP ROLE regress_cp_gone;
 
@@ -112,22 +115,22 @@ VALUES (1, 10, 'new'), (1, 20, 'canceled'), (1, 30, 'processing'), (1, 40, 'ship
        (1, 50, 'refunded'), (1, 60, 'delivered');
 RESET ROLE;
 SELECT count(*) AS orders FROM ppshop_order;
--- the resolver runs as the superuser (like the worker); each context as its watch's role
+-- the resolver runs as the superuser (like the worker); each context as wa_notify_context
 SELECT wa_notify._resolve_pending() AS resolved;
 SELECT current_user = session_user AS role_restored, current_setting('search_path') AS search_path;
 SELECT event, order_key, status, phone, params ->> 'note' AS note, error_message
   FROM wa_notify.message ORDER BY id;
 
--- preview runs the context as the watch's role too, for the superuser as well
+-- preview runs the context as wa_notify_context too, for the superuser as well
 SELECT wa_notify.preview('order_processing', '99');
 SELECT wa_notify.preview('order_cancelled', '99');
 SET ROLE regress_cp_admin;
--- order 1 has no refund message yet: the context runs now, as the admin
+-- order 1 has no refund message yet: the context runs now, as wa_notify_context
 SELECT wa_notify.preview('refund_issued', '1') -> 'to' AS to, current_setting('search_path') AS search_path;
 SELECT wa_notify.preview('order_processing', '99');
 RESET ROLE;
--- another admin is not that role: it may not run the role's context (a
--- resolved message is rendered from what is stored: no context runs)
+-- another admin previews the same way (a resolved message is rendered
+-- from what is stored: no context runs)
 SET ROLE regress_cp_other;
 SELECT wa_notify.preview('order_placed', '99');
 SELECT wa_notify.preview('order_placed', '1') -> 'to' AS to;

@@ -36,6 +36,8 @@ CREATE INDEX "IX_Shipment_OrderId" ON "Shipment" ("OrderId");
 \set order_ctx 'SELECT a."PhoneNumber" AS phone, a."FirstName" AS customer_name, o."CustomOrderNumber" AS order_number, o."OrderTotal" AS total FROM "Order" o JOIN "Address" a ON a."Id" = o."BillingAddressId" WHERE o."Id" = $1::int'
 \set refund_ctx 'SELECT a."PhoneNumber" AS phone, a."FirstName" AS customer_name, o."CustomOrderNumber" AS order_number, o."RefundedAmount" AS total FROM "Order" o JOIN "Address" a ON a."Id" = o."BillingAddressId" WHERE o."Id" = $1::int'
 \set ship_ctx 'SELECT a."PhoneNumber" AS phone, a."FirstName" AS customer_name, o."CustomOrderNumber" AS order_number, o."ShippingMethod" AS carrier, s."TrackingNumber" AS tracking_number FROM "Order" o JOIN "Address" a ON a."Id" = o."BillingAddressId" LEFT JOIN LATERAL (SELECT * FROM "Shipment" s WHERE s."OrderId" = o."Id" ORDER BY s."Id" = ($2->>''Id'')::int DESC NULLS LAST, s."Id" DESC LIMIT 1) s ON true WHERE o."Id" = $1::int'
+-- contexts run as wa_notify_context: it reads only what the shop grants it
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO wa_notify_context;
 SELECT wa_notify.watch('order_placed',       '"Order"',    '"Id"',      :'order_ctx') IS NOT NULL AS placed,
        wa_notify.watch('order_processing',   '"Order"',    '"Id"',      :'order_ctx', '"OrderStatusId" = 20') IS NOT NULL AS processing,
        wa_notify.watch('order_cancelled',    '"Order"',    '"Id"',      :'order_ctx', '"OrderStatusId" = 40') IS NOT NULL AS cancelled,

@@ -44,6 +44,8 @@ CREATE TABLE payment_transactionevent (
 \set order_ctx 'SELECT a.phone, a.first_name AS customer_name, o.number::text AS order_number, o.total_gross_amount AS total FROM order_order o JOIN account_address a ON a.id = o.billing_address_id WHERE o.id = $1::uuid'
 \set ship_ctx 'SELECT a.phone, a.first_name AS customer_name, o.number::text AS order_number, o.shipping_method_name AS carrier, f.tracking_number FROM order_order o JOIN account_address a ON a.id = o.billing_address_id LEFT JOIN LATERAL (SELECT * FROM order_fulfillment f WHERE f.order_id = o.id AND f.tracking_number <> '''' ORDER BY f.id = ($2->>''id'')::int DESC NULLS LAST, f.id DESC LIMIT 1) f ON true WHERE o.id = $1::uuid'
 \set refund_ctx 'SELECT a.phone, a.first_name AS customer_name, o.number::text AS order_number, coalesce(($2->>''amount_value'')::numeric, (SELECT sum(t.refunded_value) FROM payment_transactionitem t WHERE t.order_id = o.id)) AS total FROM order_order o JOIN account_address a ON a.id = o.billing_address_id WHERE o.id = $1::uuid'
+-- contexts run as wa_notify_context: it reads only what the shop grants it
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO wa_notify_context;
 SELECT wa_notify.watch('order_placed', 'order_order', 'id', :'order_ctx',
                        $$status IN ('unconfirmed', 'unfulfilled')$$) IS NOT NULL AS placed,
        wa_notify.watch('order_processing', 'order_order', 'id', :'order_ctx',

@@ -3,20 +3,25 @@
  *	  Capture: the row trigger that watch() attaches to a shop's table, and
  *	  the C helpers watch() uses to validate a mapping.
  *
- *	  The trigger does the least it can in the shop's transaction: the
- *	  transition itself is decided by the trigger's WHEN clause (compiled by
- *	  PostgreSQL, so an UPDATE that does not fire costs nothing here) unless
- *	  fires_when holds a subquery; the trigger takes the order key (a column
- *	  of the row, or an expression run from a cached plan), and appends one
- *	  row (watch, event, order key, as much of the row as jsonb as the
- *	  context reads of $2) to the index-less
- *	  staging table wa_notify.capture_queue with a direct heap insert (no
- *	  executor, no SPI, no privilege on wa_notify needed by the shop's role),
- *	  then asks for the worker to be woken at commit.  After commit,
- *	  wa_notify._resolve_pending moves staged rows into wa_notify.message
- *	  (ON CONFLICT DO NOTHING: one message per event and order) and runs the
- *	  context query.
- *
+ *	  The trigger does the least it can in the shop's transaction, and
+ *	  nothing it does can fail the shop's statement but PostgreSQL's own
+ *	  resource errors: the transition is decided by the trigger's WHEN
+ *	  clause, wa_notify._fires() (capture_expr.c: fires_when compiled in C,
+ *	  naming no column, so the shop's DDL is never blocked), so an UPDATE
+ *	  that does not fire queues no trigger event; a fires_when that may
+ *	  raise is evaluated again here, protected, to stage its error.  The
+ *	  trigger takes the order key (a column of the row, or an expression
+ *	  run from a cached plan, prepared and run in a subtransaction), and
+ *	  appends one row (watch, event, order key, as much of the row as jsonb
+ *	  as the context reads of $2, or the error) to the index-less staging
+ *	  table wa_notify.capture_queue with a direct heap insert (no executor,
+ *	  no SPI, no privilege on wa_notify needed by the shop's role), then
+ *	  asks for the worker to be woken at commit.  A damaged staging table
+ *	  (index, trigger, changed columns) stages nothing: a WARNING, and the
+ *	  shop's write goes on.  After commit, wa_notify._resolve_pending moves
+ *	  staged rows into wa_notify.message (ON CONFLICT DO NOTHING: one
+ *	  message per event and order) and runs the context query.
+
  *	  Trigger arguments (written by wa_notify.watch, self-contained so that
  *	  a dumped trigger works after restore):
  *	    0  watch id
@@ -30,20 +35,28 @@
  *	       'cstatus,"Id"' only these columns (quoted names) as a jsonb
  *	       object of their text (the context reads only $2->>'column' of
  *	       types whose text is the same either way; watch() decides)
- *
+ *	  1.1 triggers have three more (1.0 triggers, five arguments and
+ *	  fires_when in their WHEN clause, keep working until the update
+ *	  script attaches them again):
+ *	    5  fires_when as the admin wrote it ('' none; also in the WHEN)
+ *	    6  the schemas recorded at watch() time (its search path)
+ *	    7  the alias fires_when and the key use for the table
+
  *	  Key plans are prepared once per backend and watch (SPI_keepplan) and
  *	  re-prepared when the trigger's arguments change (watch() rewrites the
  *	  trigger, which invalidates the relation's cached trigger data).
  *
  *	  SQL: wa_notify._capture() (trigger), wa_notify._expr_info(),
- *	       wa_notify._context_columns().
+ *	       wa_notify._context_columns(), wa_notify._capture_queue_damage().
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "access/transam.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -70,6 +83,14 @@
 #include "utils/syscache.h"
 
 #include "wa_notify.h"
+
+/*
+ * The largest row (columns' uncompressed sizes) staged whole as $2 of a
+ * context ('j'):
+ * a bigger one gives a failed message, never a failed jsonb conversion in
+ * the shop's statement (jsonb's own limit is 256 MB).
+ */
+#define WA_MAX_STAGED_ROW (16 * 1024 * 1024)
 
 typedef struct CaptureKey
 {
@@ -142,15 +163,7 @@ capture_entry(int64 watch_id, Oid rowtype, bool expr_mode, const char *keysql)
 		MemoryContextSwitchTo(old);
 	}
 	if (expr_mode)
-	{
-		Oid			types[2] = {rowtype, rowtype};
-
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		e->keyplan = wa_prepare_kept(keysql, 2, types, 0);
-		SPI_finish();
-		e->keysql = MemoryContextStrdup(TopMemoryContext, keysql);
-	}
+		e->keysql = MemoryContextStrdup(TopMemoryContext, keysql);	/* prepared on use */
 	e->valid = true;
 	return e;
 }
@@ -249,33 +262,116 @@ columns_as_jsonb(HeapTuple tup, TupleDesc desc, const char *columns)
 }
 
 /*
+ * Why wa_notify.capture_queue cannot take a direct heap insert (NULL: it
+ * can): the trigger appends to it without executor, so an index (even one
+ * dropped since: the relcache's list, not relhasindex), a trigger or a
+ * changed column would be bypassed or corrupted.
+ */
+static const char *
+capture_queue_damage(Relation rel)
+{
+	static const struct
+	{
+		const char *name;
+		Oid			type;
+	}			expected[] =
+	{
+		{"watch_id", INT8OID}, {"event", TEXTOID}, {"order_key", TEXTOID},
+		{"source_row", JSONBOID}, {"error", TEXTOID}, {"captured_at", TIMESTAMPTZOID}
+	};
+	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *indexes = RelationGetIndexList(rel);
+
+	if (indexes != NIL)
+	{
+		list_free(indexes);
+		return "wa_notify.capture_queue has an index";
+	}
+	if (rel->trigdesc != NULL)
+		return "wa_notify.capture_queue has a trigger";
+	if (rel->rd_rel->relhasrules || rel->rd_rel->relrowsecurity)
+		return "wa_notify.capture_queue has a rule or row security";
+	if (desc->natts != lengthof(expected))
+		return "wa_notify.capture_queue's columns were changed";
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->atttypid != expected[i].type ||
+			strcmp(NameStr(att->attname), expected[i].name) != 0)
+			return "wa_notify.capture_queue's columns were changed";
+	}
+	return NULL;
+}
+
+static Oid
+capture_queue_relid(void)
+{
+	Oid			nsp = get_namespace_oid("wa_notify", true);
+
+	return OidIsValid(nsp) ? get_relname_relid("capture_queue", nsp) : InvalidOid;
+}
+
+/*
+ * wa_notify._capture_queue_damage() RETURNS text: why captures cannot be
+ * staged (NULL: they can); the status card shows it.
+ */
+PG_FUNCTION_INFO_V1(wa_notify_capture_queue_damage);
+Datum
+wa_notify_capture_queue_damage(PG_FUNCTION_ARGS)
+{
+	Oid			relid = capture_queue_relid();
+	Relation	rel;
+	const char *damage;
+
+	if (!OidIsValid(relid))
+		PG_RETURN_TEXT_P(cstring_to_text("wa_notify.capture_queue does not exist"));
+	rel = table_open(relid, AccessShareLock);
+	damage = capture_queue_damage(rel);
+	table_close(rel, AccessShareLock);
+	if (damage == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(damage));
+}
+
+/*
  * Append one row to wa_notify.capture_queue.  The table has no index, no
  * trigger and no constraint beyond NOT NULL, so a heap insert is all an
  * INSERT would do; it is WAL-logged and rolls back with the shop's
- * transaction like any other row.
+ * transaction like any other row.  When the table is missing or damaged,
+ * nothing can be staged: a WARNING, and the shop's write goes on.
  */
 static void
 stage_capture(int64 watch_id, const char *event, const char *key, Datum source_row,
 			  bool has_row, const char *error)
 {
-	Oid			nsp = get_namespace_oid("wa_notify", false);
-	Oid			relid = get_relname_relid("capture_queue", nsp);
+	Oid			relid = capture_queue_relid();
 	Relation	rel;
 	Datum		values[6];
 	bool		nulls[6] = {false, false, false, false, false, false};
 	HeapTuple	tup;
+	const char *damage;
 
 	if (!OidIsValid(relid))
-		ereport(ERROR,
+	{
+		ereport(WARNING,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("wa_notify.capture_queue does not exist"),
+				 errmsg("wa_notify could not capture %s: wa_notify.capture_queue does not exist", event),
 				 errhint("Is the wa_notify extension installed in this database?")));
+		return;
+	}
 	rel = table_open(relid, RowExclusiveLock);
-	if (rel->rd_rel->relhasindex || rel->trigdesc != NULL ||
-		RelationGetDescr(rel)->natts != 6)
-		ereport(ERROR,
+	damage = capture_queue_damage(rel);
+	if (damage)
+	{
+		table_close(rel, RowExclusiveLock);
+		ereport(WARNING,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("wa_notify.capture_queue must have six columns and no index or trigger")));
+				 errmsg("wa_notify could not capture %s: %s", event, damage),
+				 errdetail("The shop's write goes on; this capture is lost."),
+				 errhint("wa_notify.capture_queue must have its six columns and no index, trigger, rule or policy; the status card shows the damage.")));
+		return;
+	}
 	values[0] = Int64GetDatum(watch_id);
 	values[1] = CStringGetTextDatum(event);
 	if (key)
@@ -295,70 +391,213 @@ stage_capture(int64 watch_id, const char *event, const char *key, Datum source_r
 	wa_wake_worker_at_commit();
 }
 
+typedef struct KeyQuery
+{
+	CaptureEntry *e;
+	Datum		args[2];
+	char		nulls[2];
+	bool		fires;
+	char	   *key;
+	MemoryContext callerctx;
+} KeyQuery;
+
 /*
- * Run the key query in a subtransaction (it writes nothing, so no xid is
- * spent): an error in the admin's expression (a subquery returning two rows,
- * a bad cast) must not roll back the shop's order.  Returns true when the
- * event fires; *key is the order key (NULL if the expression gave NULL) or
- * *error the expression's error.
+ * The key query ('e' mode), prepared on first use (a column renamed since
+ * watch() fails here, not outside the protection) and run; it writes
+ * nothing, so its subtransaction spends no xid.
+ */
+static void
+key_query(void *arg)
+{
+	KeyQuery   *kq = (KeyQuery *) arg;
+	CaptureEntry *e = kq->e;
+	Oid			types[2] = {e->key.rowtype, e->key.rowtype};
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (e->keyplan == NULL)
+		e->keyplan = wa_prepare_kept(e->keysql, 2, types, 0);
+	rc = SPI_execute_plan(e->keyplan, kq->args, kq->nulls, false, 2);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "wa_notify capture: key query failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_CARDINALITY_VIOLATION),
+				 errmsg("the order key query returned more than one row")));
+	if (SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		kq->fires = true;
+		kq->key = v ? MemoryContextStrdup(kq->callerctx, v) : NULL;
+	}
+	SPI_finish();
+}
+
+/*
+ * Run the key query protected: an error in the admin's expression (a
+ * subquery returning two rows, a bad cast, a renamed column) must not roll
+ * back the shop's order.  Returns true when the event fires; *key is the
+ * order key (NULL if the expression gave NULL) or *error the error.
  */
 static bool
 run_key_query(CaptureEntry *e, Datum newrow, Datum oldrow, bool has_old,
 			  char **key, char **error)
 {
-	MemoryContext callerctx = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool fires = false;
+	KeyQuery	kq;
+	char	   *err;
 
+	kq.e = e;
+	kq.args[0] = newrow;
+	kq.args[1] = oldrow;
+	kq.nulls[0] = ' ';
+	kq.nulls[1] = has_old ? ' ' : 'n';
+	kq.fires = false;
+	kq.key = NULL;
+	kq.callerctx = CurrentMemoryContext;
 	*key = NULL;
 	*error = NULL;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(callerctx);
-	PG_TRY();
+	if (!wa_run_protected(key_query, &kq, &err))
 	{
-		Datum		args[2];
-		char		nulls[2] = {' ', ' '};
-		int			rc;
+		*error = psprintf("the order key expression failed: %s", err);
+		return true;
+	}
+	*key = kq.key;
+	return kq.fires;
+}
 
-		args[0] = newrow;
-		args[1] = oldrow;
-		if (!has_old)
-			nulls[1] = 'n';
-		rc = SPI_execute_plan(e->keyplan, args, nulls, false, 2);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "wa_notify capture: key query failed: %s", SPI_result_code_string(rc));
-		if (SPI_processed > 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_CARDINALITY_VIOLATION),
-					 errmsg("the order key query returned more than one row")));
-		if (SPI_processed == 1)
+/*
+ * Can the row be converted to jsonb without any chance of an error?  Only
+ * built-in types (and enums, domains and arrays of them) under the size
+ * wa_notify stages; any other row is converted protected.
+ */
+static bool
+row_converts_safely(HeapTuple tup, TupleDesc desc, Size *rawsize)
+{
+	bool		safe = true;
+
+	*rawsize = 0;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Oid			base;
+		bool		isnull;
+		Datum		d;
+
+		if (att->attisdropped)
+			continue;
+		base = getBaseType(att->atttypid);
+		if (OidIsValid(get_element_type(base)))
+			base = getBaseType(get_element_type(base));
+		if (base >= FirstNormalObjectId && !type_is_enum(base))
+			safe = false;
+		if (att->attlen == -1)
 		{
-			char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-			fires = true;
-			MemoryContextSwitchTo(callerctx);
-			*key = v ? pstrdup(v) : NULL;
+			d = heap_getattr(tup, i + 1, desc, &isnull);
+			if (!isnull)
+				*rawsize += toast_raw_datum_size(d);
 		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(callerctx);
-		CurrentResourceOwner = owner;
+		else if (att->attlen > 0)
+			*rawsize += att->attlen;
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+	return safe;
+}
 
-		MemoryContextSwitchTo(callerctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(callerctx);
-		CurrentResourceOwner = owner;
-		*error = psprintf("the order key expression failed: %s", edata->message);
-		FreeErrorData(edata);
-		fires = true;
+typedef struct RowToJsonb
+{
+	FmgrInfo   *to_jsonb;
+	Datum		row;
+	Datum		result;
+} RowToJsonb;
+
+static void
+row_to_jsonb(void *arg)
+{
+	RowToJsonb *r = (RowToJsonb *) arg;
+
+	r->result = FunctionCall1(r->to_jsonb, r->row);
+}
+
+/* the row as jsonb ($2 of the context), or *error */
+static Datum
+staged_row(CaptureEntry *e, HeapTuple tup, TupleDesc desc, Datum newrow, const char *keep,
+		   char **error)
+{
+	Size		rawsize;
+	bool		safe;
+	RowToJsonb	r;
+	char	   *err;
+
+	/* only the listed columns, of types whose text cannot fail */
+	if (keep[0] == 'c')
+		return columns_as_jsonb(tup, desc, keep + 1);
+	safe = row_converts_safely(tup, desc, &rawsize);
+	if (rawsize > WA_MAX_STAGED_ROW)
+	{
+		*error = psprintf("the row is %zu bytes, over the %d bytes wa_notify stages for a context",
+						  rawsize, WA_MAX_STAGED_ROW);
+		return (Datum) 0;
 	}
-	PG_END_TRY();
+	r.to_jsonb = &e->to_jsonb;
+	r.row = newrow;
+	r.result = (Datum) 0;
+	if (safe)
+		row_to_jsonb(&r);
+	else if (!wa_run_protected(row_to_jsonb, &r, &err))
+		*error = psprintf("the row could not be converted to jsonb: %s", err);
+	return r.result;
+}
+
+/* fires_when of a 1.1 trigger: does the row fire, and with which error? */
+static bool
+check_fires_when(TriggerData *trigdata, int64 watch_id, char **error)
+{
+	Trigger    *tg = trigdata->tg_trigger;
+	WaFiresWhen *fw;
+	bool		update = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event);
+	char	   *err;
+	bool		fires;
+
+	*error = NULL;
+	if (tg->tgnargs < 8 || tg->tgargs[5][0] == '\0')
+		return true;
+	fw = wa_fires_lookup(watch_id, RelationGetRelid(trigdata->tg_relation),
+						 tg->tgargs[5], tg->tgargs[6], tg->tgargs[7]);
+	/* a safe expression was decided by the WHEN clause already */
+	if (wa_fires_safe(fw))
+		return true;
+	fires = wa_fires_eval(fw, update ? trigdata->tg_newslot : trigdata->tg_trigslot,
+						  update ? trigdata->tg_trigslot : NULL, &err);
+	if (err)
+		*error = psprintf("fires_when of watch " INT64_FORMAT " (%s on %s) failed: %s; the expression was: %s",
+						  watch_id, tg->tgargs[1],
+						  quote_qualified_identifier(get_namespace_name(RelationGetNamespace(trigdata->tg_relation)),
+													 RelationGetRelationName(trigdata->tg_relation)),
+						  err, tg->tgargs[5]);
 	return fires;
+}
+
+/* the order key of a 'k' trigger: the text of a column of the row */
+static char *
+column_key(HeapTuple tup, TupleDesc desc, char *quoted, char **error)
+{
+	int			attnum = column_number(desc, pstrdup(quoted));
+	bool		isnull;
+	Datum		v;
+	Oid			typoutput;
+	bool		typisvarlena;
+
+	if (attnum == 0)
+	{
+		*error = psprintf("the order key column %s does not exist", quoted);
+		return NULL;
+	}
+	v = heap_getattr(tup, attnum, desc, &isnull);
+	if (isnull)
+		return NULL;
+	getTypeOutputInfo(TupleDescAttr(desc, attnum - 1)->atttypid, &typoutput, &typisvarlena);
+	return OidOutputFunctionCall(typoutput, v);
 }
 
 PG_FUNCTION_INFO_V1(wa_notify_capture);
@@ -377,6 +616,7 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 	CaptureEntry *e;
 	char	   *key = NULL;
 	char	   *error = NULL;
+	char	   *fw_error = NULL;
 	Datum		newrow = (Datum) 0;
 	Datum		jrow = (Datum) 0;
 
@@ -389,10 +629,10 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("wa_notify._capture() must be an AFTER ... FOR EACH ROW trigger")));
 	tg = trigdata->tg_trigger;
-	if (tg->tgnargs != 5)
+	if (tg->tgnargs != 5 && tg->tgnargs != 8)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("wa_notify._capture() needs five trigger arguments"),
+				 errmsg("wa_notify._capture() needs five or eight trigger arguments"),
 				 errhint("Attach capture with wa_notify.watch().")));
 
 	rel = trigdata->tg_relation;
@@ -406,6 +646,8 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 		newtup = trigdata->tg_trigtuple;
 
 	watch_id = (int64) strtoll(tg->tgargs[0], NULL, 10);
+	if (!check_fires_when(trigdata, watch_id, &fw_error))
+		return PointerGetDatum(NULL);
 	expr_mode = (tg->tgargs[2][0] == 'e');
 	keep_row = (tg->tgargs[4][0] == 'j' || tg->tgargs[4][0] == 'c');
 
@@ -416,45 +658,24 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 	if (expr_mode)
 	{
 		Datum		oldrow = oldtup ? heap_copy_tuple_as_datum(oldtup, desc) : (Datum) 0;
-		bool		fires;
 
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		fires = run_key_query(e, newrow, oldrow, oldtup != NULL, &key, &error);
-		SPI_finish();
-		if (!fires)
+		if (!run_key_query(e, newrow, oldrow, oldtup != NULL, &key, &error))
 			return PointerGetDatum(NULL);
 	}
 	else
-	{
-		int			attnum = column_number(desc, pstrdup(tg->tgargs[3]));
-		bool		isnull;
-		Datum		v;
-
-		if (attnum == 0)
-			error = psprintf("the order key column %s does not exist", tg->tgargs[3]);
-		else
-		{
-			v = heap_getattr(newtup, attnum, desc, &isnull);
-			if (!isnull)
-			{
-				Oid			typoutput;
-				bool		typisvarlena;
-
-				getTypeOutputInfo(TupleDescAttr(desc, attnum - 1)->atttypid,
-								  &typoutput, &typisvarlena);
-				key = OidOutputFunctionCall(typoutput, v);
-			}
-		}
-	}
+		key = column_key(newtup, desc, tg->tgargs[3], &error);
 	if (key == NULL && error == NULL)
 		error = pstrdup("the order key expression gave NULL for this row");
+	if (fw_error)
+		error = fw_error;
 
-	if (tg->tgargs[4][0] == 'j')
-		jrow = FunctionCall1(&e->to_jsonb, newrow);
-	else if (keep_row)
-		jrow = columns_as_jsonb(newtup, desc, tg->tgargs[4] + 1);
-	stage_capture(watch_id, tg->tgargs[1], error ? NULL : key, jrow, keep_row, error);
+	if (keep_row && error == NULL)
+		jrow = staged_row(e, newtup, desc, newrow, tg->tgargs[4], &error);
+	if (error && key)
+		error = psprintf("%s (order %s)", error, key);
+	/* a failed capture has no key: it must not stand in for a later good one */
+	stage_capture(watch_id, tg->tgargs[1], error ? NULL : key, jrow,
+				  keep_row && jrow != (Datum) 0 && error == NULL, error);
 	return PointerGetDatum(NULL);
 }
 

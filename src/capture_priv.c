@@ -13,20 +13,12 @@
  *	    wa_notify's own triggers, running fixed SQL with a fixed search_path;
  *	    no SQL text from the caller runs with that role.
  *	  - the watch records the calling role's name (current_user at watch()
- *	    time; names survive pg_dump/restore, oids do not).  The context runs
- *	    as that role inside a security-restricted operation (no SET ROLE back
- *	    to the worker's superuser, no temp tables, no LISTEN, no WITH HOLD
- *	    cursors), with the search path recorded at watch() time; every GUC it
- *	    changes is rolled back.  The caller must have the privileges of that
- *	    role (the worker is a superuser; preview() by an admin needs to be
- *	    the watch's role or a member of it), so this is never a way up.
- *
- *	  On error, the enclosing (sub)transaction's abort restores the user id,
- *	  security context and GUCs, as for SECURITY DEFINER functions (the
- *	  resolver runs each context in a subtransaction).
+ *	    time; names survive pg_dump/restore, oids do not), for the record:
+ *	    since 1.1 every context runs as wa_notify_context, never as the
+ *	    watch's role (capture_context.c).
  *
  *	  SQL: wa_notify._watch_check(), wa_notify._watch_store(),
- *	       wa_notify.unwatch(), wa_notify._context_exec().
+ *	       wa_notify.unwatch().
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -203,82 +195,4 @@ wa_notify_unwatch(PG_FUNCTION_ARGS)
 	check_watch_privilege(PG_GETARG_OID(1), true);
 	PG_RETURN_DATUM(run_as_extension_owner("SELECT wa_notify._unwatch_drop($1, $2)",
 										   2, types, values, NULL));
-}
-
-/*
- * wa_notify._context_exec(role name, search_path text, context text,
- *     order_key text, source_row jsonb) RETURNS jsonb[]
- *
- * At most two rows of the context query ($1 order key, $2 source row), each
- * as jsonb, NULL for none; run as role inside a security-restricted
- * operation with the given search path.  The caller must have the
- * privileges of role.
- */
-PG_FUNCTION_INFO_V1(wa_notify_context_exec);
-Datum
-wa_notify_context_exec(PG_FUNCTION_ARGS)
-{
-	char	   *role;
-	char	   *path;
-	char	   *ctx;
-	char	   *sql;
-	Oid			roleid;
-	Oid			types[2] = {TEXTOID, JSONBOID};
-	Datum		values[2];
-	char		nulls[2];
-	Oid			save_userid;
-	int			save_sec;
-	int			nestlevel;
-	int			rc;
-	Datum		result = (Datum) 0;
-	bool		isnull = true;
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("role, search_path and context must not be NULL")));
-	role = NameStr(*PG_GETARG_NAME(0));
-	path = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	ctx = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	values[0] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
-	nulls[0] = PG_ARGISNULL(3) ? 'n' : ' ';
-	values[1] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
-	nulls[1] = PG_ARGISNULL(4) ? 'n' : ' ';
-
-	roleid = get_role_oid(role, true);
-	if (!OidIsValid(roleid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("role \"%s\" does not exist", role)));
-	if (!has_privs_of_role(GetUserId(), roleid))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to run a context query as role \"%s\"", role)));
-
-	sql = psprintf("SELECT array_agg(to_jsonb(c)) FROM (SELECT * FROM (%s\n) c LIMIT 2) c", ctx);
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	SetUserIdAndSecContext(roleid,
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args(sql, 2, types, values, nulls, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "context query: unexpected result %s", SPI_result_code_string(rc));
-	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		result = SPI_datumTransfer(result, false, -1);
-	SPI_finish();
-
-	SetUserIdAndSecContext(save_userid, save_sec);
-	/* roll back every GUC the context changed, SET as well as SET LOCAL */
-	AtEOXact_GUC(false, nestlevel);
-
-	if (isnull)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(result);
 }

@@ -46,6 +46,16 @@ extern void wa_wake_worker_at_commit(void);
  */
 extern SPIPlanPtr wa_prepare_kept(const char *sql, int nargs, Oid *types, int cursor_options);
 
+/* capture_expr.c: fires_when compiled in C, and capture's subtransaction */
+typedef struct WaFiresWhen WaFiresWhen;
+struct TupleTableSlot;
+extern bool wa_run_protected(void (*fn) (void *), void *arg, char **error);
+extern WaFiresWhen *wa_fires_lookup(int64 watch_id, Oid relid, const char *expr,
+									const char *path, const char *alias);
+extern bool wa_fires_eval(WaFiresWhen *e, struct TupleTableSlot *newslot,
+						  struct TupleTableSlot *oldslot, char **error);
+extern bool wa_fires_safe(WaFiresWhen *e);
+
 /* worker.c */
 extern PGDLLEXPORT void wa_worker_main(Datum main_arg);
 extern void wa_worker_define_gucs(void);

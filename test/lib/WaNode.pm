@@ -5,6 +5,7 @@
 #   my $node = WaNode::preloaded('name', allows_streaming => 1, conf => "...", database => 'x');
 #   my $r = WaNode::worker_rest($node, 10);   # {commits, ticks, wakes} over 10 s
 #   my $out = WaNode::sql($node, 'SELECT ...');   # in "postgres", dies on error
+#   WaNode::shop_roles($node);    # after CREATE EXTENSION: roles as in a real install
 package WaNode;
 use strict;
 use warnings;
@@ -106,6 +107,26 @@ sub sql
 {
 	my ($node, $query) = @_;
 	return $node->safe_psql('postgres', $query);
+}
+
+# The roles of a real install, in "postgres": the shop's application role
+# "shop" (LOGIN, owns schema public as a PG15 database owner does, so its
+# tables and functions are its own) and the admin role "wa_admin" with
+# exactly the grants of doc/roles.md.  Run after CREATE EXTENSION.
+sub shop_roles
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres', q{
+CREATE ROLE shop LOGIN;
+ALTER SCHEMA public OWNER TO shop;
+CREATE ROLE wa_admin NOLOGIN;
+GRANT USAGE ON SCHEMA wa_notify TO wa_admin;
+GRANT SELECT ON ALL TABLES IN SCHEMA wa_notify TO wa_admin;
+GRANT INSERT, UPDATE ON wa_notify.message TO wa_admin;
+GRANT USAGE ON SEQUENCE wa_notify.message_id_seq TO wa_admin;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA wa_notify TO wa_admin;
+});
+	return;
 }
 
 1;

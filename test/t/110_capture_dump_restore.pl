@@ -23,6 +23,7 @@ CREATE EXTENSION wa_notify;
 CREATE TABLE customer (id int PRIMARY KEY, name text, phone text);
 CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customer, status text NOT NULL DEFAULT 'new', total numeric(10,2));
 INSERT INTO customer VALUES (1, 'Maria', '(11) 98765-4321');
+GRANT SELECT ON customer, orders TO wa_notify_context;   -- contexts run as that role
 SELECT wa_notify.watch('order_placed', 'orders', 'id',
   $$SELECT c.phone, c.name AS customer_name, o.id::text AS order_number, o.total
       FROM orders o JOIN customer c ON c.id = o.customer_id WHERE o.id = $1::int$$);

@@ -17,6 +17,7 @@ CREATE EXTENSION wa_notify;
 SELECT wa_notify.configure(enabled => false);
 SELECT wa_notify.block('(21) 99999-0000', 'asked to stop');
 CREATE TABLE orders (id serial PRIMARY KEY, customer text, phone text, total numeric(12,2));
+GRANT SELECT ON orders TO wa_notify_context;   -- contexts run as that role
 SELECT wa_notify.watch('order_placed', 'orders', 'id',
     $$SELECT phone, customer AS customer_name, id::text AS order_number, total
         FROM orders WHERE id = $1::int$$);

@@ -4,7 +4,8 @@
 -- (the secrets file when set).  Added in 1.1: api_version_expires,
 -- api_version_warning, billable_this_month, estimated_cost_this_month,
 -- cost_currency, template_warnings (the 2026 Cloud API); secrets_source,
--- secrets_to_set (secrets); worker_started_at, worker_restarts.
+-- secrets_to_set (secrets); worker_started_at, worker_restarts; capture_problems
+-- (capture_queue damage, broken watches).
 
 CREATE OR REPLACE VIEW wa_notify.status AS
 WITH cfg AS (
@@ -85,7 +86,16 @@ SELECT s.api_status,
               '{}') AS secrets_to_set,
        -- 1.1, the worker: since when it runs, how often it was restarted
        w.started_at AS worker_started_at,
-       CASE WHEN w.starts > 0 THEN w.starts - 1 END AS worker_restarts
+       CASE WHEN w.starts > 0 THEN w.starts - 1 END AS worker_restarts,
+       -- 1.1 (capture): what keeps captures from being staged or a watch
+       -- from working (NULL: nothing)
+       (SELECT string_agg(p.problem, '; ' ORDER BY p.ord)
+          FROM (SELECT 0::bigint AS ord, wa_notify._capture_queue_damage() AS problem
+                UNION ALL
+                SELECT wt.id, format('watch %s (%s on %s): %s', wt.id, wt.event, wt.source, wp.problem)
+                  FROM wa_notify.watch wt, LATERAL (SELECT wa_notify._watch_problem(wt.id) AS problem) wp
+                 WHERE wp.problem IS NOT NULL) p
+         WHERE p.problem IS NOT NULL) AS capture_problems
   FROM wa_notify.state s, cfg, sent_today, queue, wa_notify._worker_shared() w,
        LATERAL wa_notify._api_version_status(cfg.api_version) AS ver,
        -- this month's billable messages and their cost, as costs() counts
@@ -102,4 +112,4 @@ SELECT s.api_status,
                         ORDER BY (rt.market = '*'), length(rt.market) DESC, rt.valid_from DESC
                         LIMIT 1) r ON true
                  WHERE m.sent_at >= date_trunc('month', now() AT TIME ZONE cfg.tz) AT TIME ZONE cfg.tz) AS month;
-COMMENT ON VIEW wa_notify.status IS 'the status card: API, number (masked), today''s messages, queue, worker (since, restarts), webhook, secrets, Graph API version expiry, this month''s cost';
+COMMENT ON VIEW wa_notify.status IS 'the status card: API, number (masked), today''s messages, queue, worker (since, restarts), webhook, secrets, capture problems, Graph API version expiry, this month''s cost';

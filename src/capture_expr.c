@@ -1,0 +1,537 @@
+/*-------------------------------------------------------------------------
+ * capture_expr.c
+ *	  fires_when, evaluated in C: the expression the admin gave watch(),
+ *	  parsed against the watched table (with pg_catalog and the schemas
+ *	  recorded at watch() time as search path), planned and compiled once
+ *	  per backend, watch and table, and compiled again whenever the table,
+ *	  a function or a type changes (relcache and syscache invalidation).
+ *
+ *	  So no trigger of wa_notify holds a WHEN clause that names a column:
+ *	  the trigger's WHEN is wa_notify._fires(watch, expression, path,
+ *	  alias, NEW) [AND wa_notify._fires_not(..., OLD)], whose whole-row
+ *	  arguments tie it to no column,
+ *	  and the shop may change a watched column's type (enum to text and
+ *	  back), add or drop other columns with the watch attached.  When the
+ *	  expression no longer makes sense, the error is the capture's error
+ *	  (a failed message) and wa_notify._expr_check() says why on the
+ *	  status card.
+ *
+ *	  Safety: an expression made only of columns, constants, boolean
+ *	  logic, NULL tests, CASE/COALESCE and leakproof operators and
+ *	  functions (int4eq, texteq, enum_eq...: they cannot raise on any
+ *	  input) is evaluated directly; any other is evaluated in a
+ *	  subtransaction, so that its error never fails the shop's statement.
+ *	  _fires() answers true on an error, and the capture trigger evaluates
+ *	  it again (protected) to stage the error.
+ *
+ *	  wa_run_protected() is the one subtransaction wrapper of capture: it
+ *	  turns an error into text, except PostgreSQL's own resource errors and
+ *	  operator interventions (out of memory, disk full, cancel, shutdown),
+ *	  which go on failing the statement.
+ *
+ *	  SQL: wa_notify._fires(), wa_notify._fires_not(), wa_notify._expr_check().
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/analyze.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/syscache.h"
+
+#include "wa_notify.h"
+
+typedef struct FiresKey
+{
+	int64		watch_id;
+	Oid			relid;
+} FiresKey;
+
+struct WaFiresWhen
+{
+	FiresKey	key;
+	bool		valid;
+	char	   *expr;			/* the texts it was built from */
+	char	   *path;
+	char	   *alias;
+	MemoryContext cxt;			/* everything below */
+	char	   *parse_error;	/* NULL: compiled */
+	ExprState  *state;
+	bool		safe;
+	ExprContext *econtext;
+	TupleTableSlot *slot;		/* for _fires()'s whole-row argument */
+	Oid			rowtype;		/* of that argument (_fires() sets it) */
+};
+
+static HTAB *fires_cache = NULL;
+
+static void
+fires_invalidate(Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	WaFiresWhen *e;
+
+	hash_seq_init(&seq, fires_cache);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (!OidIsValid(relid) || e->key.relid == relid)
+			e->valid = false;
+}
+
+static void
+fires_relcache_cb(Datum arg, Oid relid)
+{
+	fires_invalidate(relid);
+}
+
+static void
+fires_syscache_cb(Datum arg, int cacheid, uint32 hashvalue)
+{
+	fires_invalidate(InvalidOid);
+}
+
+static void
+fires_cache_init(void)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(FiresKey);
+	ctl.entrysize = sizeof(WaFiresWhen);
+	fires_cache = hash_create("wa_notify fires_when", 32, &ctl, HASH_ELEM | HASH_BLOBS);
+	CacheRegisterRelcacheCallback(fires_relcache_cb, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, fires_syscache_cb, (Datum) 0);
+	CacheRegisterSyscacheCallback(TYPEOID, fires_syscache_cb, (Datum) 0);
+	CacheRegisterSyscacheCallback(OPEROID, fires_syscache_cb, (Datum) 0);
+}
+
+/*
+ * Run fn(arg) in a subtransaction.  False, with *error (allocated in the
+ * caller's memory context), when it raised an ordinary error; resource
+ * errors and cancels are raised again.
+ */
+bool
+wa_run_protected(void (*fn) (void *), void *arg, char **error)
+{
+	MemoryContext callerctx = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	*error = NULL;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(callerctx);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(callerctx);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		int			category;
+
+		MemoryContextSwitchTo(callerctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(callerctx);
+		CurrentResourceOwner = owner;
+		category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+		if (category == ERRCODE_INSUFFICIENT_RESOURCES ||
+			category == ERRCODE_OPERATOR_INTERVENTION ||
+			category == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+			ReThrowError(edata);
+		*error = pstrdup(edata->message);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * Functions that cannot raise on any input although not marked leakproof
+ * (comparisons of enums and numerics).
+ */
+static bool
+known_safe(Oid funcid)
+{
+	switch (funcid)
+	{
+		case F_ENUM_EQ:
+		case F_ENUM_NE:
+		case F_ENUM_LT:
+		case F_ENUM_GT:
+		case F_ENUM_LE:
+		case F_ENUM_GE:
+		case F_NUMERIC_EQ:
+		case F_NUMERIC_NE:
+		case F_NUMERIC_LT:
+		case F_NUMERIC_GT:
+		case F_NUMERIC_LE:
+		case F_NUMERIC_GE:
+			return true;
+		default:
+			return get_func_leakproof(funcid);
+	}
+}
+
+/* leakproof functions cannot raise on any input: no subtransaction needed */
+static bool
+unsafe_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	switch (nodeTag(node))
+	{
+		case T_Var:
+		case T_Const:
+		case T_BoolExpr:
+		case T_NullTest:
+		case T_BooleanTest:
+		case T_RelabelType:
+		case T_CaseExpr:
+		case T_CaseWhen:
+		case T_CaseTestExpr:
+		case T_CoalesceExpr:
+		case T_List:
+			break;
+		case T_FuncExpr:
+			if (!known_safe(((FuncExpr *) node)->funcid))
+				return true;
+			break;
+		case T_OpExpr:
+		case T_DistinctExpr:
+		case T_NullIfExpr:
+			set_opfuncid((OpExpr *) node);
+			if (!known_safe(((OpExpr *) node)->opfuncid))
+				return true;
+			break;
+		case T_ScalarArrayOpExpr:
+			set_sa_opfuncid((ScalarArrayOpExpr *) node);
+			if (!known_safe(((ScalarArrayOpExpr *) node)->opfuncid))
+				return true;
+			break;
+		default:
+			return true;
+	}
+	return expression_tree_walker(node, unsafe_walker, context);
+}
+
+/*
+ * The boolean expression of "SELECT (expr) FROM ONLY rel AS alias", planned
+ * (constants folded), parsed with search_path = pg_catalog, path.  Its Vars
+ * are the table's columns (varno 1: the scan tuple of an ExprContext).
+ */
+static Expr *
+parse_fires_when(Relation rel, const char *expr, const char *path, const char *alias,
+				 bool want_bool, bool plan)
+{
+	char	   *sql;
+	List	   *raw;
+	Query	   *q;
+	TargetEntry *te;
+	int			nestlevel;
+	Expr	   *result;
+
+	sql = psprintf("SELECT (%s\n) FROM ONLY %s AS %s", expr,
+				   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											  RelationGetRelationName(rel)),
+				   quote_identifier(alias));
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", path[0] ? psprintf("pg_catalog, %s", path) : "pg_catalog",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	raw = pg_parse_query(sql);
+	if (list_length(raw) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("fires_when must be a single expression")));
+	q = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql, NULL, 0, NULL);
+	AtEOXact_GUC(true, nestlevel);
+	if (q->commandType != CMD_SELECT || list_length(q->targetList) != 1 ||
+		q->hasSubLinks || q->hasAggs || q->hasWindowFuncs || q->hasTargetSRFs)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("fires_when must be one value of the row, without subquery")));
+	te = linitial_node(TargetEntry, q->targetList);
+	if (want_bool && exprType((Node *) te->expr) != BOOLOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("fires_when is of type %s, not boolean",
+						format_type_be(exprType((Node *) te->expr)))));
+	/* planning folds constants: it runs functions, so only where the row's writer runs it */
+	result = plan ? expression_planner(te->expr) : te->expr;
+	return result;
+}
+
+typedef struct BuildArgs
+{
+	WaFiresWhen *e;
+	Relation	rel;
+} BuildArgs;
+
+static void
+build_entry(void *arg)
+{
+	BuildArgs  *b = (BuildArgs *) arg;
+	WaFiresWhen *e = b->e;
+	Expr	   *planned = parse_fires_when(b->rel, e->expr, e->path, e->alias, true, true);
+	MemoryContext old = MemoryContextSwitchTo(e->cxt);
+
+	planned = copyObject(planned);
+	e->safe = !unsafe_walker((Node *) planned, NULL);
+	e->state = ExecInitExpr(planned, NULL);
+	MemoryContextSwitchTo(old);
+}
+
+/* The compiled fires_when of a watch on relid (built when missing or stale). */
+WaFiresWhen *
+wa_fires_lookup(int64 watch_id, Oid relid, const char *expr, const char *path,
+				const char *alias)
+{
+	FiresKey	key;
+	WaFiresWhen *e;
+	bool		found;
+	BuildArgs	b;
+	char	   *error;
+	MemoryContext old;
+
+	if (fires_cache == NULL)
+		fires_cache_init();
+	memset(&key, 0, sizeof(key));
+	key.watch_id = watch_id;
+	key.relid = relid;
+	e = hash_search(fires_cache, &key, HASH_ENTER, &found);
+	if (found && e->valid && strcmp(e->expr, expr) == 0 && strcmp(e->path, path) == 0 &&
+		strcmp(e->alias, alias) == 0)
+		return e;
+	if (found && e->cxt)
+		MemoryContextDelete(e->cxt);
+	e->valid = false;
+	e->cxt = AllocSetContextCreate(CacheMemoryContext, "wa_notify fires_when",
+								   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(e->cxt);
+	e->expr = pstrdup(expr);
+	e->path = pstrdup(path);
+	e->alias = pstrdup(alias);
+	e->parse_error = NULL;
+	e->state = NULL;
+	e->slot = NULL;
+	e->rowtype = InvalidOid;
+	e->safe = false;
+	e->econtext = CreateStandaloneExprContext();
+	MemoryContextSwitchTo(old);
+
+	b.e = e;
+	b.rel = RelationIdGetRelation(relid);
+	if (!RelationIsValid(b.rel))
+		elog(ERROR, "could not open relation with OID %u", relid);
+	if (!wa_run_protected(build_entry, &b, &error))
+		e->parse_error = MemoryContextStrdup(e->cxt, error);
+	else
+	{
+		TupleDesc	desc;
+
+		old = MemoryContextSwitchTo(e->cxt);
+		desc = CreateTupleDescCopy(RelationGetDescr(b.rel));
+		e->slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+		MemoryContextSwitchTo(old);
+	}
+	RelationClose(b.rel);
+	e->valid = true;
+	return e;
+}
+
+static bool
+eval_on(WaFiresWhen *e, TupleTableSlot *slot)
+{
+	bool		isnull;
+	Datum		d;
+
+	e->econtext->ecxt_scantuple = slot;
+	d = ExecEvalExprSwitchContext(e->state, e->econtext, &isnull);
+	ResetExprContext(e->econtext);
+	return !isnull && DatumGetBool(d);
+}
+
+typedef struct EvalArgs
+{
+	WaFiresWhen *e;
+	TupleTableSlot *newslot;
+	TupleTableSlot *oldslot;
+	bool		fires;
+} EvalArgs;
+
+static void
+eval_transition(void *arg)
+{
+	EvalArgs   *a = (EvalArgs *) arg;
+
+	/* (new) IS TRUE AND (old) IS NOT TRUE: the row enters the condition */
+	a->fires = eval_on(a->e, a->newslot) && (a->oldslot == NULL || !eval_on(a->e, a->oldslot));
+}
+
+/*
+ * Does the row (UPDATE: from oldslot to newslot) fire?  True with *error
+ * when the expression failed (never raised, but for resource errors).
+ */
+bool
+wa_fires_eval(WaFiresWhen *e, TupleTableSlot *newslot, TupleTableSlot *oldslot, char **error)
+{
+	EvalArgs	a;
+
+	*error = NULL;
+	if (e->parse_error)
+	{
+		*error = pstrdup(e->parse_error);
+		return true;
+	}
+	a.e = e;
+	a.newslot = newslot;
+	a.oldslot = oldslot;
+	a.fires = false;
+	if (e->safe)
+		eval_transition(&a);
+	else if (!wa_run_protected(eval_transition, &a, error))
+		return true;
+	return a.fires;
+}
+
+bool
+wa_fires_safe(WaFiresWhen *e)
+{
+	return e->parse_error == NULL && e->safe;
+}
+
+/* a whole-row argument of _fires() in the entry's slot */
+static TupleTableSlot *
+store_row(TupleTableSlot *slot, Oid relid, HeapTupleHeader th, HeapTupleData *tmp)
+{
+	tmp->t_len = HeapTupleHeaderGetDatumLength(th);
+	ItemPointerSetInvalid(&tmp->t_self);
+	tmp->t_tableOid = relid;
+	tmp->t_data = th;
+	return ExecStoreHeapTuple(tmp, slot, false);
+}
+
+/*
+ * Does fires_when hold on the whole-row argument 4 (want true), or not
+ * (want false)?  True as well when it fails on the row: the capture
+ * trigger then evaluates it again and records the error.
+ */
+static bool
+fires_on_row(FunctionCallInfo fcinfo, bool want)
+{
+	HeapTupleHeader th = PG_GETARG_HEAPTUPLEHEADER(4);
+	Oid			rowtype = HeapTupleHeaderGetTypeId(th);
+	WaFiresWhen *e = (WaFiresWhen *) fcinfo->flinfo->fn_extra;
+	HeapTupleData tup;
+	char	   *error;
+	bool		holds;
+
+	if (e == NULL || !e->valid || e->rowtype != rowtype)
+	{
+		e = wa_fires_lookup(PG_GETARG_INT64(0), get_typ_typrelid(rowtype),
+							text_to_cstring(PG_GETARG_TEXT_PP(1)),
+							text_to_cstring(PG_GETARG_TEXT_PP(2)),
+							text_to_cstring(PG_GETARG_TEXT_PP(3)));
+		e->rowtype = rowtype;
+		fcinfo->flinfo->fn_extra = e;
+	}
+	if (e->parse_error)
+		return true;
+	store_row(e->slot, e->key.relid, th, &tup);
+	holds = wa_fires_eval(e, e->slot, NULL, &error);
+	ExecClearTuple(e->slot);
+	return error ? true : holds == want;
+}
+
+/*
+ * wa_notify._fires(watch_id bigint, fires_when text, search_path text,
+ *     alias text, new record) RETURNS boolean
+ * wa_notify._fires_not(..., old record) RETURNS boolean
+ *
+ * The WHEN clause of a 1.1 capture trigger: INSERT "_fires(NEW)", UPDATE
+ * "_fires(NEW) AND _fires_not(OLD)" (the old row is only looked at when
+ * the new one fires).  True on an error (the trigger stages it).
+ */
+PG_FUNCTION_INFO_V1(wa_notify_fires);
+Datum
+wa_notify_fires(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(fires_on_row(fcinfo, true));
+}
+
+PG_FUNCTION_INFO_V1(wa_notify_fires_not);
+Datum
+wa_notify_fires_not(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(fires_on_row(fcinfo, false));
+}
+
+typedef struct CheckArgs
+{
+	Relation	rel;
+	const char *expr;
+	const char *path;
+	const char *alias;
+	bool		want_bool;
+} CheckArgs;
+
+static void
+check_parse(void *arg)
+{
+	CheckArgs  *c = (CheckArgs *) arg;
+
+	(void) parse_fires_when(c->rel, c->expr, c->path, c->alias, c->want_bool, false);
+}
+
+/*
+ * wa_notify._expr_check(source regclass, expr text, search_path text,
+ *     alias text, is_condition boolean) RETURNS text: why a watch's order key
+ * or fires_when no longer parses on the table (NULL: it does).  Parse
+ * analysis only: nothing of the expression runs.  The watches view and the
+ * status card show it.
+ */
+PG_FUNCTION_INFO_V1(wa_notify_expr_check);
+Datum
+wa_notify_expr_check(PG_FUNCTION_ARGS)
+{
+	CheckArgs	c;
+	char	   *error;
+	bool		ok;
+
+	c.rel = try_relation_open(PG_GETARG_OID(0), AccessShareLock);
+	if (c.rel == NULL)
+		PG_RETURN_TEXT_P(cstring_to_text("the table no longer exists"));
+	c.expr = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	c.path = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	c.alias = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	c.want_bool = PG_GETARG_BOOL(4);
+	ok = wa_run_protected(check_parse, &c, &error);
+	relation_close(c.rel, AccessShareLock);
+	if (ok)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(error));
+}

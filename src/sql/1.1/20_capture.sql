@@ -1,0 +1,631 @@
+-- 20_capture.sql: capture and context resolution that hold against a
+-- hostile shop role, bad data and a stuck context (issue 13).  See
+-- doc/capture.md ("What can and cannot fail a checkout", "Privileges").
+--
+--  * every context runs as the role wa_notify_context (created here when
+--    absent), row_security off, search_path pg_catalog + the schemas
+--    recorded at watch() time, read-only, under context_timeout and a lock
+--    timeout (src/capture_context.c);
+--  * fires_when is compiled and evaluated in C (src/capture_expr.c): the
+--    trigger's WHEN clause is wa_notify._fires(..., NEW) [AND
+--    wa_notify._fires_not(..., OLD)], which ties the trigger to no column,
+--    so the shop's ALTER COLUMN ... TYPE works;
+--  * staging never fails the shop's statement; resolution isolates a row
+--    that breaks the batch and refuses over-long order keys and contexts.
+
+-------------------------------------------------------------------------------
+-- the role contexts run as: NOLOGIN, no right on wa_notify.  A cluster may
+-- hold it already (another database, a site that created it first).
+-------------------------------------------------------------------------------
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'wa_notify_context') THEN
+        CREATE ROLE wa_notify_context NOLOGIN;
+        COMMENT ON ROLE wa_notify_context IS
+            'wa_notify: context queries run as this role; grant it SELECT on the shop tables contexts read, nothing else';
+    END IF;
+END $$;
+
+-- the context's time limit in seconds (the setting context_timeout,
+-- declared with its range in 10_config.sql)
+CREATE FUNCTION wa_notify._context_timeout() RETURNS integer
+LANGUAGE sql STABLE SET search_path = pg_catalog, wa_notify AS $$
+    SELECT wa_notify._setting_int('context_timeout')
+$$;
+
+-- the largest context row kept as a message's params (64 kB: far above
+-- anything a template or a 4096-character text body can use)
+CREATE FUNCTION wa_notify._max_context_bytes() RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$ SELECT 65536 $$;
+
+-------------------------------------------------------------------------------
+-- running contexts (capture_context.c)
+-------------------------------------------------------------------------------
+DROP FUNCTION wa_notify._context_exec(name, text, text, text, jsonb);
+CREATE FUNCTION wa_notify._context_exec(search_path text, context text, order_key text,
+                                        source_row jsonb, timeout integer)
+    RETURNS jsonb[] AS 'MODULE_PATHNAME', 'wa_notify_context_exec' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION wa_notify._context_exec(text, text, text, jsonb, integer) IS
+    'internal: at most two rows of a context, run as wa_notify_context (row_security off, time limit)';
+
+CREATE FUNCTION wa_notify._context_explain(search_path text, context text, timeout integer)
+    RETURNS void AS 'MODULE_PATHNAME', 'wa_notify_context_explain' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION wa_notify._context_explain(text, text, integer) IS
+    'internal: EXPLAIN a context as wa_notify_context (watch() checks its privileges with it)';
+
+-------------------------------------------------------------------------------
+-- fires_when in C, the staging table's health, the checks the status card
+-- shows (capture_expr.c, capture.c)
+-------------------------------------------------------------------------------
+CREATE FUNCTION wa_notify._fires(watch_id bigint, fires_when text, search_path text, alias text,
+                                 new record)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'wa_notify_fires' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION wa_notify._fires_not(watch_id bigint, fires_when text, search_path text, alias text,
+                                     old record)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'wa_notify_fires_not' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION wa_notify._fires(bigint, text, text, text, record) IS
+    'internal: WHEN clause of a capture trigger: fires_when holds on the row (true on error)';
+COMMENT ON FUNCTION wa_notify._fires_not(bigint, text, text, text, record) IS
+    'internal: WHEN clause of an UPDATE capture trigger: fires_when does not hold on the old row (true on error)';
+-- a WHEN clause's functions run as whoever writes the shop's table: it
+-- evaluates an expression over the row it is given, as its caller
+GRANT EXECUTE ON FUNCTION wa_notify._fires(bigint, text, text, text, record),
+                          wa_notify._fires_not(bigint, text, text, text, record) TO PUBLIC;
+
+CREATE FUNCTION wa_notify._expr_check(source regclass, expr text, search_path text, alias text,
+                                      is_condition boolean)
+    RETURNS text AS 'MODULE_PATHNAME', 'wa_notify_expr_check' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION wa_notify._expr_check(regclass, text, text, text, boolean) IS
+    'internal: why a watch''s order key or fires_when no longer parses on its table (NULL: it does)';
+
+CREATE FUNCTION wa_notify._capture_queue_damage() RETURNS text
+    AS 'MODULE_PATHNAME', 'wa_notify_capture_queue_damage' LANGUAGE C STABLE;
+COMMENT ON FUNCTION wa_notify._capture_queue_damage() IS
+    'internal: why captures cannot be staged in wa_notify.capture_queue (NULL: they can)';
+GRANT EXECUTE ON FUNCTION wa_notify._capture_queue_damage() TO PUBLIC;
+
+-- What is wrong with a watch (NULL: nothing): its table, its triggers, its
+-- order key, fires_when or context no longer fit the table (a column renamed
+-- or dropped, a type changed so that the expression no longer makes sense).
+-- Parse analysis only: no expression of the mapping runs here.
+CREATE FUNCTION wa_notify._watch_problem(watch_id bigint) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    w     wa_notify.watch;
+    rel   regclass;
+    alias name;
+    p     text;
+BEGIN
+    SELECT * INTO w FROM wa_notify.watch x WHERE x.id = watch_id;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    rel := to_regclass(w.source);
+    IF rel IS NULL THEN
+        RETURN format('table %s no longer exists', w.source);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger tg
+                    WHERE tg.tgrelid = rel AND tg.tgfoid = 'wa_notify._capture()'::regprocedure
+                      AND split_part(encode(tg.tgargs, 'escape'), '\000', 1) = w.id::text) THEN
+        RETURN 'its capture trigger is gone (call watch() again)';
+    END IF;
+    SELECT c.relname INTO alias FROM pg_class c WHERE c.oid = rel;
+    p := wa_notify._expr_check(rel, w.order_key, w.search_path, alias, false);
+    IF p IS NOT NULL THEN
+        RETURN format('order_key %s: %s', w.order_key, p);
+    END IF;
+    IF w.fires_when IS NOT NULL THEN
+        p := wa_notify._expr_check(rel, w.fires_when, w.search_path, alias, true);
+        IF p IS NOT NULL THEN
+            RETURN format('fires_when %s: %s', w.fires_when, p);
+        END IF;
+    END IF;
+    BEGIN
+        PERFORM set_config('search_path', concat_ws(', ', 'pg_catalog', nullif(w.search_path, '')), true);
+        PERFORM wa_notify._context_columns(w.context);
+    EXCEPTION WHEN OTHERS THEN
+        RETURN format('context: %s', SQLERRM);
+    END;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION wa_notify._watch_problem(bigint) IS
+    'internal: what no longer fits in a watch (the watches view and the status card show it)';
+GRANT EXECUTE ON FUNCTION wa_notify._watch_problem(bigint) TO PUBLIC;
+
+-- (the skip rule, wa_notify._skip_reason(), shared by resolution and _claim,
+-- is in 30_dispatch.sql)
+
+-------------------------------------------------------------------------------
+-- watches: triggers, watch(), unwatch()
+-------------------------------------------------------------------------------
+-- The capture triggers of a watch whose fires_when is decided in C: eight
+-- arguments (watch id, event, key mode, key, what of the row to stage,
+-- fires_when as the admin wrote it or '', the recorded schemas, the alias
+-- the expressions use), and a WHEN clause that names no column.
+CREATE FUNCTION wa_notify._attach_watch(source regclass, wid bigint, ev text, key_mode text,
+                                        key text, keep_row text, fires_when text,
+                                        search_path text, alias name)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    args text := format('%L, %L, %L, %L, %L, %L, %L, %L', wid, ev, key_mode, key, keep_row,
+                        coalesce(fires_when, ''), search_path, alias);
+BEGIN
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW %s EXECUTE FUNCTION wa_notify._capture(%s)',
+                   format('wa_notify_%s_%s_ins', wid, ev), source,
+                   CASE WHEN fires_when IS NULL THEN ''
+                        ELSE format('WHEN (wa_notify._fires(%s::bigint, %L, %L, %L, NEW))',
+                                    wid, fires_when, search_path, alias) END,
+                   args);
+    IF fires_when IS NOT NULL THEN
+        -- the old row is looked at only when the new one fires
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (wa_notify._fires(%s::bigint, %L, %L, %L, NEW) AND wa_notify._fires_not(%s::bigint, %L, %L, %L, OLD)) EXECUTE FUNCTION wa_notify._capture(%s)',
+                       format('wa_notify_%s_%s_upd', wid, ev), source,
+                       wid, fires_when, search_path, alias, wid, fires_when, search_path, alias, args);
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION wa_notify._drop_watch_triggers(source regclass, watch_id bigint)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    t name;
+BEGIN
+    FOR t IN SELECT tg.tgname FROM pg_trigger tg
+              WHERE tg.tgrelid = source AND NOT tg.tgisinternal
+                AND tg.tgfoid = 'wa_notify._capture()'::regprocedure
+                AND tg.tgnargs IN (5, 8)
+                AND split_part(encode(tg.tgargs, 'escape'), '\000', 1) = watch_id::text
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, source);
+    END LOOP;
+END $$;
+
+CREATE OR REPLACE FUNCTION wa_notify._unwatch_drop(event text, source regclass)
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    wid bigint;
+    found_any boolean := false;
+BEGIN
+    -- by the triggers on the table (robust to a renamed table) and by name
+    FOR wid IN
+        SELECT split_part(encode(tg.tgargs, 'escape'), '\000', 1)::bigint
+          FROM pg_trigger tg
+         WHERE tg.tgrelid = source AND tg.tgfoid = 'wa_notify._capture()'::regprocedure
+           AND tg.tgnargs IN (5, 8) AND split_part(encode(tg.tgargs, 'escape'), '\000', 2) = _unwatch_drop.event
+        UNION
+        SELECT w.id FROM wa_notify.watch w
+         WHERE w.event = _unwatch_drop.event AND to_regclass(w.source) = _unwatch_drop.source
+    LOOP
+        PERFORM wa_notify._drop_watch_triggers(source, wid);
+        DELETE FROM wa_notify.watch w WHERE w.id = wid;
+        found_any := true;
+    END LOOP;
+    RETURN found_any;
+END $$;
+
+CREATE OR REPLACE FUNCTION wa_notify.watch(event text, source regclass, order_key text, context text,
+                                fires_when text DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    ev       text := watch.event;
+    rel      record;
+    ok       text := btrim(order_key);
+    fw       text := nullif(btrim(fires_when), '');
+    ctx      text := regexp_replace(context, '[\s;]+$', '');
+    okinfo   record;
+    fwinfo   record;
+    fw_query boolean := false;     -- fires_when needs the trigger's query
+    keep_row text;                 -- '-', 'j' or 'c<columns>': what of the row to stage for $2
+    cols     text[];
+    key_col  name;                 -- order_key is this column
+    alias    text;
+    keysql   text;
+    wid      bigint;
+    recorded text;                 -- the schemas of the caller's search path
+    grant_it text;
+BEGIN
+    IF ev IS NULL OR NOT EXISTS (SELECT 1 FROM wa_notify.event e WHERE e.event = ev) THEN
+        RAISE EXCEPTION 'unknown event "%"', ev
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The events are order_placed, order_processing, shipment_created, shipment_delivered, order_cancelled and refund_issued.';
+    END IF;
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'source table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- the caller needs TRIGGER on the table (checked again by _watch_store)
+    PERFORM wa_notify._watch_check(source, false);
+    SELECT c.relname, c.relkind, n.nspname INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'cannot watch "%": it is not a table', source::text
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Watch the table the shop writes; views and foreign tables have no row triggers wa_notify can use.';
+    END IF;
+    IF rel.nspname = 'wa_notify' THEN
+        RAISE EXCEPTION 'cannot watch wa_notify''s own table "%"', source::text
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    alias := quote_ident(rel.relname);
+
+    IF ok IS NULL OR ok = '' THEN
+        RAISE EXCEPTION 'order_key must not be empty' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Give the column (or expression) that holds the order''s key, such as "Id" or "OrderId".';
+    END IF;
+    okinfo := wa_notify._expr_info(source, ok, 'order_key expression');
+    IF fw IS NOT NULL THEN
+        fwinfo := wa_notify._expr_info(source, fw, 'fires_when expression');
+        IF fwinfo.type <> 'boolean'::regtype THEN
+            RAISE EXCEPTION 'invalid fires_when expression: it is of type %, not boolean', fwinfo.type
+                USING ERRCODE = 'datatype_mismatch',
+                      DETAIL = format('The fires_when expression was: %s', fw),
+                      HINT = 'Write a condition such as "OrderStatusId" = 40 or delivered_at IS NOT NULL.';
+        END IF;
+        fw_query := fwinfo.has_sublink;
+    END IF;
+    IF ctx IS NULL OR ctx = '' THEN
+        RAISE EXCEPTION 'context query must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    cols := wa_notify._context_columns(ctx);
+    IF NOT 'phone' = ANY (cols) THEN
+        RAISE EXCEPTION 'invalid context query: it returns no "phone" column'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Its columns are: %s.', array_to_string(cols, ', ')),
+                  HINT = 'Name the customer''s phone column "phone" (SELECT a."PhoneNumber" AS phone ...).';
+    END IF;
+    -- Names of the mapping resolve, when the context runs and when
+    -- fires_when is compiled again, with pg_catalog first and then the
+    -- schemas of the caller's search path as they are now.
+    recorded := coalesce((SELECT string_agg(quote_ident(s.nsp), ', ' ORDER BY s.pos)
+                            FROM unnest(current_schemas(false)) WITH ORDINALITY AS s(nsp, pos)
+                           WHERE s.nsp <> 'pg_catalog' AND s.nsp NOT LIKE 'pg\_temp%'), '');
+    -- The context runs as wa_notify_context: that role must be allowed to
+    -- read what the context reads and call what it calls.  EXPLAIN as that
+    -- role checks exactly that (the executor's permission checks, row
+    -- security included) without running the query; other errors are left
+    -- to the run.
+    BEGIN
+        PERFORM wa_notify._context_explain(recorded, ctx, wa_notify._context_timeout());
+    EXCEPTION
+        WHEN insufficient_privilege THEN
+            grant_it := CASE
+                WHEN SQLERRM ~ '^permission denied for (table|view|materialized view|foreign table|sequence) '
+                    THEN format('GRANT SELECT ON %s TO wa_notify_context;',
+                                regexp_replace(SQLERRM, '^permission denied for (table|view|materialized view|foreign table|sequence) ', ''))
+                WHEN SQLERRM ~ '^permission denied for schema '
+                    THEN format('GRANT USAGE ON SCHEMA %s TO wa_notify_context;',
+                                regexp_replace(SQLERRM, '^permission denied for schema ', ''))
+                WHEN SQLERRM ~ '^permission denied for function '
+                    THEN format('GRANT EXECUTE ON FUNCTION %s TO wa_notify_context;',
+                                regexp_replace(SQLERRM, '^permission denied for function ', ''))
+                WHEN SQLERRM ~ 'row-level security'
+                    THEN 'Contexts run with row_security = off, so they cannot read a table under a row-security policy: read it through a view owned by the table''s owner, or drop the policy.'
+                ELSE 'Grant wa_notify_context what the context needs (SELECT on its tables, USAGE on their schemas, EXECUTE on its functions).'
+            END;
+            RAISE EXCEPTION 'invalid context query: %', SQLERRM
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'Contexts run as the role wa_notify_context, which can read only what is granted to it.',
+                      HINT = grant_it;
+        WHEN undefined_object THEN
+            RAISE;
+        WHEN OTHERS THEN
+            NULL;
+    END;
+
+    -- What of the row to stage for $2: nothing when the context does not
+    -- read $2; only the columns it reads when every use is $2->>'column' on
+    -- a column whose text is the same in jsonb (text, integers, numeric,
+    -- uuid); else the whole row as jsonb.
+    keep_row := '-';
+    IF ctx ~ '\$2(?![0-9])' THEN
+        keep_row := 'j';
+        IF (SELECT count(*) FROM regexp_matches(ctx, '\$2(?![0-9])', 'g'))
+         = (SELECT count(*) FROM regexp_matches(ctx, '\$2\s*->>\s*''([^'']*)''', 'g')) THEN
+            -- a key that is no column reads NULL either way: nothing to stage for it
+            SELECT CASE WHEN bool_and(a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype,
+                                                     'name'::regtype, 'int2'::regtype, 'int4'::regtype,
+                                                     'int8'::regtype, 'numeric'::regtype, 'uuid'::regtype))
+                                  IS NOT FALSE
+                        THEN 'c' || coalesce(string_agg(quote_ident(a.attname), ',' ORDER BY a.attnum), '')
+                        ELSE 'j' END
+              INTO keep_row
+              FROM pg_attribute a
+             WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attname IN (SELECT m[1] FROM regexp_matches(ctx, '\$2\s*->>\s*''([^'']*)''', 'g') m);
+        END IF;
+    END IF;
+
+    -- the order key straight from a column of the row when it is one
+    SELECT a.attname INTO key_col
+      FROM pg_attribute a
+     WHERE a.attrelid = source AND a.attnum > 0 AND NOT a.attisdropped
+       AND (ok IN (quote_ident(a.attname), alias || '.' || quote_ident(a.attname))
+            OR (ok ~ '^[A-Za-z_][A-Za-z0-9_]*$' AND lower(ok) = a.attname)
+            OR (ok ~ '^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$'
+                AND lower(ok) = lower(rel.relname) || '.' || a.attname
+                AND rel.relname = lower(rel.relname)));
+
+    -- keep the watch row (same id when the watch is replaced; owner = the
+    -- caller) and drop its previous triggers: done by the extension's owner
+    -- once the caller's TRIGGER privilege is checked.  The new triggers are
+    -- created below as the caller.
+    wid := wa_notify._watch_store(ev, source, ok, fw, ctx, recorded);
+
+    IF NOT fw_query THEN
+        -- the transition is decided in C (wa_notify._fires in the WHEN
+        -- clause: no column named, so the shop's DDL is never blocked); the
+        -- key a column or a query
+        IF key_col IS NOT NULL THEN
+            keysql := NULL;
+        ELSE
+            keysql := format('SELECT (%s)::text FROM (SELECT ($1).*) AS %s', okinfo.qualified, alias);
+        END IF;
+        PERFORM wa_notify._attach_watch(source, wid, ev, CASE WHEN keysql IS NULL THEN 'k' ELSE 'e' END,
+                                        coalesce(keysql, quote_ident(key_col)), keep_row, fw,
+                                        recorded, rel.relname);
+    ELSE
+        -- fires_when holds a subquery: decided by the trigger's cached query
+        keysql := format('SELECT (%s)::text FROM (SELECT ($1).*) AS %s WHERE (%s) IS TRUE',
+                         okinfo.qualified, alias, fwinfo.qualified);
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L, %L)',
+                       format('wa_notify_%s_%s_ins', wid, ev), source, wid, ev, 'e', keysql, keep_row);
+        keysql := keysql || format(' AND (SELECT (%s) FROM (SELECT ($2).*) AS %s) IS NOT TRUE',
+                                   fwinfo.qualified, alias);
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L, %L)',
+                       format('wa_notify_%s_%s_upd', wid, ev), source, wid, ev, 'e', keysql, keep_row);
+    END IF;
+    RETURN wid;
+END $$;
+
+
+-- Staged captures into wa_notify.message, in their order, one per event and
+-- order.  An order key over 1024 bytes (the unique index
+-- message_event_order_key breaks at about 2.7 kB) gives a failed message
+-- without key that says so.
+CREATE FUNCTION wa_notify._stage_messages(staged wa_notify.capture_queue[]) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, wa_notify AS $$
+    INSERT INTO wa_notify.message AS msg (event, order_key, watch_id, source_row, created_at,
+                                          status, error_message, failed_at, resolved_at)
+    SELECT s.event, CASE WHEN s.fail IS NULL THEN s.order_key END, s.watch_id,
+           CASE WHEN s.fail IS NULL THEN s.source_row END, s.captured_at,
+           CASE WHEN s.fail IS NULL THEN 'queued' ELSE 'failed' END, s.fail,
+           CASE WHEN s.fail IS NOT NULL THEN now() END,
+           CASE WHEN s.fail IS NOT NULL THEN now() END
+      FROM (SELECT o.*, coalesce(o.error,
+                       CASE WHEN octet_length(o.order_key) > 1024 THEN
+                           format('the order key is %s bytes long, over the 1024 bytes wa_notify accepts (it begins %s)',
+                                  octet_length(o.order_key), quote_literal(left(o.order_key, 40)))
+                       END) AS fail
+              FROM unnest(staged) WITH ORDINALITY
+                   AS o(watch_id, event, order_key, source_row, error, captured_at, pos)) s
+     ORDER BY s.pos
+    ON CONFLICT (event, order_key) WHERE resend_of IS NULL AND order_key IS NOT NULL DO NOTHING
+$$;
+
+-------------------------------------------------------------------------------
+-- context resolution (after commit, by the worker every cycle)
+-------------------------------------------------------------------------------
+-- The order context of one message: the watch's context query run with
+-- ($1 order key, $2 source row) as wa_notify_context (capture_context.c).
+-- Raises a clear error when the query fails, times out, or returns no row
+-- or several rows, or when the watch is gone.
+CREATE OR REPLACE FUNCTION wa_notify._context_row(watch_id bigint, order_key text, source_row jsonb)
+RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    ctx  text;
+    path text;
+    rows jsonb[];
+BEGIN
+    SELECT w.context, w.search_path INTO ctx, path FROM wa_notify.watch w WHERE w.id = watch_id;
+    IF ctx IS NULL THEN
+        RAISE EXCEPTION 'watch % no longer exists', watch_id USING ERRCODE = 'undefined_object';
+    END IF;
+    BEGIN
+        rows := wa_notify._context_exec(path, ctx, order_key, source_row, wa_notify._context_timeout());
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'context query failed: %', SQLERRM USING ERRCODE = 'WA001';
+    END;
+    IF rows IS NULL THEN
+        RAISE EXCEPTION 'context query returned no row for order %', order_key USING ERRCODE = 'WA002';
+    ELSIF cardinality(rows) > 1 THEN
+        RAISE EXCEPTION 'context query returned more than one row for order %', order_key USING ERRCODE = 'WA003';
+    END IF;
+    RETURN rows[1];
+END $$;
+
+CREATE OR REPLACE FUNCTION wa_notify._resolve_pending(max_rows integer DEFAULT 1000)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    m        record;
+    n        integer := 0;
+    cc       text := wa_notify._setting_value('default_country_code');
+    use_tmpl boolean := coalesce(wa_notify._setting_value('use_templates'), 'true') = 'true';
+    ctx      jsonb;
+    raw      text;
+    ph       text;
+    err      text;
+    det      text;
+    skip     text;
+    staged   wa_notify.capture_queue[];
+    s        wa_notify.capture_queue;
+    need     text;
+    i        integer;
+BEGIN
+    -- staged captures become messages (one per event and order; a failed
+    -- capture is logged as a failed message at once)
+    IF wa_notify._capture_queue_damage() IS NULL THEN
+        WITH d AS (
+            DELETE FROM wa_notify.capture_queue q
+             WHERE q.ctid = ANY (ARRAY(SELECT c.ctid FROM wa_notify.capture_queue c
+                                       LIMIT max_rows FOR UPDATE SKIP LOCKED))
+            RETURNING q.ctid AS pos, q.*)
+        SELECT array_agg(ROW(d.watch_id, d.event, d.order_key, d.source_row, d.error,
+                             d.captured_at)::wa_notify.capture_queue ORDER BY d.captured_at, d.pos)
+          INTO staged FROM d;
+        IF staged IS NOT NULL THEN
+            BEGIN
+                PERFORM wa_notify._stage_messages(staged);
+            EXCEPTION WHEN OTHERS THEN
+                -- a row breaks the batch: each on its own, the culprit failed
+                FOREACH s IN ARRAY staged LOOP
+                    BEGIN
+                        PERFORM wa_notify._stage_messages(ARRAY[s]);
+                    EXCEPTION WHEN OTHERS THEN
+                        err := SQLERRM;
+                        BEGIN
+                            INSERT INTO wa_notify.message (event, watch_id, created_at, status,
+                                                           error_message, failed_at, resolved_at)
+                            VALUES (s.event, s.watch_id, s.captured_at, 'failed',
+                                    format('the capture could not be recorded: %s (order key %s)',
+                                           err, left(s.order_key, 64)), now(), now());
+                        EXCEPTION WHEN OTHERS THEN
+                            RAISE WARNING 'wa_notify dropped a capture of % that could not be recorded: %', s.event, err;
+                        END;
+                    END;
+                END LOOP;
+            END;
+        END IF;
+    END IF;
+
+    FOR m IN
+        SELECT msg.id, msg.event, msg.order_key, msg.source_row, msg.watch_id,
+               e.enabled, e.params AS tparams, e.button_param, e.template_name
+          FROM wa_notify.message msg JOIN wa_notify.event e ON e.event = msg.event
+         WHERE msg.resolved_at IS NULL AND msg.watch_id IS NOT NULL
+         ORDER BY msg.id
+         LIMIT max_rows
+           FOR UPDATE OF msg SKIP LOCKED
+    LOOP
+        ctx := NULL; raw := NULL; ph := NULL; err := NULL; skip := NULL;
+        BEGIN
+            ctx := wa_notify._context_row(m.watch_id, m.order_key, m.source_row);
+            IF octet_length(ctx::text) > wa_notify._max_context_bytes() THEN
+                err := format('the context row is %s bytes, over the %s bytes wa_notify keeps as params',
+                              octet_length(ctx::text), wa_notify._max_context_bytes());
+                ctx := NULL;
+                RAISE EXCEPTION USING ERRCODE = 'WA005';
+            END IF;
+            raw := ctx ->> 'phone';
+            IF raw IS NULL OR btrim(raw) = '' THEN
+                err := format('context returned no phone for order %s', m.order_key);
+            ELSE
+                BEGIN
+                    ph := wa_notify.normalize_phone(raw, cc);
+                EXCEPTION WHEN invalid_parameter_value THEN
+                    GET STACKED DIAGNOSTICS det = PG_EXCEPTION_DETAIL;
+                    err := format('invalid phone number "%s": %s%s', raw, lower(left(det, 1)),
+                                  rtrim(substr(det, 2), '.'));
+                END;
+            END IF;
+        EXCEPTION
+            WHEN SQLSTATE 'WA005' THEN
+                NULL;
+            WHEN OTHERS THEN
+                err := SQLERRM;
+        END;
+
+        -- disabled event or blacklisted phone: the rule _claim applies too
+        skip := wa_notify._skip_reason(m.event, CASE WHEN err IS NULL THEN ph END);
+        IF skip IS NULL AND err IS NULL THEN
+            IF use_tmpl AND m.template_name IS NOT NULL THEN
+                -- a template parameter without a value would be refused by Meta
+                FOR i IN 1 .. coalesce(cardinality(m.tparams), 0) LOOP
+                    need := m.tparams[i];
+                    IF need <> 'tracking_url' AND nullif(ctx ->> need, '') IS NULL THEN
+                        err := format('context returned no %s for order %s (template %s parameter {{%s}})',
+                                      need, m.order_key, m.template_name, i);
+                        EXIT;
+                    END IF;
+                END LOOP;
+                IF err IS NULL AND m.button_param IS NOT NULL AND m.button_param <> 'tracking_url'
+                   AND nullif(ctx ->> m.button_param, '') IS NULL THEN
+                    err := format('context returned no %s for order %s (template %s URL button)',
+                                  m.button_param, m.order_key, m.template_name);
+                END IF;
+            END IF;
+        END IF;
+
+        BEGIN
+            UPDATE wa_notify.message SET
+               phone = ph,
+               params = ctx,
+               tracking = ctx ->> 'tracking_number',
+               resolved_at = now(),
+               updated_at = now(),
+               status = CASE WHEN skip IS NOT NULL THEN 'skipped'
+                             WHEN err IS NOT NULL THEN 'failed' ELSE status END,
+               error_message = coalesce(skip, err),
+               failed_at = CASE WHEN skip IS NULL AND err IS NOT NULL THEN now() END
+         WHERE id = m.id;
+        EXCEPTION WHEN OTHERS THEN
+            -- the result cannot be stored (a huge value, a broken index): that message fails
+            err := SQLERRM;
+            UPDATE wa_notify.message SET
+                   resolved_at = now(), updated_at = now(), status = 'failed', failed_at = now(),
+                   error_message = format('the context''s result could not be stored: %s', err)
+             WHERE id = m.id;
+        END;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
+
+-------------------------------------------------------------------------------
+-- the watches view: what is wrong with each watch, last
+-------------------------------------------------------------------------------
+CREATE OR REPLACE VIEW wa_notify.watches AS
+    SELECT w.id, w.event, to_regclass(w.source) AS source, w.order_key, w.fires_when,
+           w.context, w.created_at, w.owner, wa_notify._watch_problem(w.id) AS problem
+      FROM wa_notify.watch w;
+COMMENT ON VIEW wa_notify.watches IS
+    'capture mappings: which table feeds which event (owner: the role that called watch(); problem: what no longer fits)';
+
+-------------------------------------------------------------------------------
+-- 1.0 watches: the recorded search path becomes a list of schemas
+-- ("$user" the watch owner's schema), and a trigger whose WHEN clause names
+-- the table's columns is attached again the 1.1 way (same key, same row).
+-------------------------------------------------------------------------------
+UPDATE wa_notify.watch w
+   SET search_path = coalesce((
+        SELECT string_agg(CASE WHEN btrim(p.s) IN ('"$user"', '$user') THEN quote_ident(w.owner)
+                               ELSE btrim(p.s) END, ', ' ORDER BY p.pos)
+          FROM unnest(string_to_array(w.search_path, ',')) WITH ORDINALITY AS p(s, pos)
+         WHERE btrim(p.s) NOT IN ('pg_catalog', 'pg_temp', '')), '');
+
+DO $$
+DECLARE
+    w    record;
+    args text[];
+BEGIN
+    FOR w IN
+        SELECT x.id, x.event, x.fires_when, x.search_path, to_regclass(x.source) AS rel, c.relname,
+               (SELECT string_to_array(encode(tg.tgargs, 'escape'), '\000')
+                  FROM pg_catalog.pg_trigger tg
+                 WHERE tg.tgrelid = to_regclass(x.source)
+                   AND tg.tgfoid = 'wa_notify._capture()'::regprocedure
+                   AND tg.tgnargs = 5 AND tg.tgqual IS NOT NULL
+                   AND split_part(encode(tg.tgargs, 'escape'), '\000', 1) = x.id::text
+                 LIMIT 1) AS old_args
+          FROM wa_notify.watch x JOIN pg_catalog.pg_class c ON c.oid = to_regclass(x.source)
+         WHERE x.fires_when IS NOT NULL
+    LOOP
+        CONTINUE WHEN w.old_args IS NULL;
+        args := w.old_args;
+        PERFORM wa_notify._drop_watch_triggers(w.rel, w.id);
+        PERFORM wa_notify._attach_watch(w.rel, w.id, w.event, args[3], args[4], args[5],
+                                        w.fires_when, w.search_path, w.relname);
+    END LOOP;
+END $$;
+
+-------------------------------------------------------------------------------
+-- privileges: like 1.0's, nothing new for PUBLIC but what a view or a WHEN
+-- clause calls (_fires, _fires_not, _capture_queue_damage, _watch_problem,
+-- granted above); the admin's EXECUTE ON ALL FUNCTIONS (doc/roles.md) is
+-- granted again after the update
+-------------------------------------------------------------------------------
+REVOKE ALL ON FUNCTION wa_notify._context_timeout(), wa_notify._max_context_bytes(),
+                       wa_notify._context_exec(text, text, text, jsonb, integer),
+                       wa_notify._context_explain(text, text, integer),
+                       wa_notify._expr_check(regclass, text, text, text, boolean),
+                       wa_notify._skip_reason(text, text),
+                       wa_notify._attach_watch(regclass, bigint, text, text, text, text, text, text, name),
+                       wa_notify._stage_messages(wa_notify.capture_queue[])
+       FROM PUBLIC;
