@@ -115,7 +115,9 @@ VALUES (1, 10, 'new'), (1, 20, 'canceled'), (1, 30, 'processing'), (1, 40, 'ship
        (1, 50, 'refunded'), (1, 60, 'delivered');
 RESET ROLE;
 SELECT count(*) AS orders FROM ppshop_order;
--- the resolver runs as the superuser (like the worker); each context as wa_notify_context
+-- the resolver runs as the superuser (like the worker); each context as
+-- wa_notify_context: a context it lacks a grant for waits (queued,
+-- unresolved: the admin's GRANT resolves it), never runs with more rights
 SELECT wa_notify._resolve_pending() AS resolved;
 SELECT current_user = session_user AS role_restored, current_setting('search_path') AS search_path;
 SELECT event, order_key, status, phone, params ->> 'note' AS note, error_message

@@ -48,24 +48,7 @@ typedef wa_json_object JObj;
 #include "settings.h"
 
 /* One event's configuration, as read for one render. */
-typedef struct RenderConfig
-{
-	char	   *template_name;
-	char	   *language;
-	int			nparams;
-	char	  **params;			/* context field names for {{1}}..{{n}} */
-	char	   *button_param;
-	char	   *text_body;
-	bool		use_templates;
-	char	   *default_tracking_url;
-	char	   *carrier_pattern;	/* pattern of params.carrier, if any */
-	bool		named;			/* parameter_format named */
-	char	  **param_names;	/* parameter_name of params[i]; NULL: the field's name */
-	int			nparam_names;
-	char	   *header_document;	/* context field with the document's URL */
-	char	   *header_filename;	/* context field, or a pattern with {field}s */
-	char	   *header_image;	/* context field with the image's URL */
-} RenderConfig;
+typedef struct RenderConfig RenderConfig;	/* below, after RenderEvent */
 
 /*
  * The value of a top-level key of a jsonb object as text; NULL when absent
@@ -252,6 +235,19 @@ typedef struct RenderEvent
 } RenderEvent;
 
 /*
+ * What one render needs: its event's configuration (cached, read-only) and
+ * the settings and carrier pattern that apply to it.
+ */
+struct RenderConfig
+{
+	const RenderEvent *ev;
+	const char *language;		/* the event's, else default_language */
+	bool		use_templates;
+	const char *default_tracking_url;
+	const char *carrier_pattern;	/* pattern of params.carrier, if any */
+};
+
+/*
  * Events and carriers, read once per settings snapshot (settings.c): a
  * batch of renders in one transaction reads them once, and a change to
  * either table drops them with the snapshot.
@@ -399,22 +395,11 @@ load_config(const char *event, const char *carrier, RenderConfig *cfg)
 				 errmsg("unknown event \"%s\"", event),
 				 errhint("The events are order_placed, order_processing, shipment_created, shipment_delivered, order_cancelled and refund_issued.")));
 
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->template_name = ev->template_name;
+	cfg->ev = ev;
 	cfg->language = ev->template_language ? ev->template_language : set->default_language;
-	cfg->nparams = ev->nparams;
-	cfg->params = ev->params;
-	cfg->button_param = ev->button_param;
-	cfg->text_body = ev->text_body;
 	cfg->use_templates = set->use_templates;
 	cfg->default_tracking_url = set->default_tracking_url;
 	cfg->carrier_pattern = carrier_pattern(carrier);
-	cfg->named = ev->named;
-	cfg->header_document = ev->header_document;
-	cfg->header_filename = ev->header_filename;
-	cfg->header_image = ev->header_image;
-	cfg->nparam_names = ev->nparam_names;
-	cfg->param_names = ev->param_names;
 }
 
 /*
@@ -537,21 +522,21 @@ header_component(Jsonb *params, const RenderConfig *cfg)
 	JObj *p;
 	JObj *media;
 
-	if (cfg->header_document == NULL && cfg->header_image == NULL)
+	if (cfg->ev->header_document == NULL && cfg->ev->header_image == NULL)
 		return NULL;
 	header = json_object_new_object();
 	plist = json_object_new_array();
 	p = json_object_new_object();
 	media = json_object_new_object();
-	if (cfg->header_document != NULL)
+	if (cfg->ev->header_document != NULL)
 	{
 		json_object_object_add(media, "link",
-							   json_object_new_string(header_url(cfg->header_document, "document", params)));
-		if (cfg->header_filename != NULL)
+							   json_object_new_string(header_url(cfg->ev->header_document, "document", params)));
+		if (cfg->ev->header_filename != NULL)
 		{
-			const char *fn = strchr(cfg->header_filename, '{')
-				? render_text_body(cfg->header_filename, params, cfg)
-				: field_value(cfg->header_filename, params, cfg);
+			const char *fn = strchr(cfg->ev->header_filename, '{')
+				? render_text_body(cfg->ev->header_filename, params, cfg)
+				: field_value(cfg->ev->header_filename, params, cfg);
 
 			if (fn != NULL && fn[0] != '\0')
 				json_object_object_add(media, "filename", json_object_new_string(fn));
@@ -562,7 +547,7 @@ header_component(Jsonb *params, const RenderConfig *cfg)
 	else
 	{
 		json_object_object_add(media, "link",
-							   json_object_new_string(header_url(cfg->header_image, "image", params)));
+							   json_object_new_string(header_url(cfg->ev->header_image, "image", params)));
 		json_object_object_add(p, "type", json_object_new_string("image"));
 		json_object_object_add(p, "image", media);
 	}
@@ -591,14 +576,14 @@ wa_render_body(const char *event, const char *phone, Jsonb *params, int64 messag
 	json_object_object_add(root, "recipient_type", json_object_new_string("individual"));
 	json_object_object_add(root, "to", phone ? json_object_new_string(phone) : NULL);
 
-	if (cfg.use_templates && cfg.template_name != NULL)
+	if (cfg.use_templates && cfg.ev->template_name != NULL)
 	{
 		JObj *tmpl = json_object_new_object();
 		JObj *lang = json_object_new_object();
 		JObj *components = json_object_new_array();
 
 		json_object_object_add(root, "type", json_object_new_string("template"));
-		json_object_object_add(tmpl, "name", json_object_new_string(cfg.template_name));
+		json_object_object_add(tmpl, "name", json_object_new_string(cfg.ev->template_name));
 		json_object_object_add(lang, "code",
 							   json_object_new_string(cfg.language));
 		json_object_object_add(tmpl, "language", lang);
@@ -609,19 +594,19 @@ wa_render_body(const char *event, const char *phone, Jsonb *params, int64 messag
 			if (header != NULL)
 				json_object_array_add(components, header);
 		}
-		if (cfg.nparams > 0)
+		if (cfg.ev->nparams > 0)
 		{
 			JObj *body = json_object_new_object();
 			JObj *plist = json_object_new_array();
 
-			for (int i = 0; i < cfg.nparams; i++)
+			for (int i = 0; i < cfg.ev->nparams; i++)
 			{
-				const char *v = cfg.params[i] ? field_value(cfg.params[i], params, &cfg) : NULL;
+				const char *v = cfg.ev->params[i] ? field_value(cfg.ev->params[i], params, &cfg) : NULL;
 
-				const char *name = i < cfg.nparam_names && cfg.param_names[i]
-					? cfg.param_names[i] : cfg.params[i];
+				const char *name = i < cfg.ev->nparam_names && cfg.ev->param_names[i]
+					? cfg.ev->param_names[i] : cfg.ev->params[i];
 
-				json_object_array_add(plist, cfg.named && name
+				json_object_array_add(plist, cfg.ev->named && name
 									  ? named_text_parameter(name, v)
 									  : text_parameter(v));
 			}
@@ -629,13 +614,13 @@ wa_render_body(const char *event, const char *phone, Jsonb *params, int64 messag
 			json_object_object_add(body, "parameters", plist);
 			json_object_array_add(components, body);
 		}
-		if (cfg.button_param != NULL)
+		if (cfg.ev->button_param != NULL)
 		{
 			JObj *button = json_object_new_object();
 			JObj *plist = json_object_new_array();
 
 			json_object_array_add(plist,
-								  text_parameter(field_value(cfg.button_param, params, &cfg)));
+								  text_parameter(field_value(cfg.ev->button_param, params, &cfg)));
 			json_object_object_add(button, "type", json_object_new_string("button"));
 			json_object_object_add(button, "sub_type", json_object_new_string("url"));
 			json_object_object_add(button, "index", json_object_new_string("0"));
@@ -652,7 +637,7 @@ wa_render_body(const char *event, const char *phone, Jsonb *params, int64 messag
 		json_object_object_add(root, "type", json_object_new_string("text"));
 		json_object_object_add(text, "preview_url", json_object_new_boolean(1));
 		json_object_object_add(text, "body",
-							   json_object_new_string(render_text_body(cfg.text_body, params, &cfg)));
+							   json_object_new_string(render_text_body(cfg.ev->text_body, params, &cfg)));
 		json_object_object_add(root, "text", text);
 	}
 	if (message_id >= 0)

@@ -126,6 +126,18 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         RETURN format('context: %s', SQLERRM);
     END;
+    -- what wa_notify_context may not read (after an update from 1.0, whose
+    -- contexts ran as the watch's owner, until the admin grants it)
+    BEGIN
+        PERFORM wa_notify._context_explain(w.search_path, w.context, wa_notify._context_timeout());
+    EXCEPTION WHEN insufficient_privilege THEN
+        GET STACKED DIAGNOSTICS p = PG_EXCEPTION_HINT;
+        IF nullif(p, '') IS NULL AND SQLERRM ~ '^permission denied for table ' THEN
+            p := format('GRANT SELECT ON %s TO wa_notify_context;',
+                        substring(SQLERRM FROM '^permission denied for table (.*)$'));
+        END IF;
+        RETURN format('context: %s%s', SQLERRM, coalesce(' (' || nullif(p, '') || ')', ''));
+    END;
     RETURN NULL;
 END $$;
 COMMENT ON FUNCTION wa_notify._watch_problem(bigint) IS
@@ -420,8 +432,17 @@ BEGIN
     END IF;
     BEGIN
         rows := wa_notify._context_exec(path, ctx, order_key, source_row, wa_notify._context_timeout());
-    EXCEPTION WHEN OTHERS THEN
-        RAISE EXCEPTION 'context query failed: %', SQLERRM USING ERRCODE = 'WA001';
+    EXCEPTION
+        WHEN insufficient_privilege THEN
+            -- a GRANT to wa_notify_context is missing: an admin's fix, not bad
+            -- data; the message waits for it (a row-security policy on a
+            -- table the context reads is no missing grant: that fails)
+            IF SQLERRM LIKE 'permission denied%' THEN
+                RAISE EXCEPTION 'context query failed: %', SQLERRM USING ERRCODE = 'WA006';
+            END IF;
+            RAISE EXCEPTION 'context query failed: %', SQLERRM USING ERRCODE = 'WA001';
+        WHEN OTHERS THEN
+            RAISE EXCEPTION 'context query failed: %', SQLERRM USING ERRCODE = 'WA001';
     END;
     IF rows IS NULL THEN
         RAISE EXCEPTION 'context query returned no row for order %', order_key USING ERRCODE = 'WA002';
@@ -518,6 +539,10 @@ BEGIN
         EXCEPTION
             WHEN SQLSTATE 'WA005' THEN
                 NULL;
+            WHEN SQLSTATE 'WA006' THEN
+                -- wa_notify_context lacks a grant: left unresolved until the
+                -- admin grants it (watches.problem and the status card say which)
+                CONTINUE;
             WHEN OTHERS THEN
                 err := SQLERRM;
         END;
@@ -625,7 +650,6 @@ REVOKE ALL ON FUNCTION wa_notify._context_timeout(), wa_notify._max_context_byte
                        wa_notify._context_exec(text, text, text, jsonb, integer),
                        wa_notify._context_explain(text, text, integer),
                        wa_notify._expr_check(regclass, text, text, text, boolean),
-                       wa_notify._skip_reason(text, text),
                        wa_notify._attach_watch(regclass, bigint, text, text, text, text, text, text, name),
                        wa_notify._stage_messages(wa_notify.capture_queue[])
        FROM PUBLIC;
