@@ -102,7 +102,6 @@ echo "mock Graph API at http://127.0.0.1:$MOCK_PORT"
 step "3. wa_notify 1.0 as users have it, updated in place to 1.1"
 psql_shop -c "CREATE EXTENSION wa_notify VERSION '1.0'" \
           -c "SELECT extversion AS installed FROM pg_extension WHERE extname = 'wa_notify'"
-psql_shop -c "SELECT query AS worker FROM pg_stat_activity WHERE backend_type = 'wa_notify worker'"
 psql_shop -c "ALTER EXTENSION wa_notify UPDATE" \
           -c "SELECT extversion AS updated FROM pg_extension WHERE extname = 'wa_notify'"
 
