@@ -29,6 +29,9 @@ $node->safe_psql('postgres', q{
 	CREATE TABLE shop.orders (id serial PRIMARY KEY, customer_id int REFERENCES shop.customer,
 	                          number text, total numeric(10,2));
 	INSERT INTO shop.customer VALUES (7, 'Maria', '(11) 98765-4321');
+	-- what the context reads, for the role contexts run as (doc/roles.md)
+	GRANT USAGE ON SCHEMA shop TO wa_notify_context;
+	GRANT SELECT ON shop.customer, shop.orders TO wa_notify_context;
 	RESET ROLE;
 	SELECT wa_notify.configure_event('order_placed', template_name => 'pedido_confirmado',
 	       params => ARRAY['customer_name', 'order_number', 'total']);
