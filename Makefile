@@ -38,8 +38,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(EXTENSION)--1.0--1.1.sql: $(SQL_PARTS)
-	cat $^ > $@
+# (the directory too: removing a fragment must rebuild the script)
+$(EXTENSION)--1.0--1.1.sql: $(SQL_PARTS) src/sql/1.1
+	cat $(SQL_PARTS) > $@
 
 # The webhook relay: a small stand-alone program (libmicrohttpd + libpq).
 all: $(RELAY)
