@@ -40,7 +40,13 @@ include $(PGXS)
 
 # (the directory too: removing a fragment must rebuild the script)
 $(EXTENSION)--1.0--1.1.sql: $(SQL_PARTS) src/sql/1.1
-	cat $(SQL_PARTS) > $@
+	cat $(SQL_PARTS) > $@.tmp
+	@# one definition per function or view in the update (a second one in a
+	@# later fragment would silently win over the first)
+	@dups=$$(grep -ohE 'CREATE (OR REPLACE )?(FUNCTION|VIEW) wa_notify\.[a-z_0-9]+' $@.tmp \
+	    | sed -E 's/CREATE (OR REPLACE )?//' | sort | uniq -d); \
+	if [ -n "$$dups" ]; then echo "defined twice in src/sql/1.1: $$dups" >&2; rm -f $@.tmp; exit 1; fi
+	mv $@.tmp $@
 
 # The webhook relay: a small stand-alone program (libmicrohttpd + libpq).
 all: $(RELAY)
