@@ -49,7 +49,7 @@ measure() {  # label
     c1=$(commits); t1=$(ticks)
     # the two psql calls of the second reading count as 2 commits
     printf '%-34s commits %5d   cpu %5.1f%% of one core\n' "$1" $((c1 - c0 - 2)) \
-        "$(echo "($t1 - $t0) * 100 / $tck / 10" | bc -l)"
+        "$(awk -v d=$((t1 - t0)) -v hz="$tck" 'BEGIN { printf "%.1f", d * 100 / hz / 10 }')"
 }
 
 measure "no extension in the database"
