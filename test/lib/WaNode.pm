@@ -64,12 +64,19 @@ sub _ticks
 	return $f[11] + $f[12];   # utime and stime (fields 14 and 15 of proc(5))
 }
 
+# is the extension installed in "postgres"?
+sub _has_extension
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres', q{SELECT count(*) FROM pg_extension WHERE extname = 'wa_notify'});
+}
+
 # the latch wake-ups the worker handled, from shared memory: through the
 # extension where it exists (also on a standby), else a temporary function
 sub _wakes_seen
 {
 	my ($node) = @_;
-	my $has = $node->safe_psql('postgres', q{SELECT count(*) FROM pg_extension WHERE extname = 'wa_notify'});
+	my $has = _has_extension($node);
 	return $node->safe_psql('postgres', 'SELECT wakes_seen FROM wa_notify._worker_shared()') if $has;
 	return $node->safe_psql('postgres', q{
 		CREATE FUNCTION pg_temp.worker_shared(OUT pid int, OUT started_at timestamptz, OUT starts bigint,
@@ -86,7 +93,7 @@ sub _settle
 {
 	my ($node) = @_;
 	my $seen = _wakes_seen($node);
-	my $has = $node->safe_psql('postgres', q{SELECT count(*) FROM pg_extension WHERE extname = 'wa_notify'});
+	my $has = _has_extension($node);
 	$node->safe_psql('postgres', $has ? 'SELECT wa_notify.wake()' : q{
 		CREATE FUNCTION pg_temp.wake() RETURNS boolean AS '$libdir/wa_notify', 'wa_notify_wake' LANGUAGE C;
 		SELECT pg_temp.wake()});
