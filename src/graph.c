@@ -7,6 +7,8 @@
  *	  blocking GET behind wa_notify._graph_get() (check_connection,
  *	  sync_templates).
  *
+ *	  Each request may carry its sender's URL and header list (WaGraphAuth:
+ *	  several senders share one pool of handles and connections).
  *	  The access token lives only in the Authorization header list handed to
  *	  libcurl; it is never put into an error, a log line or a URL.  Verbose
  *	  output is never enabled.  libcurl callbacks never palloc or ereport
@@ -122,6 +124,34 @@ make_headers(const char *token, bool json_body)
 		return NULL;
 	}
 	return t;
+}
+
+struct WaGraphAuth
+{
+	struct curl_slist *headers;
+};
+
+/* A sender's header list, for the requests that name it (graph.h). */
+WaGraphAuth *
+wa_graph_auth_create(const char *token)
+{
+	WaGraphAuth *a = calloc(1, sizeof(WaGraphAuth));
+
+	if (a == NULL || (a->headers = make_headers(token ? token : "", true)) == NULL)
+	{
+		free(a);
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	}
+	return a;
+}
+
+void
+wa_graph_auth_free(WaGraphAuth *a)
+{
+	if (a == NULL)
+		return;
+	curl_slist_free_all(a->headers);
+	free(a);
 }
 
 static size_t
@@ -282,8 +312,9 @@ wa_graph_start(WaGraphClient *c, WaGraphRequest *r)
 #endif
 	}
 	set_common_opts(s->easy, c->connect_timeout_ms, c->timeout_ms);
-	curl_easy_setopt(s->easy, CURLOPT_URL, c->url);
-	curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, c->headers);
+	/* each request its sender's URL and token, else the client's */
+	curl_easy_setopt(s->easy, CURLOPT_URL, r->url ? r->url : c->url);
+	curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, r->auth ? r->auth->headers : c->headers);
 	curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(r->body));
 	curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, r->body);
 	s->len = 0;
@@ -535,9 +566,35 @@ wa_graph_get(const char *url, const char *token, long connect_timeout_ms, long t
 /* request timeout (s) for SQL-side GETs: the worker's GUC */
 extern int	wa_request_timeout;
 
+/* A sender's API version (its own, else the setting), palloc'd, or NULL. */
+static char *
+sender_api_version(const char *sender)
+{
+	Oid			type = TEXTOID;
+	Datum		v = CStringGetTextDatum(sender);
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *version = NULL;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "wa_notify: SPI_connect failed");
+	if (SPI_execute_with_args("SELECT api_version FROM wa_notify._sender_effective() WHERE sender = $1",
+							  1, &type, &v, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "wa_notify: could not read a sender's API version");
+	if (SPI_processed == 1)
+	{
+		char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (s)
+			version = MemoryContextStrdup(caller, s);
+	}
+	SPI_finish();
+	return version;
+}
+
 /*
- * wa_notify._graph_get(path) -> (http_status, body, error):
- * GET {api_base_url}/{api_version}/{path} with the access token.
+ * wa_notify._graph_get(path [, sender]) -> (http_status, body, error):
+ * GET {api_base_url}/{api_version}/{path} with the access token (of the
+ * sender when given: its token and API version, 25_senders.sql).
  */
 PG_FUNCTION_INFO_V1(wa_notify_graph_get);
 Datum
@@ -549,7 +606,8 @@ wa_notify_graph_get(PG_FUNCTION_ARGS)
 	bool		nulls[3] = {false, false, false};
 	char	   *base = NULL,
 			   *version = NULL,
-			   *token = NULL;
+			   *token = NULL,
+			   *sender = NULL;
 	long		http = 0;
 	char	   *body = NULL,
 			   *error = NULL;
@@ -568,8 +626,12 @@ wa_notify_graph_get(PG_FUNCTION_ARGS)
 		base = set->api_base_url ? pstrdup(set->api_base_url) : NULL;
 		version = set->api_version ? pstrdup(set->api_version) : NULL;
 	}
+	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
+		sender = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (sender)
+		version = sender_api_version(sender);
 	/* the secrets file when set, else the secret row (secrets.c) */
-	token = wa_secret_get(NULL, "access_token");
+	token = wa_secret_get(sender, "access_token");
 
 	if (base == NULL || version == NULL || token == NULL || token[0] == '\0')
 		ereport(ERROR,

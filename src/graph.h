@@ -9,11 +9,20 @@
 
 #include "postgres.h"
 
+/*
+ * A sender's Authorization header (malloc'd; the token is wiped from every
+ * scratch copy).  A request in flight points to it: free it only when
+ * nothing is in flight.
+ */
+typedef struct WaGraphAuth WaGraphAuth;
+
 /* One POST of a message.  Strings are palloc'd in the caller's context. */
 typedef struct WaGraphRequest
 {
 	int64		id;				/* message id */
 	const char *body;			/* JSON body, owned by the caller */
+	const char *url;			/* its sender's URL (NULL: the client's) */
+	const WaGraphAuth *auth;	/* its sender's token (NULL: the client's) */
 	bool		started;
 	bool		done;
 	long		http_status;	/* 0: no HTTP answer */
@@ -35,6 +44,8 @@ extern WaGraphClient *wa_graph_client_create(void);
 extern void wa_graph_client_configure(WaGraphClient *c, const char *token,
 									  const char *url, int max_in_flight,
 									  long connect_timeout_ms, long timeout_ms);
+extern WaGraphAuth *wa_graph_auth_create(const char *token);
+extern void wa_graph_auth_free(WaGraphAuth *a);
 extern bool wa_graph_start(WaGraphClient *c, WaGraphRequest *r);
 extern int	wa_graph_in_flight(WaGraphClient *c);
 extern int	wa_graph_wait(WaGraphClient *c, long timeout_ms,

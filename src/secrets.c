@@ -31,7 +31,11 @@
  *	    log_min_duration_statement still log the text a client sends: that
  *	    is why the file is the production way (doc/install.md).
  *
- *	  SQL: wa_notify._secret_available(name), _refuse_if_secrets_file(setting),
+ *	  Senders other than 'default' (25_senders.sql): without the file, their
+ *	  secrets are rows of wa_notify.sender_secret, which pg_dump never writes.
+ *
+ *	  SQL: wa_notify._secret_available(name), _sender_secret_available(sender, name),
+ *	  _refuse_if_secrets_file(setting),
  *	  _callback_data(message_id), _secrets_source().
  *-------------------------------------------------------------------------
  */
@@ -412,6 +416,40 @@ setting_secret(const char *name)
 }
 
 /*
+ * A secret of a sender other than 'default': its row of
+ * wa_notify.sender_secret (configure_sender(); never dumped), palloc'd, or
+ * NULL.
+ */
+static char *
+sender_secret(const char *sender, const char *name)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		v[2];
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *value = NULL;
+
+	v[0] = CStringGetTextDatum(sender);
+	v[1] = CStringGetTextDatum(name);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "wa_notify: SPI_connect failed");
+	if (plan == NULL)
+		plan = wa_prepare_kept("SELECT value FROM wa_notify.sender_secret WHERE sender = $1 AND name = $2",
+							   2, types, 0);
+	if (SPI_execute_plan(plan, v, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "wa_notify: could not read a sender's secret");
+	if (SPI_processed == 1)
+	{
+		char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (s != NULL && s[0] != '\0')
+			value = MemoryContextStrdup(caller, s);
+	}
+	SPI_finish();
+	return value;
+}
+
+/*
  * A secret of a sender (NULL or "default": the plain names), palloc'd in
  * the current context, or NULL when it is not set.  With the secrets file
  * set, the file is the only source of the names it can hold (callback_key
@@ -436,7 +474,7 @@ wa_secret_get(const char *sender, const char *name)
 			return NULL;
 	}
 	if (sender && sender[0] && strcmp(sender, "default") != 0)
-		return NULL;			/* other senders' secrets: configure_sender's rows */
+		return sender_secret(sender, name);
 	return setting_secret(name);
 }
 
@@ -652,6 +690,24 @@ wa_notify_secret_available(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *v = wa_secret_get(NULL, name);
+	bool		set = v != NULL;
+
+	if (v)
+		explicit_bzero(v, strlen(v));
+	PG_RETURN_BOOL(set);
+}
+
+/*
+ * wa_notify._secret_available(sender text, name text) RETURNS boolean: the
+ * same for a sender's access_token or app_secret (25_senders.sql).
+ */
+PG_FUNCTION_INFO_V1(wa_notify_sender_secret_available);
+Datum
+wa_notify_sender_secret_available(PG_FUNCTION_ARGS)
+{
+	char	   *sender = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *v = wa_secret_get(sender, name);
 	bool		set = v != NULL;
 
 	if (v)

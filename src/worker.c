@@ -5,12 +5,16 @@
  *	  missing, recovers messages a dead worker left 'sending' (review under
  *	  at_most_once, queued under at_least_once), and then, cycle after
  *	  cycle: resolves captured messages (wa_notify._resolve_pending()),
- *	  takes the typed settings snapshot (settings.c) and the cycle's state
- *	  (wa_notify._dispatch_cycle(): expiry, holds, pause state), decides whether and when it may send (master
- *	  switch, account pause, cool-down, quiet hours, per-batch cap, random
- *	  delay, rate cap), claims a batch in one transaction, sends it through
- *	  the libcurl multi client (graph.c) with at most max_in_flight requests
- *	  in flight, and records the batch's outcomes in one transaction
+ *	  takes the typed settings snapshot (settings.c), the cycle's state
+ *	  (wa_notify._dispatch_cycle(): expiry, holds, quiet hours) and the
+ *	  senders (wa_notify._dispatch_senders(): each sender's URL, caps, pause
+ *	  state; src/sql/1.1/25_senders.sql), decides whether and when each
+ *	  sender may send (master switch and quiet hours for all; account pause,
+ *	  cool-down, rate cap, random delay per sender; the per-batch cap for
+ *	  all), claims batches per sender, sends them side by side through the
+ *	  libcurl multi client (graph.c: each request with its sender's URL and
+ *	  token) with at most the sender's max_in_flight requests in flight,
+ *	  and records the outcomes in one transaction
  *	  (wa_notify._record(), typed arrays), classified by graph_errors.c.
  *	  The class decides only what happens to the rest of the batch here
  *	  (apply_to_batch()); what an error does to the database is
@@ -66,10 +70,15 @@ int			wa_request_timeout = 30;	/* seconds */
 #define WA_SHUTDOWN_GRACE		3.0		/* in-flight requests on SIGTERM, s */
 #define WA_MAX_BATCH			2000
 
+#define WA_MAX_SENDERS			256		/* senders served by one worker */
+
+struct WaLane;
+
 /* One claimed message on its way. */
 typedef struct WaItem
 {
 	WaGraphRequest req;			/* first: completed pointers cast back */
+	struct WaLane *lane;		/* its sender's lane */
 	char	   *phone;
 	char	   *event;
 	bool		attempted;		/* request started */
@@ -79,38 +88,96 @@ typedef struct WaItem
 } WaItem;
 
 /*
+ * A claimed batch lives in its own memory context until every outcome in
+ * it is recorded, so that a long run of batches holds only the batches
+ * still in flight.
+ */
+typedef struct WaChunk
+{
+	MemoryContext cxt;
+	WaItem	   *items;
+	int			n;
+	int			left;			/* items not recorded yet */
+	struct WaChunk *next;
+} WaChunk;
+
+/* What the worker remembers of a sender from one cycle to the next. */
+typedef struct WaSenderMemory
+{
+	char		sender[64];
+	double		last_start;		/* when its last request started */
+	double		next_gap;		/* the random delay before its next one */
+} WaSenderMemory;
+
+/*
+ * One sender in a cycle ("lane"): its configuration and state, read from
+ * wa_notify._dispatch_senders() (a NULL column there is the setting's
+ * value already), its plan for this cycle, and its batches in the
+ * pipeline.  Senders are drained side by side in one pipeline, each within
+ * its own caps, so that a slow, throttled or paused sender never delays
+ * another's messages.
+ */
+typedef struct WaLane
+{
+	/* from _dispatch_senders() */
+	char	   *sender;
+	char	   *url;			/* {base}/{version}/{pnid}/messages */
+	bool		ready;			/* phone number ID and token set */
+	double		max_rate;		/* msg/s, 0: no cap */
+	int			max_in_flight;
+	int			daily_limit;	/* its portfolio's, 0: none */
+	char	   *paused_reason;	/* NULL: not paused */
+	double		pause_until;	/* 0: none */
+	double		rate_factor;
+	char	   *throughput_level;
+	WaSenderMemory *memory;
+	/* the plan (plan_sending) */
+	bool		due;			/* sends in this cycle */
+	int			in_flight_cap;
+	double		spacing;		/* rate cap: seconds between starts (0: none) */
+	int			batch_n;		/* messages per claim */
+	/* the pipeline */
+	WaGraphAuth *auth;			/* malloc'd at its first claim, freed at the end */
+	WaChunk    *head;			/* batches with outcomes not yet recorded */
+	WaChunk    *tail;
+	WaChunk    *cur;			/* next item to start: cur->items[pos] */
+	int			pos;
+	int			claimed;
+	int			unstarted;		/* claimed, neither started nor skipped */
+	int			in_flight;
+	bool		stop;			/* start nothing more of this sender */
+	bool		exhausted;		/* its queue had nothing more to claim */
+	double		next_start;		/* pacing: its next request not before */
+} WaLane;
+
+/*
  * What one cycle runs on: settings from the typed snapshot (settings.c),
- * state computed by wa_notify._dispatch_cycle().  Loaded by load_cycle().
+ * state computed by wa_notify._dispatch_cycle(), and the senders' lanes.
+ * Loaded by load_cycle().
  */
 typedef struct WaCycle
 {
 	bool		enabled;
-	bool		ready;
+	bool		ready;			/* some sender is ready */
 	bool		use_templates;
-	char	   *url;			/* {base}/{version}/{pnid}/messages */
 	double		min_delay;
 	double		max_delay;
 	int			max_per_batch;
 	double		polling_interval;
-	double		max_rate;
-	int			max_in_flight;
 	double		recipient_gap;
-	int			daily_limit;
 	double		quiet_until;	/* 0: none */
-	char	   *paused_reason;	/* NULL: not paused */
-	int			paused_code;
-	double		pause_until;	/* 0: none */
-	double		rate_factor;
 	char	   *settings_version;
 	double		next_due;		/* 0: none */
 	int			sent_in_window; /* at start only */
 	double		window_first;	/* oldest claim in the window (at start) */
+	int			nlanes;
+	WaLane	   *lanes;
 } WaCycle;
 
 static MemoryContext cycle_cxt = NULL;
 static WaGraphClient *client = NULL;
-static double last_start = 0;	/* when the last request started */
-static double next_gap = 0;		/* the random delay before the next one */
+static WaSenderMemory sender_memory[WA_MAX_SENDERS];
+static int	n_sender_memory = 0;
 static char activity[256] = "";
 static char reported_activity[256] = "";
 static double reported_next = -1;
@@ -337,10 +404,69 @@ col_number(const char *name)
 #define col_named(name)		col(0, col_number(name))
 #define col_f_named(name)	col_f(0, col_number(name))
 
+/* The worker's memory of a sender, found or made (a full table: the last slot is shared). */
+static WaSenderMemory *
+sender_memory_of(const char *sender)
+{
+	for (int i = 0; i < n_sender_memory; i++)
+		if (strcmp(sender_memory[i].sender, sender) == 0)
+			return &sender_memory[i];
+	if (n_sender_memory < WA_MAX_SENDERS)
+	{
+		WaSenderMemory *m = &sender_memory[n_sender_memory++];
+
+		strlcpy(m->sender, sender, sizeof(m->sender));
+		m->last_start = m->next_gap = 0;
+		return m;
+	}
+	return &sender_memory[WA_MAX_SENDERS - 1];
+}
+
+/* The senders that may send, from wa_notify._dispatch_senders() (by column name). */
+static void
+load_lanes(WaCycle *cy, const char *api_base_url)
+{
+	MemoryContext old;
+
+	if (SPI_execute("SELECT sender, phone_number_id, api_version, ready, max_rate, max_in_flight, "
+					"  daily_recipient_limit, paused_reason, pause_until, rate_factor, throughput_level "
+					"FROM wa_notify._dispatch_senders()", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "wa_notify worker: _dispatch_senders() failed");
+	old = MemoryContextSwitchTo(cycle_cxt);
+	cy->nlanes = (int) Min(SPI_processed, WA_MAX_SENDERS);
+	cy->lanes = palloc0(sizeof(WaLane) * Max(cy->nlanes, 1));
+	cy->ready = false;
+	for (int r = 0; r < cy->nlanes; r++)
+	{
+		WaLane	   *ln = &cy->lanes[r];
+		char	   *pnid = col(r, col_number("phone_number_id"));
+
+		ln->sender = col(r, col_number("sender"));
+		ln->url = psprintf("%s/%s/%s/messages", api_base_url,
+						   col(r, col_number("api_version")), pnid ? pnid : "");
+		ln->ready = strcmp(col(r, col_number("ready")), "t") == 0;
+		ln->max_rate = col_f(r, col_number("max_rate"));
+		ln->max_in_flight = Max((int) col_f(r, col_number("max_in_flight")), 1);
+		ln->daily_limit = (int) col_f(r, col_number("daily_recipient_limit"));
+		ln->paused_reason = col(r, col_number("paused_reason"));
+		ln->pause_until = col_f(r, col_number("pause_until"));
+		ln->rate_factor = col_f(r, col_number("rate_factor"));
+		if (ln->rate_factor <= 0 || ln->rate_factor > 1)
+			ln->rate_factor = 1;
+		ln->throughput_level = col(r, col_number("throughput_level"));
+		ln->memory = sender_memory_of(ln->sender);
+		cy->ready = cy->ready || ln->ready;
+	}
+	MemoryContextSwitchTo(old);
+	if (SPI_processed > WA_MAX_SENDERS)
+		elog(WARNING, "wa_notify worker: %d senders are enabled, only the first %d are served",
+			 (int) SPI_processed, WA_MAX_SENDERS);
+}
+
 /*
- * One transaction: the settings snapshot (settings.c, typed, by name) and
- * the cycle's housekeeping and computed state (wa_notify._dispatch_cycle(),
- * read by column name).
+ * One transaction: the settings snapshot (settings.c, typed, by name), the
+ * cycle's housekeeping and computed state (wa_notify._dispatch_cycle(),
+ * read by column name), and the senders (load_lanes).
  */
 static void
 load_cycle(WaCycle *cy)
@@ -349,34 +475,22 @@ load_cycle(WaCycle *cy)
 	MemoryContext old;
 	Oid			t = BOOLOID;
 	Datum		v = BoolGetDatum(window_count < 0);
+	char	   *base;
 
 	begin_tx();
 	set = wa_settings();
 	old = MemoryContextSwitchTo(cycle_cxt);
 	cy->enabled = set->enabled;
-	{
-		char	   *token = wa_secret_get(NULL, "access_token");	/* file or row */
-
-		cy->ready = token != NULL && token[0] != '\0' &&
-			set->phone_number_id != NULL && set->phone_number_id[0] != '\0';
-		if (token)
-			explicit_bzero(token, strlen(token));
-	}
 	cy->use_templates = set->use_templates;
-	cy->url = psprintf("%s/%s/%s/messages", set->api_base_url, set->api_version,
-					   set->phone_number_id ? set->phone_number_id : "");
 	cy->min_delay = set->min_delay;
 	cy->max_delay = Max(set->max_delay, set->min_delay);
 	cy->max_per_batch = set->max_per_batch;
 	cy->polling_interval = set->polling_interval;
-	cy->max_rate = set->max_rate;
-	cy->max_in_flight = Max(set->max_in_flight, 1);
 	cy->recipient_gap = set->recipient_gap;
-	cy->daily_limit = set->daily_recipient_limit;
+	base = pstrdup(set->api_base_url ? set->api_base_url : "");
 	MemoryContextSwitchTo(old);
 
-	if (SPI_execute_with_args("SELECT extract(epoch FROM quiet_until) AS quiet_until, paused_reason, "
-							  "  paused_code, extract(epoch FROM pause_until) AS pause_until, rate_factor, "
+	if (SPI_execute_with_args("SELECT extract(epoch FROM quiet_until) AS quiet_until, "
 							  "  settings_version, extract(epoch FROM next_due) AS next_due, "
 							  "  sent_in_window, extract(epoch FROM window_first) AS window_first "
 							  "FROM wa_notify._dispatch_cycle($1)", 1, &t, &v, NULL, false, 0) != SPI_OK_SELECT)
@@ -385,50 +499,36 @@ load_cycle(WaCycle *cy)
 		elog(ERROR, "wa_notify worker: _dispatch_cycle() returned no row");
 	old = MemoryContextSwitchTo(cycle_cxt);
 	cy->quiet_until = col_f_named("quiet_until");
-	cy->paused_reason = col_named("paused_reason");
-	cy->paused_code = (int) col_f_named("paused_code");
-	cy->pause_until = col_f_named("pause_until");
-	cy->rate_factor = col_f_named("rate_factor");
 	cy->settings_version = col_named("settings_version");
 	cy->next_due = col_f_named("next_due");
 	cy->sent_in_window = (int) col_f_named("sent_in_window");
 	cy->window_first = col_f_named("window_first");
 	MemoryContextSwitchTo(old);
+	load_lanes(cy, base);
 	end_tx();
-	if (cy->rate_factor <= 0 || cy->rate_factor > 1)
-		cy->rate_factor = 1;
 }
 
+/* Each ready sender's connection check (its quality, tier and throughput). */
 static void
 connection_check(void)
 {
 	set_activity("checking the connection");
 	begin_tx();
-	exec_sql("SELECT api_status FROM wa_notify.check_connection()", SPI_OK_SELECT);
+	exec_sql("SELECT c.api_status FROM wa_notify._dispatch_senders() d, "
+			 "  LATERAL wa_notify.check_connection(d.sender) c WHERE d.ready", SPI_OK_SELECT);
 	end_tx();
 	next_check_at = wa_now() + WA_CHECK_INTERVAL;
 }
 
 /*
- * A claimed batch ("chunk") lives in its own memory context until every
- * outcome in it is recorded, so that a long run of batches holds only the
- * chunks still in flight.
+ * Claim up to n messages of one sender (one transaction); at its first
+ * claim, the sender's token becomes its Authorization header (graph.c).
  */
-typedef struct WaChunk
-{
-	MemoryContext cxt;
-	WaItem	   *items;
-	int			n;
-	int			left;			/* items not recorded yet */
-	struct WaChunk *next;
-} WaChunk;
-
-/* Claim up to n messages (one transaction); *token_out palloc'd in the chunk. */
 static WaChunk *
-claim(WaCycle *cy, int n, char **token_out)
+claim(const WaCycle *cy, WaLane *ln, int n)
 {
-	Oid			types[3] = {INT4OID, FLOAT8OID, INT4OID};
-	Datum		vals[3];
+	Oid			types[4] = {INT4OID, FLOAT8OID, INT4OID, TEXTOID};
+	Datum		vals[4];
 	WaChunk    *ch;
 	MemoryContext cxt;
 	MemoryContext old;
@@ -439,27 +539,37 @@ claim(WaCycle *cy, int n, char **token_out)
 	ch->cxt = cxt;
 
 	begin_tx();
-	old = MemoryContextSwitchTo(cxt);
-	*token_out = wa_secret_get(NULL, "access_token");	/* file or row: secrets.c */
-	MemoryContextSwitchTo(old);
+	if (ln->auth == NULL)
+	{
+		char	   *token = wa_secret_get(ln->sender, "access_token");	/* file or row: secrets.c */
 
+		ln->auth = wa_graph_auth_create(token ? token : "");
+		if (token)
+			explicit_bzero(token, strlen(token));
+	}
 	vals[0] = Int32GetDatum(n);
 	vals[1] = Float8GetDatum(cy->recipient_gap);
-	vals[2] = Int32GetDatum(cy->daily_limit);
-	if (SPI_execute_with_args("SELECT id, phone, event, body FROM wa_notify._claim($1, $2, $3)",
-							  3, types, vals, NULL, false, 0) != SPI_OK_SELECT)
+	vals[2] = Int32GetDatum(ln->daily_limit);
+	vals[3] = CStringGetTextDatum(ln->sender);
+	if (SPI_execute_with_args("SELECT id, phone, event, body FROM wa_notify._claim($1, $2, $3, $4)",
+							  4, types, vals, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "wa_notify worker: could not claim messages");
 	got = (int) SPI_processed;
 	old = MemoryContextSwitchTo(cxt);
 	ch->items = palloc0(sizeof(WaItem) * Max(got, 1));
 	for (int i = 0; i < got; i++)
 	{
-		ch->items[i].req.id = strtoll(col(i, 1), NULL, 10);
-		ch->items[i].phone = col(i, 2);
-		ch->items[i].event = col(i, 3);
-		ch->items[i].req.body = col(i, 4);
-		ch->items[i].req.graph_code = -1;
-		ch->items[i].req.cxt = cxt;
+		WaItem	   *it = &ch->items[i];
+
+		it->lane = ln;
+		it->req.id = strtoll(col(i, 1), NULL, 10);
+		it->phone = col(i, 2);
+		it->event = col(i, 3);
+		it->req.body = col(i, 4);
+		it->req.url = ln->url;
+		it->req.auth = ln->auth;
+		it->req.graph_code = -1;
+		it->req.cxt = cxt;
 	}
 	MemoryContextSwitchTo(old);
 	end_tx();
@@ -549,31 +659,33 @@ outcome_ready(const WaItem *it, bool final)
 	return it->attempted ? it->finished : (it->finished || final);
 }
 
-/* Collect the outcomes ready to be written, marking their items recorded. */
+/* Collect the outcomes ready to be written (every sender's), marking their items recorded. */
 static void
-collect_outcomes(WaChunk *head, bool final, WaOutcomes *o)
+collect_outcomes(WaLane *lanes, int nlanes, bool final, WaOutcomes *o)
 {
 	int			cap = 0;
 
-	for (WaChunk *ch = head; ch; ch = ch->next)
-		cap += ch->n;
+	for (int l = 0; l < nlanes; l++)
+		for (WaChunk *ch = lanes[l].head; ch; ch = ch->next)
+			cap += ch->n;
 	o->n = 0;
 	for (int c = 0; c < OUT_NCOLS; c++)
 	{
 		o->values[c] = palloc(sizeof(Datum) * Max(cap, 1));
 		o->nulls[c] = palloc(sizeof(bool) * Max(cap, 1));
 	}
-	for (WaChunk *ch = head; ch; ch = ch->next)
-		for (int i = 0; i < ch->n; i++)
-		{
-			WaItem	   *it = &ch->items[i];
+	for (int l = 0; l < nlanes; l++)
+		for (WaChunk *ch = lanes[l].head; ch; ch = ch->next)
+			for (int i = 0; i < ch->n; i++)
+			{
+				WaItem	   *it = &ch->items[i];
 
-			if (!outcome_ready(it, final))
-				continue;
-			it->recorded = true;
-			ch->left--;
-			outcome_add(o, it);
-		}
+				if (!outcome_ready(it, final))
+					continue;
+				it->recorded = true;
+				ch->left--;
+				outcome_add(o, it);
+			}
 }
 
 /* wa_notify._record(...) in one transaction. */
@@ -641,11 +753,11 @@ free_recorded_chunks(WaChunk **head, bool final)
  * the crash recovery.  Fully recorded chunks are freed.
  */
 static void
-record(WaChunk **head, bool final)
+record(WaLane *lanes, int nlanes, bool final)
 {
 	WaOutcomes	o;
 
-	collect_outcomes(*head, final, &o);
+	collect_outcomes(lanes, nlanes, final, &o);
 	if (o.n > 0)
 		write_outcomes(&o);
 	for (int c = 0; c < OUT_NCOLS; c++)
@@ -653,74 +765,58 @@ record(WaChunk **head, bool final)
 		pfree(o.values[c]);
 		pfree(o.nulls[c]);
 	}
-	free_recorded_chunks(head, final);
+	for (int l = 0; l < nlanes; l++)
+		free_recorded_chunks(&lanes[l].head, final);
 }
 
-/* mark the not-yet-started items matching event or phone as skipped for now */
-static int
-skip_unstarted(WaChunk *head, const char *event, const char *phone)
+/* mark the not-yet-started items matching event or phone (any sender's) as skipped for now */
+static void
+skip_unstarted(WaLane *lanes, int nlanes, const char *event, const char *phone)
 {
-	int			k = 0;
-
-	for (WaChunk *ch = head; ch; ch = ch->next)
-		for (int i = 0; i < ch->n; i++)
-		{
-			WaItem	   *it = &ch->items[i];
-
-			if (it->attempted || it->finished)
-				continue;
-			if ((event && strcmp(it->event, event) == 0) ||
-				(phone && strcmp(it->phone, phone) == 0))
+	for (int l = 0; l < nlanes; l++)
+		for (WaChunk *ch = lanes[l].head; ch; ch = ch->next)
+			for (int i = 0; i < ch->n; i++)
 			{
-				it->finished = true;	/* back to the queue, not attempted */
-				k++;
+				WaItem	   *it = &ch->items[i];
+
+				if (it->attempted || it->finished)
+					continue;
+				if ((event && strcmp(it->event, event) == 0) ||
+					(phone && strcmp(it->phone, phone) == 0))
+				{
+					it->finished = true;	/* back to the queue, not attempted */
+					it->lane->unstarted--;
+				}
 			}
-		}
-	return k;
 }
 
 /*
  * Claim, send and record, overlapping the claim and record transactions
- * with the requests in flight: while requests are out, the next batch is
- * claimed as soon as nothing is left to start, and outcomes are recorded as
- * soon as enough are known.  Paced sending (delays) claims one message.
- * New batches are claimed for at most WA_PIPELINE_SECS, then the caller's
- * cycle re-reads settings.
+ * with the requests in flight: while requests are out, a sender's next
+ * batch is claimed as soon as little of its last is left to start, and
+ * outcomes are recorded as soon as enough are known.  The senders' lanes
+ * share the pool of connections; each starts requests within its own rate
+ * and in-flight caps, in turn (start_requests), so that none waits for
+ * another.  Paced sending (delays) claims one message per sender.  New
+ * batches are claimed for at most WA_PIPELINE_SECS, then the caller's cycle
+ * re-reads settings.
  */
 #define WA_PIPELINE_SECS 2.0
-
-/* How one dispatch sends (dispatch_once decides, the pipeline follows). */
-typedef struct WaSendPlan
-{
-	bool		paced;			/* one message at a time, random delays */
-	int			in_flight;		/* requests at once */
-	double		spacing;		/* rate cap: seconds between starts (0: none) */
-	double		start_at;		/* the first request not before (epoch) */
-	int			budget;			/* claims left in the per-batch window */
-	int			batch_n;		/* messages per claim */
-} WaSendPlan;
 
 /* The pipeline's state, for its steps below. */
 typedef struct WaPipeline
 {
 	WaCycle    *cy;
-	const WaSendPlan *plan;
-	int			budget;			/* claims still allowed */
-	WaChunk    *head;			/* chunks with outcomes not yet recorded */
-	WaChunk    *tail;
-	WaChunk    *cur;			/* next item to start: cur->items[pos] */
-	int			pos;
+	bool		paced;			/* one message at a time, random delays */
+	int			budget;			/* claims still allowed (per-batch cap) */
+	int			in_flight_cap;	/* the sum of the lanes' */
 	WaGraphRequest **done;		/* completed requests, from wa_graph_wait */
 	int			claimed;		/* messages claimed */
-	int			unstarted;		/* claimed, neither started nor skipped */
 	int			unrecorded;		/* finished since the last record() */
 	int			finished;
-	bool		stop;			/* start nothing more (error or shutdown) */
-	bool		exhausted;		/* the queue had nothing more to claim */
-	bool		configured;		/* the client has the token and URL */
+	bool		stop;			/* start nothing more (shutdown) */
 	double		t0;
 	double		shutdown_at;	/* SIGTERM seen (0: not) */
-	double		next_start;		/* pacing: the next request not before */
 } WaPipeline;
 
 static void
@@ -733,101 +829,141 @@ notice_shutdown(WaPipeline *pl)
 	}
 }
 
-/* Nothing (or little) left to start, and still in this cycle's time: claim. */
+/* Little left to start of this sender, and still in this cycle's time: claim. */
 static bool
-may_claim(const WaPipeline *pl)
+may_claim(const WaPipeline *pl, const WaLane *ln)
 {
-	bool		paced = pl->plan->paced;
-
-	return !pl->stop && !pl->exhausted && pl->budget > 0 &&
-		(pl->unstarted == 0 || (!paced && pl->unstarted <= pl->plan->in_flight / 2)) &&
-		(pl->claimed == 0 || (!paced && wa_now() - pl->t0 < WA_PIPELINE_SECS));
+	return ln->due && !pl->stop && !ln->stop && !ln->exhausted && pl->budget > 0 &&
+		(ln->unstarted == 0 || (!pl->paced && ln->unstarted <= ln->in_flight_cap / 2)) &&
+		(ln->claimed == 0 || (!pl->paced && wa_now() - pl->t0 < WA_PIPELINE_SECS));
 }
 
 static void
-claim_next_batch(WaPipeline *pl)
+claim_next_batch(WaPipeline *pl, WaLane *ln)
 {
-	char	   *token = NULL;
-	WaChunk    *ch = claim(pl->cy, Min(pl->plan->batch_n, pl->budget), &token);
+	WaChunk    *ch = claim(pl->cy, ln, Min(ln->batch_n, pl->budget));
 
-	if (!pl->configured && ch->n > 0)
-	{
-		wa_graph_client_configure(client, token ? token : "", pl->cy->url, pl->plan->in_flight,
-								  Min(10000L, wa_request_timeout * 1000L),
-								  wa_request_timeout * 1000L);
-		pl->configured = true;
-	}
-	if (token)
-		explicit_bzero(token, strlen(token));
 	if (ch->n == 0)
 	{
 		MemoryContextDelete(ch->cxt);
-		pl->exhausted = true;
+		ln->exhausted = true;
 	}
 	else
 	{
-		if (pl->tail)
-			pl->tail->next = ch;
+		if (ln->tail)
+			ln->tail->next = ch;
 		else
-			pl->head = ch;
-		pl->tail = ch;
-		if (pl->cur == NULL)
+			ln->head = ch;
+		ln->tail = ch;
+		if (ln->cur == NULL)
 		{
-			pl->cur = ch;
-			pl->pos = 0;
+			ln->cur = ch;
+			ln->pos = 0;
 		}
+		ln->claimed += ch->n;
 		pl->claimed += ch->n;
 		pl->budget -= ch->n;
-		pl->unstarted += ch->n;
+		ln->unstarted += ch->n;
 	}
-	if (pl->plan->paced)
-		pl->exhausted = true;
+	if (pl->paced)
+		ln->exhausted = true;
 }
 
-/* Start what pacing and the in-flight cap allow; returns the wait (ms) for the next. */
-static long
-start_requests(WaPipeline *pl, long timeout)
+/* The lane's next item to start, or NULL (its cursor moves past started and skipped items). */
+static WaItem *
+next_unstarted(WaLane *ln)
 {
-	double		now = wa_now();
-
-	while (!pl->stop && pl->cur && pl->unstarted > 0 &&
-		   wa_graph_in_flight(client) < pl->plan->in_flight)
+	while (ln->cur)
 	{
 		WaItem	   *it;
 
-		if (pl->pos >= pl->cur->n)
+		if (ln->pos >= ln->cur->n)
 		{
-			pl->cur = pl->cur->next;
-			pl->pos = 0;
+			ln->cur = ln->cur->next;
+			ln->pos = 0;
 			continue;
 		}
-		it = &pl->cur->items[pl->pos];
-		if (it->attempted || it->finished)
-		{
-			pl->pos++;
-			continue;
-		}
-		if (now < pl->next_start)
-		{
-			double		ms = (pl->next_start - now) * 1000.0;
-
-			if (wa_graph_in_flight(client) == 0 && ms < 200)
-			{
-				nap((long) ms);
-				now = wa_now();
-				continue;
-			}
-			return Max(1, Min(timeout, (long) ms));
-		}
-		if (!wa_graph_start(client, &it->req))
-			break;
-		it->attempted = true;
-		pl->unstarted--;
-		last_start = now = wa_now();
-		pl->next_start = pl->plan->spacing > 0 ? now + pl->plan->spacing : now;
-		pl->pos++;
+		it = &ln->cur->items[ln->pos];
+		if (!it->attempted && !it->finished)
+			return it;
+		ln->pos++;
 	}
-	return timeout;
+	return NULL;
+}
+
+/*
+ * Start one request of the lane if its caps allow; false when it cannot
+ * now (*wait_s: how long until its pacing allows, 0: not pacing).
+ */
+static bool
+start_one(WaPipeline *pl, WaLane *ln, double now, double *wait_s)
+{
+	WaItem	   *it;
+
+	*wait_s = 0;
+	if (pl->stop || ln->stop || ln->unstarted <= 0 || ln->in_flight >= ln->in_flight_cap)
+		return false;
+	if ((it = next_unstarted(ln)) == NULL)
+		return false;
+	if (now < ln->next_start)
+	{
+		*wait_s = ln->next_start - now;
+		return false;
+	}
+	if (!wa_graph_start(client, &it->req))
+		return false;
+	it->attempted = true;
+	ln->unstarted--;
+	ln->in_flight++;
+	ln->memory->last_start = now = wa_now();
+	ln->next_start = ln->spacing > 0 ? now + ln->spacing : now;
+	ln->pos++;
+	return true;
+}
+
+/*
+ * Start what each sender's pacing and in-flight cap allow, one request per
+ * sender in turn; returns the wait (ms) for the next start.
+ */
+static long
+start_requests(WaPipeline *pl, long timeout)
+{
+	for (;;)
+	{
+		bool		started = false;
+		double		wait = 0;
+		double		now = wa_now();
+
+		for (int l = 0; l < pl->cy->nlanes; l++)
+		{
+			double		w;
+
+			if (start_one(pl, &pl->cy->lanes[l], now, &w))
+				started = true;
+			else if (w > 0 && (wait == 0 || w < wait))
+				wait = w;
+		}
+		if (started)
+			continue;
+		if (wait <= 0)
+			return timeout;
+		if (wa_graph_in_flight(client) == 0 && wait < 0.2)
+		{
+			nap((long) (wait * 1000.0));
+			continue;
+		}
+		return Max(1, Min(timeout, (long) (wait * 1000.0)));
+	}
+}
+
+/* Has this sender nothing in flight and nothing more to start in this cycle? */
+static bool
+lane_finished(const WaPipeline *pl, const WaLane *ln, double now)
+{
+	return ln->in_flight == 0 &&
+		(!ln->due || pl->stop || ln->stop ||
+		 (ln->unstarted == 0 && (ln->exhausted || pl->budget <= 0 || pl->paced ||
+								 now - pl->t0 >= WA_PIPELINE_SECS)));
 }
 
 /* Nothing in flight and nothing more to start in this cycle (or stopped). */
@@ -838,17 +974,17 @@ pipeline_finished(const WaPipeline *pl)
 
 	if (pl->shutdown_at > 0 && now - pl->shutdown_at > WA_SHUTDOWN_GRACE)
 		return true;
-	return wa_graph_in_flight(client) == 0 &&
-		(pl->stop || (pl->unstarted == 0 &&
-					  (pl->exhausted || pl->budget <= 0 || pl->plan->paced ||
-					   now - pl->t0 >= WA_PIPELINE_SECS)));
+	for (int l = 0; l < pl->cy->nlanes; l++)
+		if (!lane_finished(pl, &pl->cy->lanes[l], now))
+			return false;
+	return true;
 }
 
 /*
  * An answer's consequence for the rest of the batch, from the error's
- * effects: an account pause or a throttle starts nothing more; a held
- * template or a pair-rate wait puts back that event's or that recipient's
- * unstarted requests.
+ * effects: an account pause or a throttle starts nothing more of that
+ * sender (its pause and rate are its own); a held template or a pair-rate
+ * wait puts back that event's or that recipient's unstarted requests.
  */
 static void
 apply_to_batch(WaPipeline *pl, const WaItem *it)
@@ -856,11 +992,11 @@ apply_to_batch(WaPipeline *pl, const WaItem *it)
 	const WaErrorEffect *ef = wa_error_effect(it->err);
 
 	if (ef->stop_batch || it->err->cooldown_secs > 0)
-		pl->stop = true;
+		it->lane->stop = true;
 	if (ef->hold_template)
-		pl->unstarted -= skip_unstarted(pl->head, it->event, NULL);
+		skip_unstarted(pl->cy->lanes, pl->cy->nlanes, it->event, NULL);
 	if (ef->on_send == WA_RETRY_PAIR)
-		pl->unstarted -= skip_unstarted(pl->head, NULL, it->phone);
+		skip_unstarted(pl->cy->lanes, pl->cy->nlanes, NULL, it->phone);
 }
 
 /* Wait for answers (at most timeout ms) and classify them. */
@@ -870,14 +1006,15 @@ collect_answers(WaPipeline *pl, long timeout)
 	int			k = 0;
 
 	if (wa_graph_in_flight(client) > 0)
-		k = wa_graph_wait(client, timeout, pl->done, pl->plan->in_flight);
-	else if (pl->unstarted > 0)
+		k = wa_graph_wait(client, timeout, pl->done, pl->in_flight_cap);
+	else
 		nap(Min(timeout, 100));
 	for (int i = 0; i < k; i++)
 	{
 		WaItem	   *it = (WaItem *) pl->done[i];
 
 		it->finished = true;
+		it->lane->in_flight--;
 		it->err = classify(&it->req);
 		pl->finished++;
 		pl->unrecorded++;
@@ -887,24 +1024,28 @@ collect_answers(WaPipeline *pl, long timeout)
 		set_activity("sending %d/%d", pl->finished, pl->claimed);
 }
 
-/* Record what is known so far; chunks may be freed: re-find the cursor and tail. */
+/* Record what is known so far; batches may be freed: re-find each cursor and tail. */
 static void
 record_progress(WaPipeline *pl)
 {
-	bool		alive = false;
-
-	record(&pl->head, false);
+	record(pl->cy->lanes, pl->cy->nlanes, false);
 	pl->unrecorded = 0;
-	pl->tail = pl->head;
-	while (pl->tail && pl->tail->next)
-		pl->tail = pl->tail->next;
-	for (WaChunk *ch = pl->head; ch; ch = ch->next)
-		if (ch == pl->cur)
-			alive = true;
-	if (pl->cur && !alive)
+	for (int l = 0; l < pl->cy->nlanes; l++)
 	{
-		pl->cur = pl->head;
-		pl->pos = 0;
+		WaLane	   *ln = &pl->cy->lanes[l];
+		bool		alive = false;
+
+		ln->tail = ln->head;
+		while (ln->tail && ln->tail->next)
+			ln->tail = ln->tail->next;
+		for (WaChunk *ch = ln->head; ch; ch = ch->next)
+			if (ch == ln->cur)
+				alive = true;
+		if (ln->cur && !alive)
+		{
+			ln->cur = ln->head;
+			ln->pos = 0;
+		}
 	}
 }
 
@@ -916,13 +1057,14 @@ pipeline_loop(WaPipeline *pl)
 		long		timeout;
 
 		notice_shutdown(pl);
-		if (may_claim(pl))
-			claim_next_batch(pl);
+		for (int l = 0; l < pl->cy->nlanes; l++)
+			if (may_claim(pl, &pl->cy->lanes[l]))
+				claim_next_batch(pl, &pl->cy->lanes[l]);
 		timeout = start_requests(pl, 100);
 		if (pipeline_finished(pl))
 			break;
 		collect_answers(pl, timeout);
-		if (pl->unrecorded >= Max(pl->plan->in_flight, 64) && !pl->stop)
+		if (pl->unrecorded >= Max(pl->in_flight_cap, 64) && !pl->stop)
 			record_progress(pl);
 		if (ConfigReloadPending)
 		{
@@ -932,23 +1074,41 @@ pipeline_loop(WaPipeline *pl)
 	}
 }
 
+/* Free the senders' Authorization headers (nothing is in flight). */
+static void
+free_lane_auth(WaCycle *cy)
+{
+	for (int l = 0; l < cy->nlanes; l++)
+	{
+		wa_graph_auth_free(cy->lanes[l].auth);
+		cy->lanes[l].auth = NULL;
+	}
+}
+
 /*
  * Run the pipeline; whatever happens, no request stays in flight.  The loop
  * is a function of its own so that no local variable lives across the
  * PG_TRY's setjmp.  Returns how many messages were claimed.
  */
 static int
-run_pipeline(WaCycle *cy, const WaSendPlan *plan)
+run_pipeline(WaCycle *cy, bool paced, int budget)
 {
 	WaPipeline *pl = palloc0(sizeof(WaPipeline));
 	int			claimed;
 
 	pl->cy = cy;
-	pl->plan = plan;
-	pl->budget = plan->budget;
-	pl->done = palloc(sizeof(WaGraphRequest *) * Max(plan->in_flight, 1));
+	pl->paced = paced;
+	pl->budget = budget;
+	for (int l = 0; l < cy->nlanes; l++)
+		if (cy->lanes[l].due)
+			pl->in_flight_cap += cy->lanes[l].in_flight_cap;
+	pl->in_flight_cap = Max(pl->in_flight_cap, 1);
+	pl->done = palloc(sizeof(WaGraphRequest *) * pl->in_flight_cap);
 	pl->t0 = wa_now();
-	pl->next_start = plan->start_at;
+	/* every request names its sender's URL and token: the client's are unused */
+	wa_graph_client_configure(client, "", "", pl->in_flight_cap,
+							  Min(10000L, wa_request_timeout * 1000L),
+							  wa_request_timeout * 1000L);
 	PG_TRY();
 	{
 		pipeline_loop(pl);
@@ -956,17 +1116,19 @@ run_pipeline(WaCycle *cy, const WaSendPlan *plan)
 	PG_FINALLY();
 	{
 		wa_graph_abort_all(client);
+		free_lane_auth(cy);
 	}
 	PG_END_TRY();
-	record(&pl->head, true);
+	record(cy->lanes, cy->nlanes, true);
 	/* anything left (answers that never came at shutdown) stays 'sending' */
-	while (pl->head)
-	{
-		WaChunk    *ch = pl->head;
+	for (int l = 0; l < cy->nlanes; l++)
+		while (cy->lanes[l].head)
+		{
+			WaChunk    *ch = cy->lanes[l].head;
 
-		pl->head = ch->next;
-		MemoryContextDelete(ch->cxt);
-	}
+			cy->lanes[l].head = ch->next;
+			MemoryContextDelete(ch->cxt);
+		}
 	claimed = pl->claimed;
 	pfree(pl->done);
 	pfree(pl);
@@ -984,7 +1146,7 @@ resolve_captures(void)
 	end_tx();
 }
 
-/* The connection check, when due or when the settings changed; then re-read. */
+/* The connection checks, when due or when the settings changed; then re-read. */
 static void
 check_connection_if_due(WaCycle *cy)
 {
@@ -999,13 +1161,70 @@ check_connection_if_due(WaCycle *cy)
 	load_cycle(cy);
 }
 
-/* Say why nothing is sent until *until; false when sending may go on. */
+/*
+ * Why this sender sends nothing now (activity text into buf, *until: when
+ * to look again); false when it may send.  'default' says it as 1.0 did.
+ */
 static bool
-sending_blocked(const WaCycle *cy, double now, double *until)
+lane_blocked(const WaLane *ln, double now, char *buf, size_t len, double *until)
 {
+	bool		is_default = strcmp(ln->sender, "default") == 0;
+	char		who[96];
+
+	snprintf(who, sizeof(who), is_default ? "%s" : "sender %s ", is_default ? "" : ln->sender);
+	if (!ln->ready)
+	{
+		snprintf(buf, len, "idle: %saccess_token or phone_number_id not configured", who);
+		*until = now + WA_IDLE_RECHECK;
+	}
+	else if (ln->paused_reason)
+	{
+		snprintf(buf, len, "%spaused: %s", who, ln->paused_reason);
+		*until = Min(now + WA_IDLE_RECHECK, next_check_at);
+	}
+	else if (ln->pause_until > now)
+	{
+		/* which error and for how long: wa_notify.graph_errors.cooldown_secs */
+		snprintf(buf, len, "%spaused until %s: Graph error cool-down", who, time_str(ln->pause_until));
+		*until = ln->pause_until;
+	}
+	else
+		return false;
+	return true;
+}
+
+/*
+ * Say why nothing is sent until *until; false when some sender may send.
+ * The master switch and quiet hours hold every sender; a sender's own
+ * pause holds only it (the card says so when every sender is held).
+ */
+static bool
+sending_blocked(WaCycle *cy, double now, double *until)
+{
+	char		first[256] = "";
+	double		soonest = 0;
+	bool		any_free = false;
+
+	for (int l = 0; l < cy->nlanes; l++)
+	{
+		WaLane	   *ln = &cy->lanes[l];
+		char		why[256];
+		double		u;
+
+		ln->due = !lane_blocked(ln, now, why, sizeof(why), &u);
+		if (ln->due)
+			any_free = true;
+		else
+		{
+			if (first[0] == '\0' && (ln->ready || !cy->ready))
+				strlcpy(first, why, sizeof(first));
+			if (ln->ready && (soonest == 0 || u < soonest))
+				soonest = u;
+		}
+	}
 	if (!cy->ready)
 	{
-		set_activity("idle: access_token or phone_number_id not configured");
+		set_activity("%s", cy->nlanes > 0 ? first : "idle: no sender enabled");
 		*until = now + WA_IDLE_RECHECK;
 		report_state(0);
 	}
@@ -1015,18 +1234,11 @@ sending_blocked(const WaCycle *cy, double now, double *until)
 		*until = now + WA_IDLE_RECHECK;
 		report_state(0);
 	}
-	else if (cy->paused_reason)
+	else if (!any_free)
 	{
-		set_activity("paused: %s", cy->paused_reason);
-		*until = Min(now + WA_IDLE_RECHECK, next_check_at);
-		report_state(0);
-	}
-	else if (cy->pause_until > now)
-	{
-		/* which error and for how long: wa_notify.graph_errors.cooldown_secs */
-		set_activity("paused until %s: Graph error cool-down", time_str(cy->pause_until));
-		*until = cy->pause_until;
-		report_state(*until);
+		set_activity("%s", first);
+		*until = soonest > 0 ? soonest : now + WA_IDLE_RECHECK;
+		report_state(strstr(first, "cool-down") ? soonest : 0);
 	}
 	else if (cy->quiet_until > now)
 	{
@@ -1040,10 +1252,10 @@ sending_blocked(const WaCycle *cy, double now, double *until)
 }
 
 /*
- * Per-batch cap: at most max_per_batch claims per polling interval.  The
- * interval opens at its first claim; after a restart it is seeded from the
- * claims the database remembers.  Returns the claims left (<= 0: *until
- * says when the next interval opens).
+ * Per-batch cap: at most max_per_batch claims per polling interval, all
+ * senders together.  The interval opens at its first claim; after a
+ * restart it is seeded from the claims the database remembers.  Returns
+ * the claims left (<= 0: *until says when the next interval opens).
  */
 static int
 batch_budget(const WaCycle *cy, double now, double *until)
@@ -1072,56 +1284,93 @@ batch_budget(const WaCycle *cy, double now, double *until)
 }
 
 /*
- * Pacing: the rate cap spaces the starts, the throttle factor lowers the
- * rate or the requests in flight, random delays send one message at a
- * time.  False when the next paced message is not due yet (*until).
+ * The most requests one sender may have in flight: its max_in_flight (a
+ * NULL column: the setting), lowered by its throttle factor when no rate
+ * cap spaces its starts.  The one place this cap is computed.
  */
-static bool
-plan_sending(const WaCycle *cy, double now, int budget, WaSendPlan *plan, double *until)
+static int
+lane_in_flight_cap(const WaLane *ln)
 {
-	int			n;
-
-	plan->paced = cy->max_delay > 0;
-	plan->in_flight = cy->max_in_flight;
-	plan->spacing = 0;
-	plan->budget = budget;
-	if (cy->max_rate > 0)
-		plan->spacing = 1.0 / (cy->max_rate * cy->rate_factor);
-	else if (cy->rate_factor < 1.0)
-		plan->in_flight = Max(1, (int) (plan->in_flight * cy->rate_factor));
-	if (plan->paced)
-	{
-		plan->start_at = last_start + Max(next_gap, plan->spacing);
-		if (now < plan->start_at - WA_CLAIM_AHEAD)
-		{
-			set_activity("waiting %.1f s", plan->start_at - now);
-			report_state(plan->start_at);
-			*until = plan->start_at - WA_CLAIM_AHEAD;
-			return false;
-		}
-		n = 1;
-		plan->in_flight = 1;
-	}
-	else
-	{
-		plan->start_at = plan->spacing > 0 ? last_start + plan->spacing : now;
-		n = Min(budget, Max(plan->in_flight * 2, 64));
-		if (plan->spacing > 0)
-			n = Min(n, (int) ceil(1.0 / plan->spacing) + 1);
-		n = Min(n, WA_MAX_BATCH);
-	}
-	plan->batch_n = Min(n, budget);
-	return true;
+	if (ln->max_rate <= 0 && ln->rate_factor < 1.0)
+		return Max(1, (int) (ln->max_in_flight * ln->rate_factor));
+	return ln->max_in_flight;
 }
 
 /*
- * After a batch: the next random delay (paced), or when to look again
- * (nothing was claimed).  A paced delay is uniform in [min, max], kept a
- * little inside the bounds so that scheduling jitter on either request
- * cannot push the gap the API sees outside them.
+ * Pacing of one sender: its rate cap spaces its starts (lowered by its
+ * throttle factor), random delays send one message at a time.  False when
+ * its next paced message is not due yet (*until).
+ */
+static bool
+plan_lane(const WaCycle *cy, WaLane *ln, double now, int budget, double *until)
+{
+	bool		paced = cy->max_delay > 0;
+	double		start_at;
+	int			n;
+
+	ln->in_flight_cap = lane_in_flight_cap(ln);
+	ln->spacing = ln->max_rate > 0 ? 1.0 / (ln->max_rate * ln->rate_factor) : 0;
+	if (paced)
+	{
+		start_at = ln->memory->last_start + Max(ln->memory->next_gap, ln->spacing);
+		if (now < start_at - WA_CLAIM_AHEAD)
+		{
+			*until = start_at - WA_CLAIM_AHEAD;
+			return false;
+		}
+		n = 1;
+		ln->in_flight_cap = 1;
+	}
+	else
+	{
+		start_at = ln->spacing > 0 ? ln->memory->last_start + ln->spacing : now;
+		n = Min(budget, Max(ln->in_flight_cap * 2, 64));
+		if (ln->spacing > 0)
+			n = Min(n, (int) ceil(1.0 / ln->spacing) + 1);
+		n = Min(n, WA_MAX_BATCH);
+	}
+	ln->next_start = start_at;
+	ln->batch_n = Min(n, budget);
+	return true;
+}
+
+/* Each free sender's plan; false when none is due yet (*until: the first that is). */
+static bool
+plan_sending(WaCycle *cy, double now, int budget, double *until)
+{
+	double		soonest = 0;
+	bool		any = false;
+
+	for (int l = 0; l < cy->nlanes; l++)
+	{
+		WaLane	   *ln = &cy->lanes[l];
+		double		u = 0;
+
+		if (!ln->due)
+			continue;
+		ln->due = plan_lane(cy, ln, now, budget, &u);
+		if (ln->due)
+			any = true;
+		else if (soonest == 0 || u < soonest)
+			soonest = u;
+	}
+	if (!any)
+	{
+		set_activity("waiting %.1f s", soonest + WA_CLAIM_AHEAD - now);
+		report_state(soonest + WA_CLAIM_AHEAD);
+		*until = soonest;
+	}
+	return any;
+}
+
+/*
+ * After a batch: each sender's next random delay (paced), or when to look
+ * again (nothing was claimed).  A paced delay is uniform in [min, max],
+ * kept a little inside the bounds so that scheduling jitter on either
+ * request cannot push the gap the API sees outside them.
  */
 static double
-after_batch(const WaCycle *cy, const WaSendPlan *plan, int claimed, double now)
+after_batch(const WaCycle *cy, bool paced, int claimed, double now)
 {
 	if (claimed == 0)
 	{
@@ -1131,15 +1380,22 @@ after_batch(const WaCycle *cy, const WaSendPlan *plan, int claimed, double now)
 		report_state(at);
 		return at > 0 ? at : now + WA_IDLE_RECHECK;
 	}
-	if (plan->paced)
+	for (int l = 0; l < cy->nlanes; l++)
 	{
-		double		margin = Min(0.05, (cy->max_delay - cy->min_delay) * 0.1);
+		WaLane	   *ln = &cy->lanes[l];
 
-		next_gap = cy->min_delay + margin +
-			(cy->max_delay - cy->min_delay - 2 * margin) * rand_unit();
+		if (!ln->due || ln->claimed == 0)
+			continue;
+		if (paced)
+		{
+			double		margin = Min(0.05, (cy->max_delay - cy->min_delay) * 0.1);
+
+			ln->memory->next_gap = cy->min_delay + margin +
+				(cy->max_delay - cy->min_delay - 2 * margin) * rand_unit();
+		}
+		else
+			ln->memory->next_gap = 0;
 	}
-	else
-		next_gap = 0;
 	return 0;
 }
 
@@ -1148,7 +1404,6 @@ static double
 dispatch_once(void)
 {
 	WaCycle		cy;
-	WaSendPlan	plan;
 	double		now;
 	double		until = 0;
 	int			budget;
@@ -1163,14 +1418,14 @@ dispatch_once(void)
 	budget = batch_budget(&cy, now, &until);
 	if (budget <= 0)
 		return until;
-	if (!plan_sending(&cy, now, budget, &plan, &until))
+	if (!plan_sending(&cy, now, budget, &until))
 		return until;
 
 	if (window_count == 0)
 		window_start = now;
-	claimed = run_pipeline(&cy, &plan);
+	claimed = run_pipeline(&cy, cy.max_delay > 0, budget);
 	window_count += claimed;
-	return after_batch(&cy, &plan, claimed, now);
+	return after_batch(&cy, cy.max_delay > 0, claimed, now);
 }
 
 /*

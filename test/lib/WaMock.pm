@@ -160,16 +160,41 @@ sub configure
 	return;
 }
 
+# add or change a sender with configure_sender() (secrets hex-encoded, as
+# configure() above keeps them out of the statement's text)
+sub configure_sender
+{
+	my ($node, $sender, %set) = @_;
+	my @args = ("'$sender'");
+	for my $k (sort keys %set)
+	{
+		my $v = !defined $set{$k} ? 'NULL'
+		  : $k =~ /token|secret/ ? "convert_from('\\x" . unpack('H*', $set{$k}) . "'::bytea, 'UTF8')"
+		  : $set{$k} =~ /^(true|false|[0-9.]+)$/ && $k ne 'phone_number_id' && $k ne 'business_account_id' ? $set{$k}
+		  : "'$set{$k}'";
+		push @args, "$k => $v";
+	}
+	return $node->safe_psql('postgres', 'SELECT wa_notify.configure_sender(' . join(', ', @args) . ')');
+}
+
+# the POSTs sent to one phone number ID (one sender)
+sub posts_of
+{
+	my ($self, $pnid) = @_;
+	return [ grep { $_->{path} =~ m{^/[^/]+/\Q$pnid\E/messages\z} } @{ $self->posts } ];
+}
+
 # queue a message by hand; returns its id
 sub enqueue
 {
-	my ($node, $event, $order, $phone, $params) = @_;
+	my ($node, $event, $order, $phone, $params, $sender) = @_;
 	$params //= { customer_name => 'Ana', order_number => $order, total => '10,00' };
 	my $j = encode_json($params);
 	$j =~ s/'/''/g;
+	my ($col, $val) = defined $sender ? (', sender', ", '$sender'") : ('', '');
 	return $node->safe_psql('postgres',
-		"INSERT INTO wa_notify.message (event, order_key, phone, params) "
-		  . "VALUES ('$event', '$order', '$phone', '$j') RETURNING id");
+		"INSERT INTO wa_notify.message (event, order_key, phone, params$col) "
+		  . "VALUES ('$event', '$order', '$phone', '$j'$val) RETURNING id");
 }
 
 # wait until the message is in one of the given statuses; returns the row

@@ -26,6 +26,11 @@ Control (not logged):
              responses carry it),
              "count": n (apply n times, then the rule is dropped)}
      A rule for a phone wins over "*".  {"rules": {"5511...": null}} removes one.
+     {"sender_rules": {"<phone_number_id>": RULE}}: the same for every POST to
+       /{version}/<phone_number_id>/messages (before the phone rules): errors
+       injected into one sender only; null removes one.
+     {"tokens": {"<phone_number_id>": "bearer token"}}: the token each number
+       expects (a wrong one: 401, code 190), on top of "token".
   GET  /_stats     {"requests": n}
 """
 import argparse
@@ -35,7 +40,8 @@ import os
 import sys
 import time
 
-CONFIG = {"rules": {}, "phone_info": None, "templates": [], "token": None}
+CONFIG = {"rules": {}, "sender_rules": {}, "tokens": {}, "phone_info": None, "templates": [],
+          "token": None}
 STATE = {"n": 0, "wamid": 0}
 LOG = None
 
@@ -58,8 +64,8 @@ def graph_error(code, message=None, details=None, etype="OAuthException"):
         "fbtrace_id": "Amock%06d" % STATE["n"]}}
 
 
-def pick_rule(phone):
-    rules = CONFIG["rules"]
+def pick_rule(phone, rules=None):
+    rules = CONFIG["rules"] if rules is None else rules
     key = phone if phone in rules else ("*" if "*" in rules and phone != "GET" else None)
     if key is None:
         return None
@@ -88,12 +94,14 @@ def handle(method, target, headers, body):
     if path == "/_control":
         cfg = json.loads(body or b"{}")
         if cfg.get("reset"):
-            CONFIG.update({"rules": {}, "phone_info": None, "templates": [], "token": None})
-        for k, v in cfg.get("rules", {}).items():
-            if v is None:
-                CONFIG["rules"].pop(k, None)
-            else:
-                CONFIG["rules"][k] = v
+            CONFIG.update({"rules": {}, "sender_rules": {}, "tokens": {}, "phone_info": None,
+                           "templates": [], "token": None})
+        for table in ("rules", "sender_rules", "tokens"):
+            for k, v in cfg.get(table, {}).items():
+                if v is None:
+                    CONFIG[table].pop(k, None)
+                else:
+                    CONFIG[table][k] = v
         for k in ("phone_info", "templates", "token"):
             if k in cfg:
                 CONFIG[k] = cfg[k]
@@ -111,13 +119,18 @@ def handle(method, target, headers, body):
         return 0, respond(401, graph_error(190, "Error validating access token: Session has expired",
                                            "access token expired"))
     parts = [p for p in path.split("/") if p]
+    expected = CONFIG["tokens"].get(parts[1]) if len(parts) >= 2 else None
+    if expected is not None and headers.get("authorization") != "Bearer " + expected:
+        return 0, respond(401, graph_error(190, "Error validating access token: Session has expired",
+                                           "access token expired"))
     if method == "POST" and len(parts) == 3 and parts[2] == "messages":
         try:
             req = json.loads(body)
             to = req.get("to", "")
         except Exception:
             return 0, respond(400, graph_error(100, "(#100) Invalid parameter", "body is not JSON"))
-        rule = pick_rule(to)
+        rule = (pick_rule(parts[1], CONFIG["sender_rules"]) if parts[1] in CONFIG["sender_rules"]
+                else pick_rule(to))
         delay = 0
         if rule:
             delay = rule.get("delay", 0)

@@ -469,6 +469,8 @@ DECLARE
     s        wa_notify.capture_queue;
     need     text;
     i        integer;
+    snd      text;                          -- the sender (25_senders.sql)
+    snd_err  text;
 BEGIN
     -- staged captures become messages (one per event and order; a failed
     -- capture is logged as a failed message at once)
@@ -515,7 +517,7 @@ BEGIN
          LIMIT max_rows
            FOR UPDATE OF msg SKIP LOCKED
     LOOP
-        ctx := NULL; raw := NULL; ph := NULL; err := NULL; skip := NULL;
+        ctx := NULL; raw := NULL; ph := NULL; err := NULL; skip := NULL; snd := NULL; snd_err := NULL;
         BEGIN
             ctx := wa_notify._context_row(m.watch_id, m.order_key, m.source_row);
             IF octet_length(ctx::text) > wa_notify._max_context_bytes() THEN
@@ -525,7 +527,11 @@ BEGIN
                 RAISE EXCEPTION USING ERRCODE = 'WA005';
             END IF;
             raw := ctx ->> 'phone';
-            IF raw IS NULL OR btrim(raw) = '' THEN
+            -- the sender a "sender" column names (25_senders.sql)
+            SELECT c.sender, c.error INTO snd, snd_err FROM wa_notify._context_sender(ctx) c;
+            IF snd_err IS NOT NULL THEN
+                err := snd_err;
+            ELSIF raw IS NULL OR btrim(raw) = '' THEN
                 err := format('context returned no phone for order %s', m.order_key);
             ELSE
                 BEGIN
@@ -572,6 +578,7 @@ BEGIN
             UPDATE wa_notify.message SET
                phone = ph,
                params = ctx,
+               sender = CASE WHEN snd_err IS NULL THEN coalesce(snd, 'default') ELSE 'default' END,
                tracking = ctx ->> 'tracking_number',
                resolved_at = now(),
                updated_at = now(),

@@ -156,8 +156,12 @@ BEGIN
                         OR wa_notify.phone_key(recipient) = wa_notify.phone_key(msg.phone)
                    THEN coalesce(msg.phone, msg.wa_id) ELSE recipient END;
         BEGIN
-            PERFORM wa_notify._blacklist('+' || ph, ge.title, ge.blacklist_source, code)
-              WHERE NOT EXISTS (SELECT 1 FROM wa_notify.blocked b WHERE b.phone_key = wa_notify.phone_key(ph));
+            IF NOT EXISTS (SELECT 1 FROM wa_notify.blocked b WHERE b.phone_key = wa_notify.phone_key(ph)) THEN
+                PERFORM wa_notify._blacklist('+' || ph, ge.title, ge.blacklist_source, code);
+                -- which sender's send or status said so (25_senders.sql)
+                UPDATE wa_notify.blocked b SET sender = msg.sender
+                 WHERE b.phone_key = wa_notify.phone_key(ph);
+            END IF;
         EXCEPTION WHEN invalid_parameter_value OR null_value_not_allowed THEN
             RAISE WARNING 'cannot blacklist the recipient of message %: % is not a phone number',
                           message_id, coalesce(quote_literal(ph), 'NULL');
@@ -180,19 +184,19 @@ BEGIN
            AND m.held_reason IS DISTINCT FROM held;
     END IF;
 
+    -- the account pause and the cool-down are the message's sender's alone
     IF ge.pause_account THEN
-        PERFORM wa_notify._pause_dispatch(format('%s (%s)', ge.title, code) || coalesce(' ' || ge.hint, ''), code);
+        PERFORM wa_notify._sender_pause(msg.sender,
+                                        format('%s (%s)', ge.title, code) || coalesce(' ' || ge.hint, ''), code);
     END IF;
 
     IF ge.cooldown_secs > 0 THEN
-        UPDATE wa_notify.state
-           SET pause_until = now() + make_interval(secs => ge.cooldown_secs)
-         WHERE pause_until IS NULL OR pause_until < now() + make_interval(secs => ge.cooldown_secs);
+        PERFORM wa_notify._sender_cooldown(msg.sender, ge.cooldown_secs);
     END IF;
     RETURN ge.slow_down;
 END $$;
 COMMENT ON FUNCTION wa_notify._apply_error(bigint, integer, integer, text, text, integer, text) IS
-    'internal: apply what a Graph error does (wa_notify.graph_errors) to its message, the blacklist, the event and the dispatch state';
+    'internal: apply what a Graph error does (wa_notify.graph_errors) to its message, the blacklist, the event and its sender''s dispatch state';
 
 -------------------------------------------------------------------------------
 -- record the outcomes of one batch, in the caller's single transaction:
@@ -209,8 +213,8 @@ LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 #variable_conflict use_column
 DECLARE
     r record;
-    throttled boolean := false;
-    any_ok boolean := false;
+    throttled text[] := '{}';               -- senders a throttle answered
+    sent text[];                            -- senders with a success
 BEGIN
     -- successes: sending -> sent; a status a webhook already wrote is kept
     UPDATE wa_notify.message m
@@ -222,7 +226,8 @@ BEGIN
            next_attempt_at = NULL, held_reason = NULL, updated_at = now()
       FROM unnest(ids, ok, http, wamids, wa_ids, user_ids) AS x(id, ok, http, wamid, wa_id, user_id)
      WHERE m.id = x.id AND x.ok;
-    any_ok := FOUND;
+    sent := ARRAY(SELECT DISTINCT m.sender FROM wa_notify.message m, unnest(ids, ok) AS x(id, ok)
+                   WHERE m.id = x.id AND x.ok);
 
     -- requests never started (pause or shutdown mid-batch): back to the queue
     UPDATE wa_notify.message m
@@ -234,16 +239,16 @@ BEGIN
                 AS x(id, attempted, ok, http, code, error)
              WHERE x.attempted AND NOT x.ok
     LOOP
-        throttled := wa_notify._apply_error(r.id, r.code, r.http, 'send', r.error, max_attempts)
-                     OR throttled;
+        IF wa_notify._apply_error(r.id, r.code, r.http, 'send', r.error, max_attempts) THEN
+            throttled := throttled || (SELECT m.sender FROM wa_notify.message m WHERE m.id = r.id);
+        END IF;
     END LOOP;
 
-    IF throttled THEN
-        UPDATE wa_notify.state SET rate_factor = greatest(rate_factor / 2, 1.0 / 64);
-    ELSIF any_ok THEN
-        UPDATE wa_notify.state SET rate_factor = least(rate_factor * 1.05 + 0.01, 1.0)
-         WHERE rate_factor < 1.0;
-    END IF;
+    -- each sender's rate factor: halved once per batch by a throttle, else
+    -- recovering after a success (25_senders.sql)
+    PERFORM wa_notify._sender_rate(t.sender, true) FROM (SELECT DISTINCT unnest(throttled) AS sender) t;
+    PERFORM wa_notify._sender_rate(t.sender, false)
+       FROM unnest(sent) AS t(sender) WHERE NOT t.sender = ANY (throttled);
 END $$;
 COMMENT ON FUNCTION wa_notify._record(bigint[], boolean[], boolean[], integer[], integer[], text[], text[], text[], text[], integer) IS
     'internal: the worker records a batch''s outcomes (one element per message in each array)';
@@ -251,8 +256,11 @@ COMMENT ON FUNCTION wa_notify._record(bigint[], boolean[], boolean[], integer[],
 -------------------------------------------------------------------------------
 -- claim: up to n due messages, marked 'sending' and committed by the caller
 -------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION wa_notify._claim(n integer, recipient_gap float8 DEFAULT 0,
-                                            daily_recipient_limit integer DEFAULT 0)
+-- one sender's messages (25_senders.sql); daily_recipient_limit is its
+-- portfolio's, counted over the messages of every sender of the portfolio
+DROP FUNCTION wa_notify._claim(integer, float8, integer);
+CREATE FUNCTION wa_notify._claim(n integer, recipient_gap float8 DEFAULT 0,
+                                 daily_recipient_limit integer DEFAULT 0, sender text DEFAULT 'default')
 RETURNS TABLE (id bigint, phone text, event text, body text)
 LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 #variable_conflict use_column
@@ -279,18 +287,20 @@ DECLARE
                                WHERE x.queued AND x.status = 'queued' AND x.next_attempt_at > now()
                                  AND x.error_class = 'pair_rate');
     nrecent integer := 0;
+    portfolio text[] := wa_notify._portfolio_members(sender);
     fail_ids bigint[] := '{}';
     fail_msgs text[] := '{}';
 BEGIN
     IF daily_recipient_limit > 0 THEN
         recent := ARRAY(SELECT DISTINCT wa_notify.phone_key(x.phone) FROM wa_notify.message x
-                         WHERE x.claimed_at > now() - interval '24 hours' AND x.phone IS NOT NULL);
+                         WHERE x.claimed_at > now() - interval '24 hours' AND x.phone IS NOT NULL
+                           AND x.sender = ANY (portfolio));
         nrecent := cardinality(recent);
     END IF;
     FOR r IN
         SELECT m.id, m.event, m.phone, m.params, m.watch_id
           FROM wa_notify.message m
-         WHERE m.queued AND m.status = 'queued'
+         WHERE m.queued AND m.status = 'queued' AND m.sender = _claim.sender
            AND (m.watch_id IS NULL OR m.resolved_at IS NOT NULL)
            AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
            AND m.held_reason IS NULL
@@ -367,7 +377,8 @@ END $$;
 
 REVOKE ALL ON FUNCTION wa_notify._graph_error(integer, integer), wa_notify._skip_reason(text, text),
                        wa_notify._apply_error(bigint, integer, integer, text, text, integer, text),
-                       wa_notify._record(bigint[], boolean[], boolean[], integer[], integer[], text[], text[], text[], text[], integer)
+                       wa_notify._record(bigint[], boolean[], boolean[], integer[], integer[], text[], text[], text[], text[], integer),
+                       wa_notify._claim(integer, float8, integer, text)
       FROM PUBLIC;
 -- pure, as 1.0's _graph_errors() was: the view calls it
 GRANT EXECUTE ON FUNCTION wa_notify._graph_error_table() TO PUBLIC;

@@ -4,22 +4,39 @@
 -- table, can call them; the token is looked up where secrets.c reads it
 -- (the secrets file when set).  Otherwise as in 1.0.
 
-CREATE OR REPLACE FUNCTION wa_notify.check_connection(
+-- 1.1: per sender (25_senders.sql); check_connection() checks 'default'.
+-- Grants on the 1.0 function (a site's admin role) survive its re-creation.
+SELECT pg_catalog.set_config('wa_notify_upgrade.check_grantees',
+       coalesce(string_agg(DISTINCT quote_ident(r.rolname), ','), ''), true)
+  FROM pg_catalog.pg_proc p, aclexplode(p.proacl) a, pg_catalog.pg_roles r
+ WHERE p.oid = 'wa_notify.check_connection()'::regprocedure AND a.privilege_type = 'EXECUTE'
+   AND r.oid = a.grantee AND a.grantee <> p.proowner;
+DROP FUNCTION wa_notify.check_connection();
+CREATE FUNCTION wa_notify.check_connection(sender text DEFAULT 'default',
     OUT api_status text, OUT display_phone_number text, OUT verified_name text,
     OUT quality_rating text, OUT messaging_limit text, OUT throughput_level text,
     OUT error text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
 #variable_conflict use_column
 DECLARE
-    pnid text := (SELECT value FROM wa_notify.setting WHERE name = 'phone_number_id');
+    pnid text := (SELECT e.phone_number_id FROM wa_notify._sender_effective() e
+                   WHERE e.sender = check_connection.sender);
     g record;
     j jsonb;
 BEGIN
-    IF coalesce(pnid, '') = '' OR NOT wa_notify._secret_available('access_token') THEN
+    IF NOT EXISTS (SELECT 1 FROM wa_notify.sender s WHERE s.sender = check_connection.sender) THEN
+        RAISE EXCEPTION 'there is no sender "%"', left(sender, 64)
+            USING ERRCODE = 'undefined_object',
+                  HINT = format('The senders are %s.', wa_notify._sender_names());
+    END IF;
+    IF coalesce(pnid, '') = '' OR NOT wa_notify._sender_secret_available(sender, 'access_token') THEN
         error := 'access_token and phone_number_id must be configured';
     ELSE
+        -- quality rating, messaging tier (the portfolio's since October 2025)
+        -- and throughput level of the sender's number
         SELECT * INTO g FROM wa_notify._graph_get(pnid ||
-            '?fields=display_phone_number,verified_name,quality_rating,messaging_limit_tier,whatsapp_business_manager_messaging_limit,throughput');
+            '?fields=display_phone_number,verified_name,quality_rating,messaging_limit_tier,whatsapp_business_manager_messaging_limit,throughput',
+            sender);
         IF g.error IS NOT NULL THEN
             error := g.error;
         ELSE
@@ -46,23 +63,22 @@ BEGIN
         END IF;
     END IF;
     api_status := CASE WHEN error IS NULL THEN 'connected' ELSE 'disconnected' END;
+    PERFORM wa_notify._sender_checked(sender, error, display_phone_number, verified_name,
+                                      quality_rating, messaging_limit, throughput_level);
     IF error IS NULL THEN
-        UPDATE wa_notify.state s
-           SET api_status = 'connected', last_check_at = now(), last_check_error = NULL,
-               display_phone_number = check_connection.display_phone_number,
-               verified_name = check_connection.verified_name,
-               quality_rating = check_connection.quality_rating,
-               messaging_limit = check_connection.messaging_limit,
-               throughput_level = check_connection.throughput_level,
-               paused_reason = NULL, paused_code = NULL, paused_at = NULL;
         PERFORM wa_notify._wake_on_commit();     -- a lifted pause: dispatch now
-    ELSE
-        UPDATE wa_notify.state s
-           SET api_status = 'disconnected', last_check_at = now(), last_check_error = error;
     END IF;
 END $$;
-COMMENT ON FUNCTION wa_notify.check_connection() IS
-    'check the Graph API connection now (GET the phone number); success lifts an account pause';
+COMMENT ON FUNCTION wa_notify.check_connection(text) IS
+    'check a sender''s Graph API connection now (GET its phone number: quality, tier, throughput); success lifts its account pause';
+DO $$
+DECLARE
+    g text;
+BEGIN
+    FOREACH g IN ARRAY string_to_array(current_setting('wa_notify_upgrade.check_grantees'), ',') LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION wa_notify.check_connection(text) TO %s', g);
+    END LOOP;
+END $$;
 
 -- sync_templates() is redefined once, in 40_cloud_api.sql (it reads the 1.1
 -- template fields), SECURITY DEFINER like check_connection() here.
