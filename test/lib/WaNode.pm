@@ -109,6 +109,9 @@ sub _settle
 	return;
 }
 
+# the worker has handled a wake-up given now (a whole cycle) and rests again
+sub settle { return _settle(@_) }
+
 # one statement in the "postgres" database; its output as text
 sub sql
 {
