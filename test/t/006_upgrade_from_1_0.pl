@@ -110,6 +110,16 @@ is($node->safe_psql('shop', "SELECT count(*) FILTER (WHERE id <= $last_id) || ' 
 ok($node->poll_query_until('shop',
 	q{SELECT status = 'sent' FROM wa_notify.message WHERE order_key = 'M1'}),
 	'the queued message is sent after the update');
+# 1.1's senders: the 1.0 credentials are the sender 'default', which sent it
+is($node->safe_psql('shop', q{SELECT string_agg(sender, ',') FROM wa_notify.sender}), 'default',
+	'one sender after the update: default');
+is($node->safe_psql('shop', q{SELECT sender, phone_number_id, access_token_set, enabled FROM wa_notify.senders}),
+	"default|$WaMock::PNID|t|t", 'default holds the 1.0 phone number ID and token');
+is($node->safe_psql('shop', q{SELECT sender FROM wa_notify.message WHERE order_key = 'M1'}), 'default',
+	'the queued 1.0 message belongs to default');
+my ($m1) = grep { ($_->{json}{to} // '') eq '5511911112222' } @{ $mock->wait_posts(1) };
+like($m1->{path}, qr{^/v[0-9.]+/\Q$WaMock::PNID\E/messages\z}, "it was POSTed to the 1.0 number's messages edge");
+is($m1->{headers}{authorization}, 'Bearer EAAupgrade-token-0123456789', 'with the 1.0 access token');
 # 1.0's contexts ran as the watch's owner; 1.1's run as wa_notify_context,
 # which has no grant yet: the staged capture waits (not failed), and the
 # watch and the status card say which GRANT is missing

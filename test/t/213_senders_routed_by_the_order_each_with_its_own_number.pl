@@ -98,5 +98,24 @@ is($node->safe_psql('postgres',
 unlike($node->safe_psql('postgres', q{SELECT string_agg(s::text, ' ') FROM wa_notify.senders s}),
 	qr/\Q$token2\E|\Q$WaMock::TOKEN\E/, 'no token in the senders view');
 
+# one blacklist for all senders: a number store_2 learnt is unreachable
+# (131026, "Message undeliverable" on Meta's error codes page) is not
+# messaged by default either, and the blacklist says where it came from
+$mock->control({ rules => { '5511987650002' => { code => 131026, count => 1 } } });
+$node->safe_psql('postgres', q{SET ROLE shop_app;
+	INSERT INTO shop."Order" ("CustomerId", "StoreId", "CustomOrderNumber", "OrderTotal")
+	VALUES (2, 2, 'S2-4', 70)});
+ok($node->poll_query_until('postgres',
+	q{SELECT status = 'failed' FROM wa_notify.message WHERE order_key = '7'}), '131026 on store_2: failed');
+is($node->safe_psql('postgres', q{SELECT number, source, error_code, sender FROM wa_notify.blacklist}),
+	'5511987650002|auto|131026|store_2', 'blacklisted, from store_2');
+$node->safe_psql('postgres', q{SET ROLE shop_app;
+	INSERT INTO shop."Order" ("CustomerId", "StoreId", "CustomOrderNumber", "OrderTotal")
+	VALUES (2, 1, 'S1-2', 80)});
+ok($node->poll_query_until('postgres',
+	q{SELECT status = 'skipped' AND sender = 'default' FROM wa_notify.message WHERE order_key = '8'}),
+	"default skips the number store_2's send blacklisted");
+is(scalar @{ $mock->posts }, 6, 'no request for the skipped message');
+
 $node->stop;
 done_testing();

@@ -386,8 +386,10 @@ BEGIN
     RETURN FOUND;
 END $$;
 
+-- sender (25_senders.sql): which sender's send or status blacklisted it
+-- (NULL: a manual block); the blacklist itself is shared by all senders
 CREATE OR REPLACE VIEW wa_notify.blacklist AS
-SELECT phone AS number, reason, source, error_code, created_at, user_id
+SELECT phone AS number, reason, source, error_code, created_at, user_id, sender
   FROM wa_notify.blocked
  ORDER BY created_at DESC;
 
