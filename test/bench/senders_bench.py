@@ -40,7 +40,10 @@ PNID = {s: str(106540352242900 + i) for i, s in enumerate(SENDERS)}
 
 
 def run(*cmd, **kw):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        raise SystemExit("%s failed: %s" % (cmd[0], r.stderr.strip()))
+    return r.stdout
 
 
 def psql(sql):
@@ -55,9 +58,11 @@ def control(port, cfg):
 
 
 def rss(pid):
+    """the worker's private memory (RssAnon, kB): VmRSS also counts the
+    shared buffers it touched"""
     with open("/proc/%s/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith("RssAnon:"):
                 return int(line.split()[1])
     return 0
 
@@ -137,7 +142,7 @@ try:
     psql("CREATE EXTENSION wa_notify")
     psql("SELECT wa_notify.configure(access_token => 'EAAbench-token-0000000000', phone_number_id => '%s', "
          "api_base_url => 'http://127.0.0.1:%d', min_delay => 0, max_delay => 0, max_rate => 0, "
-         "recipient_gap => 0, max_per_batch => 10000000, max_in_flight => %d, enabled => false)"
+         "recipient_gap => 0, max_per_batch => 100000, max_in_flight => %d, enabled => false)"
          % (PNID["default"], mport, a.in_flight))
     for s in SENDERS[1:]:
         psql("SELECT wa_notify.configure_sender('%s', phone_number_id => '%s', "
@@ -145,7 +150,7 @@ try:
     wait_for("SELECT worker_activity LIKE 'paused: master switch%' FROM wa_notify.state")
     pid = psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'wa_notify worker'")
     rss0 = rss(pid)
-    print("%d senders x %d messages, mock latency %.0f ms, max_in_flight %d per sender; worker pid %s, RSS %d kB"
+    print("%d senders x %d messages, mock latency %.0f ms, max_in_flight %d per sender; worker pid %s, RssAnon %d kB"
           % (len(SENDERS), a.messages, a.latency * 1000, a.in_flight, pid, rss0))
 
     alone = {}
@@ -167,7 +172,7 @@ try:
     rss1 = rss(pid)
     print("worst sender share: %.2f x alone (target >= 0.90); aggregate %.0f msg/s (target >= 3000)"
           % (worst, agg))
-    print("worker RSS after %d messages: %d kB (%+d kB)" % (len(SENDERS) * a.messages * 2, rss1, rss1 - rss0))
+    print("worker RssAnon after %d messages: %d kB (%+d kB)" % (len(SENDERS) * a.messages * 2, rss1, rss1 - rss0))
 finally:
     if mock:
         mock.kill()

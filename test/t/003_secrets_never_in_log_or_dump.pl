@@ -43,7 +43,13 @@ my %secret = (
 	token_file  => 'EAAGsecretTokenFromFile0000007',
 	secret_file => 'AppSecretFromFile000000000000007',
 	verify_file => 'verify-token-from-file-000000007',
-	token_refused => 'EAAGsecretTokenRefused00000008',);
+	token_refused => 'EAAGsecretTokenRefused00000008',
+	# a second sender's (25_senders.sql)
+	sender_token => 'EAAGsecretTokenSender2000000009',
+	sender_secret => 'AppSecretSender2000000000000009',
+	sender_bad   => 'EAAG secret token with spaces 10',
+	sender_file  => 'EAAGsecretTokenSender2File00011',
+	sender_refused => 'EAAGsecretTokenSender2Refused12',);
 
 sub log_hits
 {
@@ -68,6 +74,17 @@ for my $k (sort keys %fail)
 	my ($ret, $out, $err) = $node->psql('postgres', "\\set VERBOSITY sqlstate\n$fail{$k};");
 	like($err, qr/ERROR:\s+$state{$k}/, "a failing configure() ($k) fails with $state{$k}");
 }
+# a second sender's secrets, in plain SQL text: stored, never logged
+$node->safe_psql('postgres', qq{
+SELECT wa_notify.configure_sender('store_2', phone_number_id => '209876543210987',
+       access_token => '$secret{sender_token}', app_secret => '$secret{sender_secret}')});
+{
+	my ($ret, $out, $err) = $node->psql('postgres', "\\set VERBOSITY sqlstate\n"
+		  . "SELECT wa_notify.configure_sender('store_2', access_token => '$secret{sender_bad}');");
+	like($err, qr/ERROR:\s+22023/, 'a failing configure_sender() fails with 22023');
+}
+is($node->safe_psql('postgres', q{SELECT access_token_set || ' ' || app_secret_set FROM wa_notify.senders
+                                   WHERE sender = 'store_2'}), 't t', "store_2's secrets are set");
 my ($code, $body) = $relay->handshake($secret{verify_good}, '1158201444');
 is("$code $body", '200 1158201444', 'relay handshake with the configured verify token');
 
@@ -91,7 +108,8 @@ SELECT state = 'idle' AND query NOT LIKE 'SET%' FROM pg_stat_activity WHERE appl
 	return $shown;
 }
 for my $sql ("SELECT wa_notify.configure(access_token => '$secret{token_idle}');",
-	"SELECT wa_notify.configure(access_token => '$secret{token_idle}', no_such_setting => 1);")
+	"SELECT wa_notify.configure(access_token => '$secret{token_idle}', no_such_setting => 1);",
+	"SELECT wa_notify.configure_sender('store_2', access_token => '$secret{token_idle}');")
 {
 	my $shown = idle_query($sql);
 	unlike($shown, qr/\Q$secret{token_idle}\E/, "pg_stat_activity does not show the secret of an idle session ($sql)");
@@ -117,7 +135,8 @@ is(join(', ', @in_dump), '', 'no secret in the pg_dump output');
 my $file = $node->basedir . '/wa_notify_secrets.conf';
 open(my $fh, '>', $file) or die;
 print $fh "# wa_notify secrets\naccess_token = $secret{token_file}\n"
-  . "app_secret = $secret{secret_file}\nwebhook_verify_token = $secret{verify_file}\n";
+  . "app_secret = $secret{secret_file}\nwebhook_verify_token = $secret{verify_file}\n"
+  . "store_2.access_token = $secret{sender_file}\n";
 close($fh);
 chmod(0644, $file);
 $node->append_conf('postgresql.conf', "wa_notify.secrets_file = '$file'\n");
@@ -134,6 +153,15 @@ my ($ret, $o, $err) = $node->psql('postgres',
 like($err, qr/ERROR:  55000: access_token cannot be set with configure\(\) while wa_notify.secrets_file is set/,
 	'configure() refuses a secret while the file is set');
 like($err, qr/HINT:  Put the line "access_token = \.\.\." into "\Q$file\E"/, 'the hint names the file');
+($ret, $o, $err) = $node->psql('postgres',
+	"\\set VERBOSITY verbose\nSELECT wa_notify.configure_sender('store_2', access_token => '$secret{sender_refused}')");
+like($err, qr/ERROR:  55000: access_token cannot be set with configure_sender\(\) while wa_notify.secrets_file is set/,
+	'configure_sender() refuses a secret while the file is set');
+like($err, qr/HINT:  Put the line "store_2\.access_token = \.\.\." into "\Q$file\E"/,
+	"the hint names the sender's line of the file");
+is($node->safe_psql('postgres', q{SELECT access_token_set || ' ' || app_secret_set FROM wa_notify.senders
+                                   WHERE sender = 'store_2'}), 't f',
+	"store_2's token comes from the file now (its app secret line is not there)");
 
 # everything a client sends is logged now
 $node->append_conf('postgresql.conf', "log_statement = all\nlog_min_error_statement = debug5\n");
@@ -145,6 +173,11 @@ my $id = WaMock::enqueue($node, 'order_placed', 'file-1', '5511987650001');
 WaMock::wait_status($node, $id, 'sent');
 my ($post) = grep { ($_->{json}{to} // '') eq '5511987650001' } @{ $mock->posts };
 is($post->{headers}{authorization}, "Bearer $secret{token_file}", 'the worker sends with the file\'s token');
+$mock->control({ token => undef });
+my $id2 = WaMock::enqueue($node, 'order_placed', 'file-2', '5511987650002', undef, 'store_2');
+WaMock::wait_status($node, $id2, 'sent');
+($post) = grep { ($_->{json}{to} // '') eq '5511987650002' } @{ $mock->posts };
+is($post->{headers}{authorization}, "Bearer $secret{sender_file}", "store_2 sends with its line of the file");
 
 ($code, $body) = $relay->handshake($secret{verify_file}, '42');
 is("$code $body", '200 42', 'the relay handshake checks the file\'s verify token');

@@ -60,6 +60,19 @@ my @gets = grep { $_->{method} eq 'GET' && $_->{path} eq "/v23.0/$pnid2" } @{ $m
 is($gets[-1]{headers}{authorization}, 'Bearer EAAstore2-other-token-9876543210',
 	"the check GETs store_2's number with store_2's token");
 
+# --- templates are per WABA: sync_templates(sender) reads store_2's -------
+WaMock::configure_sender($node, 'store_2', business_account_id => '302290129340398');
+$mock->control({ templates => [ { name => 'pedido_loja2', language => 'pt_BR', status => 'APPROVED',
+	category => 'UTILITY', id => '9001' } ] });
+is(sql(q{SELECT templates, events_updated FROM wa_notify.sync_templates('store_2')}), '1|0',
+	"store_2's templates synced (the events follow default's)");
+is(sql(q{SELECT sender, name, status FROM wa_notify.templates}), 'store_2|pedido_loja2|APPROVED',
+	'recorded under store_2');
+my ($tget) = grep { $_->{path} =~ m{/message_templates\z} } @{ $mock->requests };
+is($tget->{path} . ' ' . $tget->{headers}{authorization},
+	'/v23.0/302290129340398/message_templates Bearer EAAstore2-other-token-9876543210',
+	"read from store_2's WABA with store_2's token");
+
 # --- 130429 on store_2: only its rate factor is halved ---------------------
 $mock->control({ sender_rules => { $pnid2 => { code => 130429, http => 429, count => 1 } } });
 my ($t1) = enqueue('store_2');

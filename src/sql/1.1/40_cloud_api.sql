@@ -633,13 +633,24 @@ SELECT e.event, e.description, e.enabled, e.template_name,
 -- sync_templates(): 1.0's, reading category, quality_score and
 -- parameter_format too (Meta's message_templates edge) into wa_notify.template
 -------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION wa_notify.sync_templates(OUT templates integer, OUT events_updated integer,
-                                                    OUT events_missing integer)
+-- per sender (25_senders.sql): the templates of its WABA, with its token,
+-- into wa_notify.template under its name; the events' approval status (one
+-- per event, shared by the senders) follows the default sender's WABA.
+-- Grants on the 1.0 function survive its re-creation.
+SELECT pg_catalog.set_config('wa_notify_upgrade.sync_grantees',
+       coalesce(string_agg(DISTINCT quote_ident(r.rolname), ','), ''), true)
+  FROM pg_catalog.pg_proc p, aclexplode(p.proacl) a, pg_catalog.pg_roles r
+ WHERE p.oid = 'wa_notify.sync_templates()'::regprocedure AND a.privilege_type = 'EXECUTE'
+   AND r.oid = a.grantee AND a.grantee <> p.proowner;
+DROP FUNCTION wa_notify.sync_templates();
+CREATE FUNCTION wa_notify.sync_templates(sender text DEFAULT 'default', OUT templates integer,
+                                         OUT events_updated integer, OUT events_missing integer)
 -- SECURITY DEFINER: the admin role of doc/roles.md may run it (30_dispatch_security.sql)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
 #variable_conflict use_column
 DECLARE
-    waba text := (SELECT value FROM wa_notify.setting WHERE name = 'business_account_id');
+    waba text := (SELECT e.business_account_id FROM wa_notify._sender_effective() e
+                   WHERE e.sender = sync_templates.sender);
     deflang text := (SELECT value FROM wa_notify.setting WHERE name = 'default_language');
     g record;
     j jsonb;
@@ -649,6 +660,11 @@ DECLARE
     t jsonb;
     st text;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM wa_notify.sender s WHERE s.sender = sync_templates.sender) THEN
+        RAISE EXCEPTION 'there is no sender "%"', left(sender, 64)
+            USING ERRCODE = 'undefined_object',
+                  HINT = format('The senders are %s.', wa_notify._sender_names());
+    END IF;
     IF coalesce(waba, '') = '' THEN
         RAISE EXCEPTION 'business_account_id is not configured'
               USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -657,7 +673,7 @@ BEGIN
     templates := 0;
     LOOP
         SELECT * INTO g FROM wa_notify._graph_get(waba || '/message_templates?fields=id,name,language,status,category,quality_score,parameter_format&limit=100'
-                                                  || coalesce('&after=' || after, ''));
+                                                  || coalesce('&after=' || after, ''), sender);
         IF g.error IS NOT NULL THEN
             RAISE EXCEPTION 'could not read message templates: %', g.error
                   USING ERRCODE = 'connection_failure';
@@ -679,9 +695,9 @@ BEGIN
                                                          t ->> 'status');
             CONTINUE WHEN t ->> 'name' IS NULL OR t ->> 'language' IS NULL;
             -- quality_score is {"score": "GREEN", "date": ...}
-            INSERT INTO wa_notify.template AS x (name, language, template_id, status, category,
+            INSERT INTO wa_notify.template AS x (sender, name, language, template_id, status, category,
                                                  quality, parameter_format)
-            VALUES (t ->> 'name', t ->> 'language', t ->> 'id', t ->> 'status', upper(t ->> 'category'),
+            VALUES (sync_templates.sender, t ->> 'name', t ->> 'language', t ->> 'id', t ->> 'status', upper(t ->> 'category'),
                     upper(coalesce(t #>> '{quality_score,score}', t ->> 'quality_score')),
                     upper(t ->> 'parameter_format'))
             ON CONFLICT (sender, name, language) DO UPDATE
@@ -707,6 +723,9 @@ BEGIN
 
     events_updated := 0;
     events_missing := 0;
+    IF sender <> 'default' THEN
+        RETURN;                 -- the events follow default's templates
+    END IF;
     FOR t IN SELECT to_jsonb(e) FROM wa_notify.event e WHERE e.template_name IS NOT NULL LOOP
         st := found_tpl ->> ((t ->> 'template_name') || '/' || coalesce(t ->> 'template_language', deflang));
         IF st IS NULL THEN
@@ -729,8 +748,16 @@ BEGIN
     END LOOP;
     PERFORM wa_notify._apply_category_holds();
 END $$;
-COMMENT ON FUNCTION wa_notify.sync_templates() IS
-    'refresh template approval statuses, categories, quality and parameter formats from the WhatsApp Business Account';
+DO $$
+DECLARE
+    g text;
+BEGIN
+    FOREACH g IN ARRAY string_to_array(current_setting('wa_notify_upgrade.sync_grantees'), ',') LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION wa_notify.sync_templates(text) TO %s', g);
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION wa_notify.sync_templates(text) IS
+    'refresh a sender''s template approval statuses, categories, quality and parameter formats from its WhatsApp Business Account (default: the events'' statuses too)';
 
 -------------------------------------------------------------------------------
 -- privileges (as 1.0's 99_privileges): nothing new for PUBLIC but pure helpers
