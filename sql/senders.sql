@@ -48,6 +48,14 @@ SELECT wa_notify._portfolio_members('default'), wa_notify._portfolio_members('st
 SELECT wa_notify.configure_sender('store_2', portfolio => 'bp_1');
 SELECT wa_notify._portfolio_members('default'), wa_notify._portfolio_members('store_2');
 
+-- a quality update for store_2's number: its rating, and the tier of its whole portfolio
+CREATE TEMP TABLE state_before AS SELECT quality_rating, messaging_limit, quality_updated_at FROM wa_notify.state;
+SELECT wa_notify._sender_quality('store_2', 'YELLOW', 'TIER_10K');
+SELECT sender, quality_rating, messaging_limit FROM wa_notify.senders WHERE sender = 'store_2';
+SELECT messaging_limit FROM wa_notify.state;
+UPDATE wa_notify.state SET (quality_rating, messaging_limit, quality_updated_at) = (SELECT * FROM state_before);
+UPDATE wa_notify.sender SET quality_rating = NULL, messaging_limit = NULL, quality_updated_at = NULL;
+
 CREATE TEMP TABLE before_errors AS SELECT * FROM wa_notify.sender;
 
 -- refusals: SQLSTATE, message, hint

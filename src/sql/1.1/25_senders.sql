@@ -57,6 +57,7 @@ CREATE TABLE wa_notify.sender (
     paused_at             timestamptz,
     pause_until           timestamptz,             -- a cool-down that lifts by itself
     rate_factor           double precision,        -- throttling back-off (NULL: 1)
+    quality_updated_at    timestamptz,             -- last phone_number_quality_update webhook
     CONSTRAINT sender_default_uses_settings CHECK (sender <> 'default' OR
         (phone_number_id IS NULL AND business_account_id IS NULL AND api_version IS NULL
          AND max_rate IS NULL AND max_in_flight IS NULL AND daily_recipient_limit IS NULL
@@ -215,6 +216,43 @@ BEGIN
          WHERE s.sender = _sender_checked.sender;
     END IF;
 END $$;
+
+-- a phone_number_quality_update webhook for a sender's number (for the
+-- webhook's routing by metadata.phone_number_id): its quality rating, and the
+-- messaging tier of its portfolio (Meta counts it per business portfolio
+-- since October 2025: every sender of the portfolio gets it).  Returns how
+-- many senders changed.
+CREATE FUNCTION wa_notify._sender_quality(sender text, quality_rating text, messaging_limit text)
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+#variable_conflict use_variable
+DECLARE
+    members text[] := wa_notify._portfolio_members(sender);
+    n integer := 0;
+    k integer;
+BEGIN
+    IF 'default' = ANY (members) THEN
+        UPDATE wa_notify.state s
+           SET quality_rating = CASE WHEN sender = 'default' THEN coalesce(quality_rating, s.quality_rating)
+                                     ELSE s.quality_rating END,
+               messaging_limit = coalesce(messaging_limit, s.messaging_limit), quality_updated_at = now()
+         WHERE (sender = 'default' AND s.quality_rating IS DISTINCT FROM coalesce(quality_rating, s.quality_rating))
+            OR s.messaging_limit IS DISTINCT FROM coalesce(messaging_limit, s.messaging_limit)
+            OR s.quality_updated_at IS NULL;
+        GET DIAGNOSTICS n = ROW_COUNT;
+    END IF;
+    UPDATE wa_notify.sender s
+       SET quality_rating = CASE WHEN s.sender = _sender_quality.sender
+                                 THEN coalesce(quality_rating, s.quality_rating) ELSE s.quality_rating END,
+           messaging_limit = coalesce(messaging_limit, s.messaging_limit), quality_updated_at = now()
+     WHERE s.sender = ANY (members) AND s.sender <> 'default'
+       AND ((s.sender = _sender_quality.sender AND s.quality_rating IS DISTINCT FROM coalesce(quality_rating, s.quality_rating))
+            OR s.messaging_limit IS DISTINCT FROM coalesce(messaging_limit, s.messaging_limit)
+            OR s.quality_updated_at IS NULL);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    RETURN n + k;
+END $$;
+COMMENT ON FUNCTION wa_notify._sender_quality(text, text, text) IS
+    'internal: a quality update for a sender''s number: its rating, and its portfolio''s messaging tier';
 
 -- one row per sender: its effective configuration (a NULL column: the
 -- setting) and its runtime state, wherever it lives
@@ -498,6 +536,7 @@ COMMENT ON FUNCTION wa_notify.remove_sender(text, boolean) IS
 -- privileges: the internals are the extension's; the view is readable like status
 -------------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION wa_notify._sender_pause(text, text, integer), wa_notify._sender_cooldown(text, integer),
+                       wa_notify._sender_quality(text, text, text),
                        wa_notify._sender_rate(text, boolean),
                        wa_notify._sender_checked(text, text, text, text, text, text, text),
                        wa_notify._dispatch_senders(), wa_notify._graph_get(text, text),
