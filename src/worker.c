@@ -147,6 +147,7 @@ typedef struct WaLane
 	int			in_flight;
 	bool		stop;			/* start nothing more of this sender */
 	bool		exhausted;		/* its queue had nothing more to claim */
+	double		exhausted_at;	/* when it last found it empty */
 	double		next_start;		/* pacing: its next request not before */
 } WaLane;
 
@@ -802,6 +803,8 @@ skip_unstarted(WaLane *lanes, int nlanes, const char *event, const char *phone)
  * re-reads settings.
  */
 #define WA_PIPELINE_SECS 2.0
+#define WA_RECORD_EVERY	0.25	/* known outcomes wait at most this long, s */
+#define WA_LOOK_AGAIN_SECS 0.5	/* an empty queue, while others are in flight */
 
 /* The pipeline's state, for its steps below. */
 typedef struct WaPipeline
@@ -816,6 +819,7 @@ typedef struct WaPipeline
 	int			finished;
 	bool		stop;			/* start nothing more (shutdown) */
 	double		t0;
+	double		recorded_at;	/* the last record_progress() (or t0) */
 	double		shutdown_at;	/* SIGTERM seen (0: not) */
 } WaPipeline;
 
@@ -829,13 +833,43 @@ notice_shutdown(WaPipeline *pl)
 	}
 }
 
+/*
+ * Is it still this cycle's time to claim?  WA_PIPELINE_SECS, or longer
+ * while another sender's requests are in flight: the cycle cannot end
+ * before they do, and a slow sender must not hold the others' claims (the
+ * longest cycle stays bounded by the request timeout).
+ */
+static bool
+claim_time_left(const WaPipeline *pl, const WaLane *ln)
+{
+	double		age = wa_now() - pl->t0;
+
+	if (age < WA_PIPELINE_SECS)
+		return true;
+	return wa_graph_in_flight(client) > ln->in_flight && age < WA_PIPELINE_SECS + wa_request_timeout;
+}
+
+/*
+ * A sender whose queue was empty looks again now and then while the cycle
+ * is held open by another sender's requests: a message queued meanwhile is
+ * not kept waiting for them.
+ */
+static bool
+queue_worth_a_look(const WaPipeline *pl, const WaLane *ln)
+{
+	if (!ln->exhausted)
+		return true;
+	return !pl->paced && wa_graph_in_flight(client) > ln->in_flight &&
+		wa_now() - ln->exhausted_at >= WA_LOOK_AGAIN_SECS;
+}
+
 /* Little left to start of this sender, and still in this cycle's time: claim. */
 static bool
 may_claim(const WaPipeline *pl, const WaLane *ln)
 {
-	return ln->due && !pl->stop && !ln->stop && !ln->exhausted && pl->budget > 0 &&
+	return ln->due && !pl->stop && !ln->stop && queue_worth_a_look(pl, ln) && pl->budget > 0 &&
 		(ln->unstarted == 0 || (!pl->paced && ln->unstarted <= ln->in_flight_cap / 2)) &&
-		(ln->claimed == 0 || (!pl->paced && wa_now() - pl->t0 < WA_PIPELINE_SECS));
+		(ln->claimed == 0 || (!pl->paced && claim_time_left(pl, ln)));
 }
 
 static void
@@ -847,9 +881,11 @@ claim_next_batch(WaPipeline *pl, WaLane *ln)
 	{
 		MemoryContextDelete(ch->cxt);
 		ln->exhausted = true;
+		ln->exhausted_at = wa_now();
 	}
 	else
 	{
+		ln->exhausted = false;
 		if (ln->tail)
 			ln->tail->next = ch;
 		else
@@ -958,12 +994,12 @@ start_requests(WaPipeline *pl, long timeout)
 
 /* Has this sender nothing in flight and nothing more to start in this cycle? */
 static bool
-lane_finished(const WaPipeline *pl, const WaLane *ln, double now)
+lane_finished(const WaPipeline *pl, const WaLane *ln)
 {
 	return ln->in_flight == 0 &&
 		(!ln->due || pl->stop || ln->stop ||
 		 (ln->unstarted == 0 && (ln->exhausted || pl->budget <= 0 || pl->paced ||
-								 now - pl->t0 >= WA_PIPELINE_SECS)));
+								 !claim_time_left(pl, ln))));
 }
 
 /* Nothing in flight and nothing more to start in this cycle (or stopped). */
@@ -975,7 +1011,7 @@ pipeline_finished(const WaPipeline *pl)
 	if (pl->shutdown_at > 0 && now - pl->shutdown_at > WA_SHUTDOWN_GRACE)
 		return true;
 	for (int l = 0; l < pl->cy->nlanes; l++)
-		if (!lane_finished(pl, &pl->cy->lanes[l], now))
+		if (!lane_finished(pl, &pl->cy->lanes[l]))
 			return false;
 	return true;
 }
@@ -1030,6 +1066,7 @@ record_progress(WaPipeline *pl)
 {
 	record(pl->cy->lanes, pl->cy->nlanes, false);
 	pl->unrecorded = 0;
+	pl->recorded_at = wa_now();
 	for (int l = 0; l < pl->cy->nlanes; l++)
 	{
 		WaLane	   *ln = &pl->cy->lanes[l];
@@ -1064,7 +1101,8 @@ pipeline_loop(WaPipeline *pl)
 		if (pipeline_finished(pl))
 			break;
 		collect_answers(pl, timeout);
-		if (pl->unrecorded >= Max(pl->in_flight_cap, 64) && !pl->stop)
+		if (!pl->stop && (pl->unrecorded >= Max(pl->in_flight_cap, 64) ||
+						  (pl->unrecorded > 0 && wa_now() - pl->recorded_at >= WA_RECORD_EVERY)))
 			record_progress(pl);
 		if (ConfigReloadPending)
 		{
@@ -1104,7 +1142,7 @@ run_pipeline(WaCycle *cy, bool paced, int budget)
 			pl->in_flight_cap += cy->lanes[l].in_flight_cap;
 	pl->in_flight_cap = Max(pl->in_flight_cap, 1);
 	pl->done = palloc(sizeof(WaGraphRequest *) * pl->in_flight_cap);
-	pl->t0 = wa_now();
+	pl->t0 = pl->recorded_at = wa_now();
 	/* every request names its sender's URL and token: the client's are unused */
 	wa_graph_client_configure(client, "", "", pl->in_flight_cap,
 							  Min(10000L, wa_request_timeout * 1000L),

@@ -99,5 +99,21 @@ $min_gap = ($p2[$_]{t} - $p2[$_ - 1]{t} < $min_gap ? $p2[$_]{t} - $p2[$_ - 1]{t}
 cmp_ok($min_gap, '>=', 0.2 - 0.05, "store_2's requests are spaced by its max_rate (min gap $min_gap s)");
 cmp_ok($p1[-1]{t}, '<', $p2[-1]{t}, "default's uncapped messages are not held back by store_2's cap");
 
+# --- a slow sender holds nobody: store_2's number stops answering ----------
+# (the request timeout raised so far that its request stays in flight for
+# the whole check, whatever the machine's speed)
+$node->safe_psql('postgres', 'ALTER SYSTEM SET wa_notify.request_timeout = 170');
+$node->reload;
+WaNode::settle($node);      # the worker has read it
+$mock->control({ sender_rules => { $pnid2 => { timeout => JSON::PP::true } } });
+my $n2 = scalar @{ $mock->posts_of($pnid2) };
+my ($slow) = enqueue('store_2');
+$mock->wait_posts(scalar(@{ $mock->posts }) + 1);
+is(scalar @{ $mock->posts_of($pnid2) }, $n2 + 1, "store_2's request is out and gets no answer");
+my @fast = enqueue(('default') x 3);
+WaMock::wait_status($node, $_, 'sent') for @fast;
+is(sql("SELECT status FROM wa_notify.message WHERE id = $slow"), 'sending',
+	"default's later messages were sent and recorded while store_2's request was still in flight");
+
 $node->stop;
 done_testing();
