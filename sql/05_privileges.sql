@@ -15,7 +15,7 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA wa_notify TO regress_wa_admin;
 -- doc/roles.md: reporting
 GRANT USAGE ON SCHEMA wa_notify TO regress_wa_reporting;
 GRANT SELECT ON wa_notify.message_log, wa_notify.status, wa_notify.settings, wa_notify.events,
-                wa_notify.blacklist, wa_notify.graph_errors TO regress_wa_reporting;
+                wa_notify.blacklist, wa_notify.graph_errors, wa_notify.senders TO regress_wa_reporting;
 GRANT EXECUTE ON FUNCTION wa_notify.counts(timestamptz, timestamptz) TO regress_wa_reporting;
 
 SELECT wa_notify.configure(access_token => 'EAAGsecrettokenvalue0123456789', app_secret => 'abcdef0123456789abcdef0123456789');
@@ -25,6 +25,7 @@ SET ROLE regress_wa_reporting;
 SELECT order_key, phone, type, status FROM wa_notify.message_log;
 SELECT api_status, access_token_set, app_secret_set, queue_pending FROM wa_notify.status;
 SELECT secrets_source, secrets_to_set FROM wa_notify.status;
+SELECT sender, enabled, queued, access_token_set, app_secret_set FROM wa_notify.senders;
 SELECT pending, total FROM wa_notify.counts('-infinity', 'infinity');
 SELECT name, value FROM wa_notify.settings WHERE is_secret ORDER BY name;
 -- the raw secrets and the raw tables are out of reach
@@ -34,6 +35,7 @@ SELECT count(*) FROM wa_notify.state;
 -- and so is every change
 SELECT wa_notify.configure(polling_interval => 600);
 SELECT wa_notify.configure_event('order_placed', enabled => false);
+SELECT wa_notify.configure_sender('store_2', phone_number_id => '209876543210987');
 SELECT wa_notify.block('11987654321', 'x');
 SELECT wa_notify.set_carrier('x', 'https://x.example/{tracking}');
 SELECT wa_notify.rotate_verify_token();

@@ -8,7 +8,7 @@
 CREATE VIEW wa_notify.senders AS
 WITH today AS (
     SELECT date_trunc('day', now() AT TIME ZONE tz) AT TIME ZONE tz AS start
-      FROM (SELECT wa_notify._setting_value('timezone') AS tz) t)
+      FROM (SELECT coalesce(value, default_value) AS tz FROM wa_notify.setting WHERE name = 'timezone') t)
 SELECT e.sender, e.phone_number_id,
        wa_notify.mask_phone(e.display_phone_number) AS display_phone,
        e.enabled, e.api_status, e.last_check_at AS last_check, e.last_check_error,
