@@ -18,7 +18,8 @@
  *	    - inbound opt-out keywords -> blacklist (source opt_out), by phone
  *	      and/or business-scoped user ID (BSUID); user_changed_user_id
  *	      system messages move a BSUID block;
- *	    - statuses' BSUID and pricing -> the message (apply_status_cloud);
+ *	    - statuses' BSUID and pricing -> the message (in the status's own
+ *	      UPDATE on the one-statement path, else apply_status_cloud);
  *	    - template status updates -> wa_notify.event and wa_notify.template;
  *	      template_category_update and message_template_quality_update ->
  *	      wa_notify.template (a move to MARKETING may hold an event);
@@ -356,9 +357,9 @@ apply_error(int64 message_id, const WhStatus *st)
  * The general path: find and lock the message (by wamid, else by
  * biz_opaque_callback_data), work the change out here, update it by id.
  * apply_status() tries the one-statement path first and comes here for
- * whatever that did not settle.
+ * whatever that did not settle.  false when no message matched.
  */
-static void
+static bool
 apply_status_locked(const WhStatus *st, WhCounts *cnt)
 {
 	HeapTuple	tup;
@@ -373,7 +374,7 @@ apply_status_locked(const WhStatus *st, WhCounts *cnt)
 	if (!find_message(st))
 	{
 		cnt->unknown++;
-		return;
+		return false;
 	}
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -399,7 +400,7 @@ apply_status_locked(const WhStatus *st, WhCounts *cnt)
 	{
 		/* skipped or expired: never sent, a status for it is noise */
 		cnt->ignored++;
-		return;
+		return true;
 	}
 	if (kind_moves(st->kind, cur))
 	{
@@ -425,7 +426,7 @@ apply_status_locked(const WhStatus *st, WhCounts *cnt)
 	if (!changed)
 	{
 		cnt->unchanged++;
-		return;
+		return true;
 	}
 
 	{
@@ -445,9 +446,13 @@ apply_status_locked(const WhStatus *st, WhCounts *cnt)
 
 	if (st->kind == WH_ST_FAILED && kind_moves(st->kind, cur))
 		apply_error(DatumGetInt64(v[C_ID - 1]), st);
+	return true;
 }
 
 /* ------------------------------------------------- statuses: fast path */
+
+static Datum txt_or_null(const char *s, char *null);
+static void apply_status_cloud(const WhStatus *st);
 
 /*
  * The common case, one statement per status: an UPDATE by wamid that moves
@@ -467,14 +472,25 @@ static const char *const kind_column[] = {
 	[WH_ST_FAILED] = "failed_at",
 };
 
-static char *fast_sql[WH_ST_FAILED + 1];
+/*
+ * For sent, delivered and read the statement also records the status's
+ * pricing and BSUID (what _status_cloud() does for the other paths), so a
+ * first delivery costs one row version and a repeat none.  Two variants per
+ * kind: with the BSUID in its SET list, or without it, so that a status
+ * without a BSUID never names recipient_user_id (the trigger
+ * link_blocked_user_id fires on UPDATE OF that column).
+ */
+#define FAST_NARGS 7
+static char *fast_sql[WH_ST_FAILED + 1][2];
 static char *check_sql[WH_ST_FAILED + 1];
-static SPIPlanPtr plan_fast[WH_ST_FAILED + 1];
+static SPIPlanPtr plan_fast[WH_ST_FAILED + 1][2];
 static SPIPlanPtr plan_check[WH_ST_FAILED + 1];
 
 /*
- * sent, delivered, read: $1 wamid, $2 timestamp, $3 wa_id (or NULL);
- * failed: the transition only, RETURNING the id for _apply_error().
+ * sent, delivered, read: $1 wamid, $2 timestamp, $3 wa_id (or NULL),
+ * $4 billable, $5 pricing type, $6 pricing category, $7 BSUID (each NULL
+ * when absent; $7 used by the with_user_id variant only);
+ * failed: the transition only ($1-$3), RETURNING the id for _apply_error().
  * The check: $1 wamid, $2 wa_id: is it ignored, would the status change it.
  */
 static void
@@ -487,7 +503,7 @@ build_status_sql(WhStatusKind kind)
 
 	if (kind == WH_ST_FAILED)
 	{
-		fast_sql[kind] = psprintf(
+		fast_sql[kind][0] = fast_sql[kind][1] = psprintf(
 			"UPDATE wa_notify.message SET status = 'failed', failed_at = $2, wa_id = coalesce(wa_id, $3),"
 			" updated_at = now() WHERE wamid = $1 AND status IN (%s) RETURNING id", from);
 		check_sql[kind] = psprintf(
@@ -496,12 +512,21 @@ build_status_sql(WhStatusKind kind)
 	}
 	else
 	{
-		fast_sql[kind] = psprintf(
-			"UPDATE wa_notify.message SET status = CASE WHEN status IN (%s) THEN '%s' ELSE status END,"
-			" %s = coalesce(%s, $2), wa_id = coalesce(wa_id, $3), updated_at = now()"
-			" WHERE wamid = $1 AND (status IN (%s) OR (status NOT IN (%s)"
-			" AND (%s IS NULL OR (wa_id IS NULL AND $3 IS NOT NULL))))",
-			from, kind_status[kind], col, col, from, never, col);
+		for (int with_user_id = 0; with_user_id <= 1; with_user_id++)
+			fast_sql[kind][with_user_id] = psprintf(
+				"UPDATE wa_notify.message SET status = CASE WHEN status IN (%s) THEN '%s' ELSE status END,"
+				" %s = coalesce(%s, $2), wa_id = coalesce(wa_id, $3),"
+				" billable = coalesce($4, billable), pricing_type = coalesce($5, pricing_type),"
+				" pricing_category = coalesce($6, pricing_category)%s, updated_at = now()"
+				" WHERE wamid = $1 AND (status IN (%s) OR (status NOT IN (%s)"
+				" AND (%s IS NULL OR (wa_id IS NULL AND $3 IS NOT NULL)"
+				"      OR billable IS DISTINCT FROM coalesce($4, billable)"
+				"      OR pricing_type IS DISTINCT FROM coalesce($5, pricing_type)"
+				"      OR pricing_category IS DISTINCT FROM coalesce($6, pricing_category)%s)))",
+				from, kind_status[kind], col, col,
+				with_user_id ? ", recipient_user_id = coalesce($7, recipient_user_id)" : "",
+				from, never, col,
+				with_user_id ? " OR recipient_user_id IS DISTINCT FROM coalesce($7, recipient_user_id)" : "");
 		check_sql[kind] = psprintf(
 			"SELECT status IN (%s), status IN (%s) OR %s IS NULL"
 			" OR (wa_id IS NULL AND $2 IS NOT NULL)"
@@ -513,17 +538,19 @@ build_status_sql(WhStatusKind kind)
 static void
 apply_status(const WhStatus *st, WhCounts *cnt)
 {
-	static const Oid fast_types[3] = {TEXTOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		v[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	static const Oid fast_types[FAST_NARGS] = {TEXTOID, TIMESTAMPTZOID, TEXTOID, BOOLOID,
+	TEXTOID, TEXTOID, TEXTOID};
+	Datum		v[FAST_NARGS];
+	char		nulls[FAST_NARGS] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		failed = st->kind == WH_ST_FAILED;
+	int			with_user_id = !failed && st->recipient_user_id != NULL;
 
 	if (st->kind == WH_ST_OTHER)
 	{
 		cnt->ignored++;
 		return;
 	}
-	if (fast_sql[st->kind] == NULL)
+	if (fast_sql[st->kind][0] == NULL)
 		build_status_sql(st->kind);
 
 	v[0] = txt(st->wamid);
@@ -534,7 +561,13 @@ apply_status(const WhStatus *st, WhCounts *cnt)
 		v[2] = txt(st->recipient_id);
 	else
 		nulls[2] = 'n';
-	exec(prep_generic(&plan_fast[st->kind], fast_sql[st->kind], 3, (Oid *) fast_types),
+	v[3] = BoolGetDatum(st->billable == 1);
+	nulls[3] = st->billable < 0 ? 'n' : ' ';
+	v[4] = txt_or_null(st->pricing_type, &nulls[4]);
+	v[5] = txt_or_null(st->pricing_category, &nulls[5]);
+	v[6] = txt_or_null(st->recipient_user_id, &nulls[6]);
+	exec(prep_generic(&plan_fast[st->kind][with_user_id], fast_sql[st->kind][with_user_id],
+					  failed ? 3 : FAST_NARGS, (Oid *) fast_types),
 		 v, nulls, false, failed ? SPI_OK_UPDATE_RETURNING : SPI_OK_UPDATE);
 	if (SPI_processed > 0)
 	{
@@ -545,6 +578,7 @@ apply_status(const WhStatus *st, WhCounts *cnt)
 
 			apply_error(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 													SPI_tuptable->tupdesc, 1, &isnull)), st);
+			apply_status_cloud(st);
 		}
 		return;
 	}
@@ -572,12 +606,16 @@ apply_status(const WhStatus *st, WhCounts *cnt)
 			}
 			if (!would_change)
 			{
+				/* a failed status's BSUID is not in its statement */
+				if (failed)
+					apply_status_cloud(st);
 				cnt->unchanged++;
 				return;
 			}
 		}
 	}
-	apply_status_locked(st, cnt);
+	if (apply_status_locked(st, cnt))
+		apply_status_cloud(st);
 }
 
 /* ------------------------------------------------------------- inbound */
@@ -829,9 +867,10 @@ apply_template_quality(const WhTemplateQuality *t, WhCounts *cnt)
 }
 
 /*
- * A status's BSUID and pricing (_status_cloud), after apply_status() matched
- * the message and so recorded its wamid.  Nothing to do for a status
- * without them (1.0's payloads).
+ * A status's BSUID and pricing (_status_cloud), for the paths whose
+ * statement does not record them (a failed status's BSUID, the locking
+ * path), after the status matched the message and so recorded its wamid.
+ * Nothing to do for a status without them (1.0's payloads).
  */
 static void
 apply_status_cloud(const WhStatus *st)
@@ -1039,7 +1078,6 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 		for (size_t i = 0; i < payload.nstatuses; i++)
 		{
 			apply_status(&payload.statuses[i], &cnt);
-			apply_status_cloud(&payload.statuses[i]);
 		}
 		apply_inbound(&payload, &set, &cnt);
 		apply_system_messages(&payload);
