@@ -19,7 +19,8 @@ CREATE TABLE wa_notify.sender (
     phone_number_id text UNIQUE
 );
 INSERT INTO wa_notify.sender (sender) VALUES ('default');
-SELECT pg_catalog.pg_extension_config_dump('wa_notify.sender', '');
+-- the 'default' row is the extension's own (a restore creates it): not dumped
+SELECT pg_catalog.pg_extension_config_dump('wa_notify.sender', 'WHERE sender <> ''default''');
 
 -- The sender whose number this is: a row's phone_number_id, else 'default'
 -- when it is the settings' phone_number_id; NULL when no sender has it.
