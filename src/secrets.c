@@ -59,7 +59,9 @@
 #include "utils/builtins.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
+#include "utils/snapmgr.h"
 
+#include "settings.h"
 #include "wa_notify.h"
 
 char	   *wa_secrets_file = NULL;
@@ -387,6 +389,38 @@ file_secret(const char *key)
 	return NULL;
 }
 
+/*
+ * The secret rows read so far, kept across transactions while the settings
+ * snapshot is the same load (settings.c's wa_settings_version(): a
+ * committed configuration change, secrets included, loads it again; 0, no
+ * current snapshot: not cached), so a webhook call does not query its app
+ * secret each time.  malloc'd, wiped
+ * when dropped; never the file's secrets (the file has its own reload rule).
+ */
+#define WA_SECRET_ROWS_CACHED 8
+static struct
+{
+	uint64		version;		/* wa_settings_version() they were read at */
+	int			n;
+	struct
+	{
+		char		name[WA_SECRET_MAX_NAME];
+		char	   *value;		/* NULL: the row is unset */
+	}			rows[WA_SECRET_ROWS_CACHED];
+}			row_cache;
+
+static void
+row_cache_drop(void)
+{
+	for (int i = 0; i < row_cache.n; i++)
+		if (row_cache.rows[i].value)
+		{
+			explicit_bzero(row_cache.rows[i].value, strlen(row_cache.rows[i].value));
+			free(row_cache.rows[i].value);
+		}
+	row_cache.n = 0;
+}
+
 /* The value of a secret row of wa_notify.setting, palloc'd, or NULL. */
 static char *
 setting_secret(const char *name)
@@ -395,14 +429,26 @@ setting_secret(const char *name)
 	Oid			type = TEXTOID;
 	Datum		v = CStringGetTextDatum(name);
 	MemoryContext caller = CurrentMemoryContext;
+	uint64		version = wa_settings_version();
 	char	   *value = NULL;
+
+	if (row_cache.version != version)
+	{
+		row_cache_drop();
+		row_cache.version = version;
+	}
+	for (int i = 0; version != 0 && i < row_cache.n; i++)
+		if (strcmp(row_cache.rows[i].name, name) == 0)
+			return row_cache.rows[i].value ? pstrdup(row_cache.rows[i].value) : NULL;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "wa_notify: SPI_connect failed");
 	if (plan == NULL)
 		plan = wa_prepare_kept("SELECT value FROM wa_notify.setting WHERE name = $1 AND is_secret",
 							   1, &type, 0);
-	if (SPI_execute_plan(plan, &v, NULL, true, 1) != SPI_OK_SELECT)
+	/* as fresh as the settings snapshot it is cached with (settings.c) */
+	if (SPI_execute_snapshot(plan, &v, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "wa_notify: could not read a secret setting");
 	if (SPI_processed == 1)
 	{
@@ -410,8 +456,21 @@ setting_secret(const char *name)
 
 		if (s != NULL && s[0] != '\0')
 			value = MemoryContextStrdup(caller, s);
+		if (s != NULL)
+			explicit_bzero(s, strlen(s));
 	}
 	SPI_finish();
+	if (version != 0 && row_cache.n < WA_SECRET_ROWS_CACHED && strlen(name) < WA_SECRET_MAX_NAME)
+	{
+		char	   *copy = value ? strdup(value) : NULL;
+
+		if (value == NULL || copy != NULL)
+		{
+			strlcpy(row_cache.rows[row_cache.n].name, name, WA_SECRET_MAX_NAME);
+			row_cache.rows[row_cache.n].value = copy;
+			row_cache.n++;
+		}
+	}
 	return value;
 }
 

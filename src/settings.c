@@ -13,13 +13,33 @@
  *	  renderer, the webhook and the Graph GET all read that struct.  No
  *	  default is written here: a setting missing from the table is an error.
  *
- *	  Why per transaction: the worker's cycle and claim, a batch of renders
- *	  and a webhook call each run in one transaction and must see one
- *	  consistent set of settings, read once.  A later transaction reloads,
- *	  so a change made by configure() applies to the worker's next
- *	  transaction without a restart.  A write to the configuration tables
- *	  in this backend (the statement trigger _config_changed) and a
- *	  subtransaction abort drop the snapshot at once.
+ *	  Why one snapshot per transaction: the worker's cycle and claim, a
+ *	  batch of renders and a webhook call each run in one transaction and
+ *	  must see one consistent set of settings, read once.
+ *
+ *	  Why it is kept across transactions: a webhook call is a transaction
+ *	  of its own, and reading the settings again for each one cost more
+ *	  than the status it applies (issue 11).  So the snapshot lives until
+ *	  the configuration changes, which is known from a counter in shared
+ *	  memory (WaShared.config_generation): a transaction that wrote
+ *	  wa_notify.setting, event or carrier (the statement trigger
+ *	  _config_changed) bumps it when it writes, and again when it commits,
+ *	  after its rows became visible (the first bump, for a backend that
+ *	  its commit wakes before the second, wake.c; the second for one that
+ *	  loaded in between); a backend's first call in a transaction compares the counter
+ *	  with the value it read before loading its snapshot, and loads again
+ *	  when they differ.  The load reads the counter first and then the
+ *	  table with a fresh snapshot (GetLatestSnapshot, even in a REPEATABLE
+ *	  READ transaction), so a change committed after the load always moves
+ *	  the counter past the recorded value.  The writing backend drops its
+ *	  own snapshot at once (the trigger), again when it commits or aborts,
+ *	  and on a subtransaction abort; a relcache invalidation of
+ *	  wa_notify.setting (the extension dropped and created again) drops it
+ *	  too.  Without shared memory (the library not preloaded) the snapshot
+ *	  is dropped at the end of every transaction.  A configuration change
+ *	  in a prepared transaction bumps the counter at PREPARE, so a backend
+ *	  that loads between PREPARE and COMMIT PREPARED keeps the older values
+ *	  until the next change: configure() is not meant for two-phase commit.
  *
  *	  SQL entry point: the trigger function wa_notify_config_changed
  *	  (wa_notify._config_changed()).
@@ -30,11 +50,17 @@
 #include <stddef.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "storage/proc.h"
 
 #include "wa_notify.h"
 #include "settings.h"
@@ -101,10 +127,19 @@ static const WaSettingField fields[] = {
 
 static WaSettings snapshot;
 static bool snapshot_valid = false;
-static uint64 generation = 1;
+static uint64 generation = 1;	/* wa_settings_generation() */
+static uint64 version = 0;		/* wa_settings_version(): loads so far */
+static uint64 loaded_config_generation; /* the shared counter, read before
+										 * the snapshot was loaded */
+static bool changed_in_xact = false;	/* this transaction wrote the
+										 * configuration tables */
+static Oid	setting_relid = InvalidOid; /* wa_notify.setting, when loaded */
 static MemoryContext snapshot_cxt = NULL;
 static SPIPlanPtr load_plan = NULL;
 static bool callbacks_registered = false;
+static LocalTransactionId checked_lxid = InvalidLocalTransactionId;	/* the
+																		 * transaction that last
+																		 * used the snapshot */
 
 /* Forget the snapshot. */
 static void
@@ -116,13 +151,36 @@ drop_snapshot(void)
 		MemoryContextReset(snapshot_cxt);
 }
 
+/* the configuration is written: other backends load it again once this commits */
+static void
+publish_change(void)
+{
+	if (wa_shared != NULL)
+		pg_atomic_fetch_add_u64(&wa_shared->config_generation, 1);
+}
+
 static void
 settings_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
-		event == XACT_EVENT_PARALLEL_ABORT)
-		drop_snapshot();
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			if (changed_in_xact)
+				publish_change();
+			/* FALLTHROUGH */
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			if (changed_in_xact || wa_shared == NULL)
+				drop_snapshot();
+			else
+				generation++;	/* a new transaction: render.c's caches go */
+			changed_in_xact = false;
+			break;
+		default:
+			break;
+	}
 }
 
 static void
@@ -130,6 +188,14 @@ settings_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						  SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+		drop_snapshot();
+}
+
+/* wa_notify.setting itself changed (dropped with the extension): load again */
+static void
+settings_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == setting_relid)
 		drop_snapshot();
 }
 
@@ -207,13 +273,18 @@ load_snapshot(void)
 	drop_snapshot();
 	memset(&snapshot, 0, sizeof(snapshot));
 
+	/* the counter first, then the rows with a snapshot taken after it */
+	loaded_config_generation = wa_shared ? pg_atomic_read_u64(&wa_shared->config_generation) : 0;
+	pg_memory_barrier();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "wa_notify: SPI_connect failed");
 	if (load_plan == NULL)
 		load_plan = wa_prepare_kept("SELECT name, coalesce(value, default_value) FROM wa_notify.setting WHERE NOT is_secret",
 									0, NULL, 0);
-	if (SPI_execute_plan(load_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_snapshot(load_plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "wa_notify: could not read wa_notify.setting");
+	setting_relid = get_relname_relid("setting", get_namespace_oid("wa_notify", false));
 	old = MemoryContextSwitchTo(snapshot_cxt);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -236,18 +307,45 @@ load_snapshot(void)
 					 errmsg("setting \"%s\" is missing from wa_notify.setting", fields[i].name),
 					 errhint("Run ALTER EXTENSION wa_notify UPDATE, which creates it.")));
 	snapshot_valid = true;
+	checked_lxid = MyProc->lxid;
+	version++;
+}
+
+/*
+ * May this transaction use the snapshot loaded by an earlier one?  Only
+ * while no configuration change committed since it was loaded.
+ */
+static bool
+snapshot_current(void)
+{
+	if (!snapshot_valid)
+		return false;
+	if (checked_lxid == MyProc->lxid)
+		return true;			/* one set of settings per transaction */
+	if (wa_shared == NULL ||
+		pg_atomic_read_u64(&wa_shared->config_generation) != loaded_config_generation)
+		return false;
+	checked_lxid = MyProc->lxid;
+	return true;
+}
+
+/* once per backend, by the first reader or writer of the configuration */
+static void
+register_callbacks(void)
+{
+	if (callbacks_registered)
+		return;
+	RegisterXactCallback(settings_xact_callback, NULL);
+	RegisterSubXactCallback(settings_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(settings_relcache_callback, (Datum) 0);
+	callbacks_registered = true;
 }
 
 const WaSettings *
 wa_settings(void)
 {
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(settings_xact_callback, NULL);
-		RegisterSubXactCallback(settings_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
-	if (!snapshot_valid)
+	register_callbacks();
+	if (!snapshot_current())
 		load_snapshot();
 	return &snapshot;
 }
@@ -258,9 +356,16 @@ wa_settings_generation(void)
 	return generation;
 }
 
+uint64
+wa_settings_version(void)
+{
+	return snapshot_current() ? version : 0;
+}
+
 /*
  * wa_notify._config_changed(): statement trigger on the configuration
- * tables; the next read in this backend loads them again.
+ * tables; the next read in this backend loads them again, and so does
+ * every other backend's once this transaction commits.
  */
 PG_FUNCTION_INFO_V1(wa_notify_config_changed);
 Datum
@@ -268,6 +373,10 @@ wa_notify_config_changed(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "wa_notify._config_changed() is a trigger function");
+	register_callbacks();		/* the commit publishes the change */
+	changed_in_xact = true;
+	/* now too: a backend woken at commit (wake.c) must not keep the old values */
+	publish_change();
 	drop_snapshot();
 	return PointerGetDatum(NULL);
 }

@@ -60,18 +60,29 @@ typedef struct WaSettings
 
 /*
  * The snapshot for the current transaction: loaded by the first call in a
- * transaction (one query), then shared by every later call in it (the
- * worker's cycle, each render of a batch).  It is dropped at the end of the
- * transaction, when a subtransaction aborts, and when this backend writes
- * wa_notify.setting, wa_notify.event or wa_notify.carrier.  The struct and
- * its strings belong to settings.c: copy what must outlive the transaction.
+ * transaction (one query) unless the one an earlier transaction loaded is
+ * still current (no configuration change committed since: settings.c),
+ * then shared by every later call in it (the worker's cycle, each render
+ * of a batch).  It is dropped when a subtransaction aborts and when this
+ * backend writes wa_notify.setting, wa_notify.event or wa_notify.carrier.
+ * The struct and its strings belong to settings.c: read them in the
+ * transaction, copy what must outlive it.
  */
 extern const WaSettings *wa_settings(void);
 
 /*
- * A number that changes whenever the snapshot is dropped: render.c keys its
- * own per-transaction cache (events, carriers) on it.
+ * A number that changes whenever the snapshot is dropped and at the end of
+ * every transaction: render.c keys its own per-transaction cache (events,
+ * carriers) on it.
  */
 extern uint64 wa_settings_generation(void);
+
+/*
+ * A number that changes whenever the snapshot is loaded again, or 0 when
+ * this transaction has no current snapshot (none loaded yet, or a
+ * configuration change committed since): secrets.c keys its cache of the
+ * secret rows of wa_notify.setting on it, across transactions.
+ */
+extern uint64 wa_settings_version(void);
 
 #endif							/* WA_SETTINGS_H */

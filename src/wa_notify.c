@@ -65,6 +65,7 @@ wa_shmem_startup(void)
 		pg_atomic_init_u64(&wa_shared->wakes_seen, 0);
 		pg_atomic_init_u64(&wa_shared->worker_starts, 0);
 		wa_shared->worker_started_at = 0;
+		pg_atomic_init_u64(&wa_shared->config_generation, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -31,6 +31,9 @@ typedef struct WaShared
 	pg_atomic_uint64 wakes_seen;	/* latch wake-ups the worker handled */
 	pg_atomic_uint64 worker_starts; /* worker processes started since boot */
 	TimestampTz worker_started_at;	/* the running worker's start */
+	pg_atomic_uint64 config_generation; /* bumped when a transaction that
+										 * wrote the configuration tables
+										 * commits (settings.c) */
 } WaShared;
 
 extern WaShared *wa_shared;		/* NULL when not preloaded */

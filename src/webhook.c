@@ -18,11 +18,17 @@
  *	    - inbound opt-out keywords -> blacklist (source opt_out), by phone
  *	      and/or business-scoped user ID (BSUID); user_changed_user_id
  *	      system messages move a BSUID block;
- *	    - statuses' BSUID and pricing -> the message (apply_status_cloud);
+ *	    - statuses' BSUID and pricing -> the message (in the status's own
+ *	      UPDATE on the one-statement path, else apply_status_cloud);
  *	    - template status updates -> wa_notify.event and wa_notify.template;
  *	      template_category_update and message_template_quality_update ->
  *	      wa_notify.template (a move to MARKETING may hold an event);
- *	    - phone number quality updates -> wa_notify.state.
+ *	    - phone number quality updates -> wa_notify.state;
+ *	    - several senders (issue 12): each status and message is routed by
+ *	      its change's metadata.phone_number_id to its sender, whose app
+ *	      secret (or the global one) must be the one that signed the body
+ *	      (see "senders" below); a number no sender has is ignored and
+ *	      counted.
  *
  *	  Settings come from the transaction's typed snapshot (settings.c);
  *	  the payload is parsed by the pure parser in webhook_parse.c (also
@@ -47,6 +53,7 @@
 #include "utils/datum.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "graph_errors.h"
@@ -59,7 +66,7 @@
 
 typedef struct WhSettings
 {
-	char	   *app_secret;
+	char	   *phone_number_id;	/* the default sender's number, NULL: unset */
 	char	   *default_language;
 	char	   *default_country_code;
 	char	   *opt_out_keywords;	/* a text[] literal */
@@ -75,7 +82,21 @@ typedef struct WhCounts
 	int			opt_outs;		/* senders blacklisted by keyword */
 	int			templates;		/* events whose template status changed */
 	int			quality;		/* state rows changed by quality updates */
+	int			unknown_numbers;	/* statuses/messages for a number that is
+									 * no sender's */
+	int			refused;		/* for a sender whose app secret did not sign */
 } WhCounts;
+
+/*
+ * Who each status and inbound message of a payload is for (route_changes()):
+ * its sender, or NULL when it is not applied (a number that is no sender's,
+ * or a sender whose app secret is not the one that signed the body).
+ */
+typedef struct WhRouting
+{
+	const char **status_sender;
+	const char **inbound_sender;
+} WhRouting;
 
 /* plans kept for the life of the backend */
 static SPIPlanPtr plan_by_wamid;
@@ -143,8 +164,8 @@ load_settings(WhSettings *s)
 {
 	const WaSettings *set = wa_settings();
 
-	/* the secrets file when set, else the secret row (secrets.c) */
-	s->app_secret = wa_secret_get(NULL, "app_secret");
+	s->phone_number_id = set->phone_number_id && set->phone_number_id[0] ?
+		pstrdup(set->phone_number_id) : NULL;
 	s->default_language = set->default_language ? pstrdup(set->default_language) : NULL;
 	s->default_country_code = set->default_country_code ? pstrdup(set->default_country_code) : NULL;
 	s->opt_out_keywords = pstrdup(set->opt_out_keywords);
@@ -257,20 +278,24 @@ same_recipient(const char *recipient_id, const char *phone)
  * was claimed for sending, has no other wamid, and the status's recipient
  * is the message's phone: a status from another sender on the number (a
  * CRM, a reinstalled database whose ids start again at 1) never matches.
+ * Either way the message must be the sender's whose number the status came
+ * in (value.metadata.phone_number_id): a status for sender A's message in
+ * sender B's metadata matches nothing (counted unknown).
  */
 static bool
-find_message(const WhStatus *st)
+find_message(const WhStatus *st, const char *sender)
 {
-	Oid			t_text = TEXTOID;
-	Oid			t_int8 = INT8OID;
-	Datum		v[1];
+	Oid			t_text[2] = {TEXTOID, TEXTOID};
+	Oid			t_int8[2] = {INT8OID, TEXTOID};
+	Datum		v[2];
 	int64		id;
 	bool		isnull;
 
 	v[0] = txt(st->wamid);
+	v[1] = CStringGetTextDatum(sender);
 	exec(prep(&plan_by_wamid,
-			  "SELECT " MSG_COLS " FROM wa_notify.message WHERE wamid = $1 FOR UPDATE",
-			  1, &t_text),
+			  "SELECT " MSG_COLS " FROM wa_notify.message WHERE wamid = $1 AND sender = $2 FOR UPDATE",
+			  2, t_text),
 		 v, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 		return true;
@@ -280,9 +305,9 @@ find_message(const WhStatus *st)
 		return false;
 	v[0] = Int64GetDatum(id);
 	exec(prep(&plan_by_id,
-			  "SELECT " MSG_COLS " FROM wa_notify.message WHERE id = $1"
+			  "SELECT " MSG_COLS " FROM wa_notify.message WHERE id = $1 AND sender = $2"
 			  " AND status IN (" CLAIMED_STATUSES ") FOR UPDATE",
-			  1, &t_int8),
+			  2, t_int8),
 		 v, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		return false;
@@ -356,10 +381,10 @@ apply_error(int64 message_id, const WhStatus *st)
  * The general path: find and lock the message (by wamid, else by
  * biz_opaque_callback_data), work the change out here, update it by id.
  * apply_status() tries the one-statement path first and comes here for
- * whatever that did not settle.
+ * whatever that did not settle.  false when no message matched.
  */
-static void
-apply_status_locked(const WhStatus *st, WhCounts *cnt)
+static bool
+apply_status_locked(const WhStatus *st, const char *sender, WhCounts *cnt)
 {
 	HeapTuple	tup;
 	TupleDesc	desc;
@@ -370,10 +395,10 @@ apply_status_locked(const WhStatus *st, WhCounts *cnt)
 	bool		changed = false;
 	TimestampTz ts;
 
-	if (!find_message(st))
+	if (!find_message(st, sender))
 	{
 		cnt->unknown++;
-		return;
+		return false;
 	}
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -399,7 +424,7 @@ apply_status_locked(const WhStatus *st, WhCounts *cnt)
 	{
 		/* skipped or expired: never sent, a status for it is noise */
 		cnt->ignored++;
-		return;
+		return true;
 	}
 	if (kind_moves(st->kind, cur))
 	{
@@ -425,7 +450,7 @@ apply_status_locked(const WhStatus *st, WhCounts *cnt)
 	if (!changed)
 	{
 		cnt->unchanged++;
-		return;
+		return true;
 	}
 
 	{
@@ -445,9 +470,13 @@ apply_status_locked(const WhStatus *st, WhCounts *cnt)
 
 	if (st->kind == WH_ST_FAILED && kind_moves(st->kind, cur))
 		apply_error(DatumGetInt64(v[C_ID - 1]), st);
+	return true;
 }
 
 /* ------------------------------------------------- statuses: fast path */
+
+static Datum txt_or_null(const char *s, char *null);
+static void apply_status_cloud(const WhStatus *st);
 
 /*
  * The common case, one statement per status: an UPDATE by wamid that moves
@@ -467,15 +496,28 @@ static const char *const kind_column[] = {
 	[WH_ST_FAILED] = "failed_at",
 };
 
-static char *fast_sql[WH_ST_FAILED + 1];
+/*
+ * For sent, delivered and read the statement also records the status's
+ * pricing and BSUID (what _status_cloud() does for the other paths), so a
+ * first delivery costs one row version and a repeat none.  Two variants per
+ * kind: with the BSUID in its SET list, or without it, so that a status
+ * without a BSUID never names recipient_user_id (the trigger
+ * link_blocked_user_id fires on UPDATE OF that column).
+ */
+#define FAST_NARGS 8
+static char *fast_sql[WH_ST_FAILED + 1][2];
 static char *check_sql[WH_ST_FAILED + 1];
-static SPIPlanPtr plan_fast[WH_ST_FAILED + 1];
+static SPIPlanPtr plan_fast[WH_ST_FAILED + 1][2];
 static SPIPlanPtr plan_check[WH_ST_FAILED + 1];
 
 /*
- * sent, delivered, read: $1 wamid, $2 timestamp, $3 wa_id (or NULL);
- * failed: the transition only, RETURNING the id for _apply_error().
- * The check: $1 wamid, $2 wa_id: is it ignored, would the status change it.
+ * sent, delivered, read: $1 wamid, $2 timestamp, $3 wa_id (or NULL),
+ * $4 the sender whose number the status came in, $5 billable, $6 pricing
+ * type, $7 pricing category, $8 BSUID (each NULL when absent; $8 used by
+ * the with_user_id variant only);
+ * failed: the transition only ($1-$4), RETURNING the id for _apply_error().
+ * The check: $1 wamid, $2 wa_id, $3 sender: is it ignored, would the status
+ * change it.
  */
 static void
 build_status_sql(WhStatusKind kind)
@@ -487,43 +529,54 @@ build_status_sql(WhStatusKind kind)
 
 	if (kind == WH_ST_FAILED)
 	{
-		fast_sql[kind] = psprintf(
+		fast_sql[kind][0] = fast_sql[kind][1] = psprintf(
 			"UPDATE wa_notify.message SET status = 'failed', failed_at = $2, wa_id = coalesce(wa_id, $3),"
-			" updated_at = now() WHERE wamid = $1 AND status IN (%s) RETURNING id", from);
+			" updated_at = now() WHERE wamid = $1 AND sender = $4 AND status IN (%s) RETURNING id", from);
 		check_sql[kind] = psprintf(
 			"SELECT status IN (%s), status IN (%s) OR (wa_id IS NULL AND $2 IS NOT NULL)"
-			" FROM wa_notify.message WHERE wamid = $1", never, from);
+			" FROM wa_notify.message WHERE wamid = $1 AND sender = $3", never, from);
 	}
 	else
 	{
-		fast_sql[kind] = psprintf(
-			"UPDATE wa_notify.message SET status = CASE WHEN status IN (%s) THEN '%s' ELSE status END,"
-			" %s = coalesce(%s, $2), wa_id = coalesce(wa_id, $3), updated_at = now()"
-			" WHERE wamid = $1 AND (status IN (%s) OR (status NOT IN (%s)"
-			" AND (%s IS NULL OR (wa_id IS NULL AND $3 IS NOT NULL))))",
-			from, kind_status[kind], col, col, from, never, col);
+		for (int with_user_id = 0; with_user_id <= 1; with_user_id++)
+			fast_sql[kind][with_user_id] = psprintf(
+				"UPDATE wa_notify.message SET status = CASE WHEN status IN (%s) THEN '%s' ELSE status END,"
+				" %s = coalesce(%s, $2), wa_id = coalesce(wa_id, $3),"
+				" billable = coalesce($5, billable), pricing_type = coalesce($6, pricing_type),"
+				" pricing_category = coalesce($7, pricing_category)%s, updated_at = now()"
+				" WHERE wamid = $1 AND sender = $4 AND (status IN (%s) OR (status NOT IN (%s)"
+				" AND (%s IS NULL OR (wa_id IS NULL AND $3 IS NOT NULL)"
+				"      OR billable IS DISTINCT FROM coalesce($5, billable)"
+				"      OR pricing_type IS DISTINCT FROM coalesce($6, pricing_type)"
+				"      OR pricing_category IS DISTINCT FROM coalesce($7, pricing_category)%s)))",
+				from, kind_status[kind], col, col,
+				with_user_id ? ", recipient_user_id = coalesce($8, recipient_user_id)" : "",
+				from, never, col,
+				with_user_id ? " OR recipient_user_id IS DISTINCT FROM coalesce($8, recipient_user_id)" : "");
 		check_sql[kind] = psprintf(
 			"SELECT status IN (%s), status IN (%s) OR %s IS NULL"
 			" OR (wa_id IS NULL AND $2 IS NOT NULL)"
-			" FROM wa_notify.message WHERE wamid = $1", never, from, col);
+			" FROM wa_notify.message WHERE wamid = $1 AND sender = $3", never, from, col);
 	}
 	MemoryContextSwitchTo(old);
 }
 
 static void
-apply_status(const WhStatus *st, WhCounts *cnt)
+apply_status(const WhStatus *st, const char *sender, WhCounts *cnt)
 {
-	static const Oid fast_types[3] = {TEXTOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		v[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	static const Oid fast_types[FAST_NARGS] = {TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID,
+	BOOLOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		v[FAST_NARGS];
+	char		nulls[FAST_NARGS] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		failed = st->kind == WH_ST_FAILED;
+	int			with_user_id = !failed && st->recipient_user_id != NULL;
 
 	if (st->kind == WH_ST_OTHER)
 	{
 		cnt->ignored++;
 		return;
 	}
-	if (fast_sql[st->kind] == NULL)
+	if (fast_sql[st->kind][0] == NULL)
 		build_status_sql(st->kind);
 
 	v[0] = txt(st->wamid);
@@ -534,7 +587,14 @@ apply_status(const WhStatus *st, WhCounts *cnt)
 		v[2] = txt(st->recipient_id);
 	else
 		nulls[2] = 'n';
-	exec(prep_generic(&plan_fast[st->kind], fast_sql[st->kind], 3, (Oid *) fast_types),
+	v[3] = CStringGetTextDatum(sender);
+	v[4] = BoolGetDatum(st->billable == 1);
+	nulls[4] = st->billable < 0 ? 'n' : ' ';
+	v[5] = txt_or_null(st->pricing_type, &nulls[5]);
+	v[6] = txt_or_null(st->pricing_category, &nulls[6]);
+	v[7] = txt_or_null(st->recipient_user_id, &nulls[7]);
+	exec(prep_generic(&plan_fast[st->kind][with_user_id], fast_sql[st->kind][with_user_id],
+					  failed ? 4 : FAST_NARGS, (Oid *) fast_types),
 		 v, nulls, false, failed ? SPI_OK_UPDATE_RETURNING : SPI_OK_UPDATE);
 	if (SPI_processed > 0)
 	{
@@ -545,17 +605,18 @@ apply_status(const WhStatus *st, WhCounts *cnt)
 
 			apply_error(DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 													SPI_tuptable->tupdesc, 1, &isnull)), st);
+			apply_status_cloud(st);
 		}
 		return;
 	}
 
 	/* nothing changed: a repeat (or an ignored message) when the row says so */
 	{
-		Oid			types[2] = {TEXTOID, TEXTOID};
-		Datum		cv[2] = {v[0], v[2]};
-		char		cnulls[2] = {' ', nulls[2]};
+		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+		Datum		cv[3] = {v[0], v[2], v[3]};
+		char		cnulls[3] = {' ', nulls[2], ' '};
 
-		exec(prep_generic(&plan_check[st->kind], check_sql[st->kind], 2, types),
+		exec(prep_generic(&plan_check[st->kind], check_sql[st->kind], 3, types),
 			 cv, cnulls, true, SPI_OK_SELECT);
 		if (SPI_processed == 1)
 		{
@@ -572,12 +633,16 @@ apply_status(const WhStatus *st, WhCounts *cnt)
 			}
 			if (!would_change)
 			{
+				/* a failed status's BSUID is not in its statement */
+				if (failed)
+					apply_status_cloud(st);
 				cnt->unchanged++;
 				return;
 			}
 		}
 	}
-	apply_status_locked(st, cnt);
+	if (apply_status_locked(st, sender, cnt))
+		apply_status_cloud(st);
 }
 
 /* ------------------------------------------------------------- inbound */
@@ -589,11 +654,11 @@ apply_status(const WhStatus *st, WhCounts *cnt)
  * wa_notify._opt_out() (40_cloud_api.sql).  false when nothing changed.
  */
 static bool
-opt_out(const WhInbound *in, const char *keyword, const WhSettings *set)
+opt_out(const WhInbound *in, const char *sender, const char *keyword, const WhSettings *set)
 {
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		v[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		v[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	char	   *e164 = in->from ? to_e164(in->from, set->default_country_code) : NULL;
 	bool		isnull;
 
@@ -609,7 +674,8 @@ opt_out(const WhInbound *in, const char *keyword, const WhSettings *set)
 	v[1] = in->from_user_id ? txt(in->from_user_id) : (Datum) 0;
 	nulls[1] = in->from_user_id ? ' ' : 'n';
 	v[2] = CStringGetTextDatum(psprintf("opt-out keyword \"%s\"", keyword));
-	exec(prep(&plan_optout, "SELECT wa_notify._opt_out($1, $2, $3)", 3, types),
+	v[3] = CStringGetTextDatum(sender);	/* blocked.sender: where it came to */
+	exec(prep(&plan_optout, "SELECT wa_notify._opt_out($1, $2, $3, $4)", 4, types),
 		 v, nulls, false, SPI_OK_SELECT);
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -619,7 +685,7 @@ opt_out(const WhInbound *in, const char *keyword, const WhSettings *set)
  * user_changed_user_id moves a block from the previous BSUID to the new one.
  */
 static void
-apply_system_messages(const WhPayload *p)
+apply_system_messages(const WhPayload *p, const WhRouting *route)
 {
 	for (size_t i = 0; i < p->ninbound; i++)
 	{
@@ -628,7 +694,8 @@ apply_system_messages(const WhPayload *p)
 		Oid			types[2] = {TEXTOID, TEXTOID};
 		Datum		v[2];
 
-		if (in->system_type == NULL || strcmp(in->system_type, "user_changed_user_id") != 0 ||
+		if (route->inbound_sender[i] == NULL ||
+			in->system_type == NULL || strcmp(in->system_type, "user_changed_user_id") != 0 ||
 			in->system_previous_user_id == NULL || user_id == NULL)
 			continue;
 		v[0] = txt(in->system_previous_user_id);
@@ -639,7 +706,7 @@ apply_system_messages(const WhPayload *p)
 }
 
 static void
-apply_inbound(const WhPayload *p, const WhSettings *set, WhCounts *cnt)
+apply_inbound(const WhPayload *p, const WhRouting *route, const WhSettings *set, WhCounts *cnt)
 {
 	char	  **keys = NULL;
 	char	  **norm = NULL;
@@ -647,7 +714,7 @@ apply_inbound(const WhPayload *p, const WhSettings *set, WhCounts *cnt)
 	bool		any = false;
 
 	for (size_t i = 0; i < p->ninbound; i++)
-		if (p->inbound[i].text)
+		if (p->inbound[i].text && route->inbound_sender[i])
 			any = true;
 	if (!any)
 		return;
@@ -678,14 +745,14 @@ apply_inbound(const WhPayload *p, const WhSettings *set, WhCounts *cnt)
 		const WhInbound *in = &p->inbound[i];
 		char		buf[256];
 
-		if (in->text == NULL || strlen(in->text) > 200)
+		if (in->text == NULL || strlen(in->text) > 200 || route->inbound_sender[i] == NULL)
 			continue;
 		wh_keyword_normalize(in->text, buf, sizeof(buf));
 		for (int k = 0; k < nkeys; k++)
 		{
 			if (norm[k][0] != '\0' && strcmp(buf, norm[k]) == 0)
 			{
-				if (opt_out(in, keys[k], set))
+				if (opt_out(in, route->inbound_sender[i], keys[k], set))
 					cnt->opt_outs++;
 				break;
 			}
@@ -829,9 +896,10 @@ apply_template_quality(const WhTemplateQuality *t, WhCounts *cnt)
 }
 
 /*
- * A status's BSUID and pricing (_status_cloud), after apply_status() matched
- * the message and so recorded its wamid.  Nothing to do for a status
- * without them (1.0's payloads).
+ * A status's BSUID and pricing (_status_cloud), for the paths whose
+ * statement does not record them (a failed status's BSUID, the locking
+ * path), after the status matched the message and so recorded its wamid.
+ * Nothing to do for a status without them (1.0's payloads).
  */
 static void
 apply_status_cloud(const WhStatus *st)
@@ -884,36 +952,269 @@ apply_quality(const WhQuality *q, WhCounts *cnt)
  * Record the callback.  "Last callback" has a one-second granularity: the
  * state row is rewritten only when the recorded time is older than that, so
  * concurrent callbacks do not queue on its row lock (the unknown-status
- * counter, rare, always writes).  It never waits on that lock either (FOR
+ * and unknown-number counters, rare, always write).  It never waits on that lock either (FOR
  * UPDATE SKIP LOCKED): while another transaction holds the state row (an
  * admin's configure() left open, the worker), the callback is not recorded,
  * nor its unknown statuses counted, rather than the webhook kept waiting.
  */
 static void
-record_callback(int unknown)
+record_callback(int unknown, int unknown_numbers)
 {
 	static TimestampTz last_recorded = 0;	/* by this backend */
-	Oid			t = INT4OID;
-	Datum		v[1];
+	Oid			t[2] = {INT4OID, INT4OID};
+	Datum		v[2];
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
 	/* recorded by this very backend less than a second ago: skip the query */
-	if (unknown == 0 && last_recorded != 0 &&
+	if (unknown == 0 && unknown_numbers == 0 && last_recorded != 0 &&
 		now >= last_recorded && now - last_recorded < USECS_PER_SEC)
 		return;
 	v[0] = Int32GetDatum(unknown);
+	v[1] = Int32GetDatum(unknown_numbers);
 	exec(prep(&plan_state,
 			  "UPDATE wa_notify.state SET webhook_last_callback = now(),"
-			  " webhook_unknown_statuses = webhook_unknown_statuses + $1"
+			  " webhook_unknown_statuses = webhook_unknown_statuses + $1,"
+			  " webhook_unknown_numbers = webhook_unknown_numbers + $2"
 			  " WHERE id IN (SELECT id FROM wa_notify.state"
-			  "  WHERE $1 > 0 OR webhook_last_callback IS NULL"
+			  "  WHERE $1 > 0 OR $2 > 0 OR webhook_last_callback IS NULL"
 			  "     OR webhook_last_callback < now() - interval '" WH_LAST_CALLBACK_GRANULARITY "'"
 			  "  FOR UPDATE SKIP LOCKED)",
-			  1, &t),
+			  2, t),
 		 v, NULL, false, SPI_OK_UPDATE);
 	/* (if this transaction rolls back, the next call within 1 s skips: harmless) */
 	if (SPI_processed > 0)
 		last_recorded = now;
+}
+
+/* ------------------------------------------------------------- senders */
+
+/*
+ * Webhooks per sender (issue 12, doc/webhooks.md "Several senders").
+ *
+ * Each "messages" change names its number, value.metadata.phone_number_id
+ * (Meta's "messages webhook reference"); wa_notify._sender_for_phone_number_id()
+ * says whose it is.  A change without metadata, and any number while the
+ * default sender has no phone_number_id configured (a 1.0 install that never
+ * named its number), is the default sender's.
+ *
+ * The signature: the body must be signed with the app secret of a sender
+ * it names (that sender's own app_secret, else the global one); a body that
+ * names no sender (only numbers that are no sender's, or only template and
+ * quality changes, which name none) may be signed with the global secret or
+ * any sender's own.  A status or message is then applied only when its
+ * sender's secret is the one that signed: the others are refused (counted),
+ * so a sender's secret never moves another sender's messages.  A number
+ * that is no sender's is ignored and counted (state.webhook_unknown_numbers).
+ *
+ * The number -> sender answers are kept per settings snapshot
+ * (wa_settings_version(): a change to wa_notify.sender or the settings
+ * loads them again), so the common call costs no query for them.
+ */
+#define WH_ROUTES_CACHED 64
+
+static struct
+{
+	uint64		version;
+	int			n;
+	char	   *number[WH_ROUTES_CACHED];	/* malloc'd */
+	char	   *sender[WH_ROUTES_CACHED];	/* malloc'd; NULL: no sender's */
+}			route_cache;
+
+static SPIPlanPtr plan_sender_for_number;
+static SPIPlanPtr plan_senders;
+
+static void
+route_cache_reset(uint64 version)
+{
+	for (int i = 0; i < route_cache.n; i++)
+	{
+		free(route_cache.number[i]);
+		free(route_cache.sender[i]);
+	}
+	route_cache.n = 0;
+	route_cache.version = version;
+}
+
+/* The sender whose number this is, or NULL (palloc'd or cached). */
+static const char *
+sender_of_number(const char *number, const WhSettings *set)
+{
+	uint64		version = wa_settings_version();
+	Oid			t = TEXTOID;
+	Datum		v;
+	bool		isnull;
+	Datum		d;
+	char	   *sender = NULL;
+
+	if (number == NULL)
+		return "default";
+	if (route_cache.version != version || version == 0)
+		route_cache_reset(version);
+	for (int i = 0; i < route_cache.n; i++)
+		if (strcmp(route_cache.number[i], number) == 0)
+			return route_cache.sender[i] ? pstrdup(route_cache.sender[i]) : NULL;
+
+	v = txt(number);
+	/* as fresh as the settings snapshot the answer is kept with (settings.c) */
+	if (SPI_execute_snapshot(prep(&plan_sender_for_number,
+								  "SELECT wa_notify._sender_for_phone_number_id($1)", 1, &t),
+							 &v, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 true, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "webhook: cannot look the sender of a number up");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		sender = TextDatumGetCString(d);
+	else if (set->phone_number_id == NULL)
+		sender = pstrdup("default");	/* the default's number is not named */
+
+	if (version != 0 && route_cache.n < WH_ROUTES_CACHED)
+	{
+		char	   *n = strdup(number);
+		char	   *sd = sender ? strdup(sender) : NULL;
+
+		if (n != NULL && (sender == NULL || sd != NULL))
+		{
+			route_cache.number[route_cache.n] = n;
+			route_cache.sender[route_cache.n] = sd;
+			route_cache.n++;
+			return sender;
+		}
+		free(n);
+		free(sd);
+	}
+	return sender;
+}
+
+/* The app secrets a body may be signed with, each once (wiped by secrets_wipe()). */
+typedef struct WhSecrets
+{
+	int			n;
+	char	  **secret;
+	/* the senders named by the body, and the index of each one's secret */
+	int			nsenders;
+	const char **sender;
+	int		   *secret_of;
+} WhSecrets;
+
+static int
+secrets_add(WhSecrets *ss, char *secret)
+{
+	if (secret == NULL || secret[0] == '\0')
+		return -1;
+	for (int i = 0; i < ss->n; i++)
+		if (strcmp(ss->secret[i], secret) == 0)
+		{
+			explicit_bzero(secret, strlen(secret));
+			return i;
+		}
+	ss->secret[ss->n] = secret;
+	return ss->n++;
+}
+
+/* a sender's app secret: its own, else the global one (secrets.c) */
+static char *
+app_secret_of(const char *sender)
+{
+	char	   *own = strcmp(sender, "default") == 0 ? NULL : wa_secret_get(sender, "app_secret");
+
+	if (own != NULL && own[0] != '\0')
+		return own;
+	return wa_secret_get(NULL, "app_secret");
+}
+
+static int
+secret_index_of_sender(const WhSecrets *ss, const char *sender)
+{
+	for (int i = 0; i < ss->nsenders; i++)
+		if (strcmp(ss->sender[i], sender) == 0)
+			return ss->secret_of[i];
+	return -1;
+}
+
+static void
+name_sender(WhSecrets *ss, const char *sender)
+{
+	if (sender == NULL)
+		return;
+	for (int i = 0; i < ss->nsenders; i++)
+		if (strcmp(ss->sender[i], sender) == 0)
+			return;
+	ss->sender[ss->nsenders] = sender;
+	ss->secret_of[ss->nsenders] = secrets_add(ss, app_secret_of(sender));
+	ss->nsenders++;
+}
+
+/*
+ * The secrets a body may be signed with: those of the senders it names;
+ * when it names none, the global one and every sender's own.  Statuses'
+ * and messages' senders are left in route (NULL: a number no sender has).
+ */
+static void
+collect_secrets(const WhPayload *p, bool parsed, const WhSettings *set,
+				WhSecrets *ss, WhRouting *route)
+{
+	size_t		max = (parsed ? p->nstatuses + p->ninbound : 0) + 1;
+
+	memset(ss, 0, sizeof(*ss));
+	route->status_sender = palloc0(sizeof(char *) * (parsed ? p->nstatuses + 1 : 1));
+	route->inbound_sender = palloc0(sizeof(char *) * (parsed ? p->ninbound + 1 : 1));
+	ss->sender = palloc0(sizeof(char *) * max);
+	ss->secret_of = palloc0(sizeof(int) * max);
+	ss->secret = palloc0(sizeof(char *) * max);
+	for (size_t i = 0; parsed && i < p->nstatuses; i++)
+		name_sender(ss, route->status_sender[i] = sender_of_number(p->statuses[i].phone_number_id, set));
+	for (size_t i = 0; parsed && i < p->ninbound; i++)
+		name_sender(ss, route->inbound_sender[i] = sender_of_number(p->inbound[i].phone_number_id, set));
+	if (ss->nsenders > 0)
+		return;
+
+	/* no sender named: the global secret, and each sender's own */
+	secrets_add(ss, wa_secret_get(NULL, "app_secret"));
+	exec(prep(&plan_senders, "SELECT sender FROM wa_notify.sender WHERE sender <> 'default' ORDER BY sender",
+			  0, NULL), NULL, NULL, true, SPI_OK_SELECT);
+	{
+		uint64		nrows = SPI_processed;
+		char	  **names = palloc(sizeof(char *) * (nrows + 1));
+
+		for (uint64 r = 0; r < nrows; r++)
+			names[r] = col_text((int) r, 1);
+		ss->secret = repalloc(ss->secret, sizeof(char *) * (ss->n + nrows + 1));
+		for (uint64 r = 0; r < nrows; r++)
+			secrets_add(ss, wa_secret_get(names[r], "app_secret"));
+	}
+}
+
+static void
+secrets_wipe(WhSecrets *ss)
+{
+	for (int i = 0; i < ss->n; i++)
+		explicit_bzero(ss->secret[i], strlen(ss->secret[i]));
+}
+
+/*
+ * After the signature checked with secret number signed: keep the senders
+ * whose secret it is, refuse the others, count the numbers no sender has.
+ */
+static void
+route_changes(const WhPayload *p, const WhSecrets *ss, int signed_by, WhRouting *route,
+			  WhCounts *cnt)
+{
+	for (int pass = 0; pass < 2; pass++)
+	{
+		const char **senders = pass == 0 ? route->status_sender : route->inbound_sender;
+		size_t		n = pass == 0 ? p->nstatuses : p->ninbound;
+
+		for (size_t i = 0; i < n; i++)
+		{
+			if (senders[i] == NULL)
+				cnt->unknown_numbers++;
+			else if (secret_index_of_sender(ss, senders[i]) != signed_by)
+			{
+				cnt->refused++;
+				senders[i] = NULL;
+			}
+		}
+	}
 }
 
 /* ------------------------------------------------------- SQL functions */
@@ -961,6 +1262,9 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 	WhPayload	payload;
 	WhParseResult pr;
 	WhCounts	cnt = {0};
+	WhSecrets	secrets;
+	WhRouting	route;
+	int			signed_by = -1;
 	size_t		nstatuses;
 	size_t		ninbound;
 
@@ -985,7 +1289,24 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 				 errdetail("The body has %zu bytes; the limit is " INT64_FORMAT " bytes.",
 						   len, set.max_body),
 				 errhint("Raise the setting webhook_max_body if Meta's payloads really are this large.")));
-	if (set.app_secret == NULL || set.app_secret[0] == '\0')
+	/*
+	 * Parsed before the signature is checked, to know the numbers whose
+	 * secrets may have signed it (the parser is the fuzzed one); a parse
+	 * error is reported only once the signature checked.  An unsigned body
+	 * is not parsed.
+	 */
+	if (sig != NULL && sig[0] != '\0')
+		pr = wh_parse(data, len, &payload);
+	else
+	{
+		memset(&payload, 0, sizeof(payload));
+		pr = WH_MALFORMED;
+	}
+	collect_secrets(&payload, pr == WH_OK, &set, &secrets, &route);
+	if (secrets.n == 0)
+	{
+		wh_payload_free(&payload);
+		secrets_wipe(&secrets);
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("app secret is not configured"),
@@ -995,25 +1316,36 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 				 wa_secrets_file_set()
 				 ? errhint("Add the line \"app_secret = ...\" to the file \"%s\" (wa_notify.secrets_file) and reload.", wa_secrets_file)
 				 : errhint("Set it with wa_notify.configure(app_secret => ...).")));
+	}
 	if (sig == NULL || sig[0] == '\0')
+	{
+		secrets_wipe(&secrets);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("webhook signature is missing"),
 				 errhint("Pass the X-Hub-Signature-256 header, \"sha256=\" followed by 64 hex digits.")));
+	}
 
-	hmac_sha256(set.app_secret, (const unsigned char *) data, len, mac);
-	explicit_bzero(set.app_secret, strlen(set.app_secret));
 	/* decode failure still runs a comparison, against zeros */
 	if (!wh_signature_decode(sig, strlen(sig), given))
 		memset(given, 0, sizeof(given));
-	if (CRYPTO_memcmp(mac, given, sizeof(mac)) != 0)
+	for (int i = 0; i < secrets.n && signed_by < 0; i++)
+	{
+		hmac_sha256(secrets.secret[i], (const unsigned char *) data, len, mac);
+		if (CRYPTO_memcmp(mac, given, sizeof(mac)) == 0)
+			signed_by = i;
+	}
+	secrets_wipe(&secrets);
+	if (signed_by < 0)
+	{
+		wh_payload_free(&payload);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("webhook signature does not match"),
 				 errdetail("The X-Hub-Signature-256 header is not the HMAC-SHA256 of the body with the app secret."),
 				 errhint("Check that the relay passes the body unchanged and that app_secret is the app's secret.")));
+	}
 
-	pr = wh_parse(data, len, &payload);
 	if (pr != WH_OK)
 	{
 		char		detail[sizeof(payload.error)];
@@ -1031,6 +1363,7 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 				 errmsg("malformed webhook payload"),
 				 errdetail("In the payload, %s.", detail)));
 	}
+	route_changes(&payload, &secrets, signed_by, &route, &cnt);
 
 	nstatuses = payload.nstatuses;
 	ninbound = payload.ninbound;
@@ -1038,11 +1371,11 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 	{
 		for (size_t i = 0; i < payload.nstatuses; i++)
 		{
-			apply_status(&payload.statuses[i], &cnt);
-			apply_status_cloud(&payload.statuses[i]);
+			if (route.status_sender[i] != NULL)
+				apply_status(&payload.statuses[i], route.status_sender[i], &cnt);
 		}
-		apply_inbound(&payload, &set, &cnt);
-		apply_system_messages(&payload);
+		apply_inbound(&payload, &route, &set, &cnt);
+		apply_system_messages(&payload, &route);
 		for (size_t i = 0; i < payload.ntemplates; i++)
 		{
 			apply_template(&payload.templates[i], &set, &cnt);
@@ -1055,7 +1388,7 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 		for (size_t i = 0; i < payload.nquality; i++)
 			apply_quality(&payload.quality[i], &cnt);
 		cnt.ignored += (int) payload.nignored;
-		record_callback(cnt.unknown);
+		record_callback(cnt.unknown, cnt.unknown_numbers);
 	}
 	PG_FINALLY();
 	{
@@ -1073,18 +1406,28 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 		JsonbParseState *state = NULL;
 		JsonbValue *res;
 
+		/* issue 12's counts, present only when not zero (1.0's keys are always there) */
+		const char *const rare_keys[] = {"unknown_numbers", "refused"};
+		const int64 rare_vals[] = {cnt.unknown_numbers, cnt.refused};
+
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		for (size_t i = 0; i < lengthof(keys); i++)
+		for (size_t i = 0; i < lengthof(keys) + lengthof(rare_keys); i++)
 		{
 			JsonbValue	k;
 			JsonbValue	v;
+			bool		rare = i >= lengthof(keys);
+			const char *key = rare ? rare_keys[i - lengthof(keys)] : keys[i];
+			int64		val = rare ? rare_vals[i - lengthof(keys)] : vals[i];
+
+			if (rare && val == 0)
+				continue;
 
 			k.type = jbvString;
-			k.val.string.val = (char *) keys[i];
-			k.val.string.len = strlen(keys[i]);
+			k.val.string.val = (char *) key;
+			k.val.string.len = strlen(key);
 			pushJsonbValue(&state, WJB_KEY, &k);
 			v.type = jbvNumeric;
-			v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(vals[i])));
+			v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric, Int64GetDatum(val)));
 			pushJsonbValue(&state, WJB_VALUE, &v);
 		}
 		res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);

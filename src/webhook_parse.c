@@ -602,6 +602,15 @@ parse_change(Ctx *c, json_object *ch, size_t ei, size_t ci)
 
 	if (strcmp(field, "messages") == 0)
 	{
+		/* the number the change is for (Meta's "messages webhook reference") */
+		const char *pnid = NULL;
+		size_t		first_status = c->p->nstatuses;
+		json_object *metadata = get_member(value, "metadata", json_type_object, &bad);
+
+		if (bad)
+			return fail(c->p, WH_BAD_SHAPE, "%s.value.metadata is not an object", where);
+		if (metadata)
+			ID_TEXT(metadata, "phone_number_id", &pnid, where);
 		arr = get_member(value, "statuses", json_type_array, &bad);
 		if (bad)
 			return fail(c->p, WH_BAD_SHAPE, "%s.value.statuses is not an array", where);
@@ -629,7 +638,11 @@ parse_change(Ctx *c, json_object *ch, size_t ei, size_t ci)
 			}
 			if ((r = parse_contacts(c, value, first, where)) != WH_OK)
 				return r;
+			for (size_t i = first; i < c->p->ninbound; i++)
+				c->p->inbound[i].phone_number_id = pnid;
 		}
+		for (size_t i = first_status; i < c->p->nstatuses; i++)
+			c->p->statuses[i].phone_number_id = pnid;
 	}
 	else if (strcmp(field, "message_template_status_update") == 0)
 	{

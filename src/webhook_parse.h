@@ -49,6 +49,8 @@ typedef struct WhStatus
 	int			billable;		/* pricing.billable: 1, 0, or -1 when absent */
 	const char *pricing_type;	/* regular, free_customer_service, free_entry_point */
 	const char *pricing_category;	/* utility, marketing, authentication, ... */
+	/* the change's value.metadata.phone_number_id: the number it is for */
+	const char *phone_number_id;	/* may be NULL */
 } WhStatus;
 
 /* One entry of value.messages[] (inbound). */
@@ -65,6 +67,8 @@ typedef struct WhInbound
 	const char *type;
 	const char *text;			/* text.body, button.text or interactive title; may be NULL */
 	int64_t		timestamp;
+	const char *phone_number_id;	/* value.metadata.phone_number_id: the
+									 * number it came to; may be NULL */
 } WhInbound;
 
 /* field message_template_status_update */

@@ -13,6 +13,7 @@
 #
 #   sudo test/bench/webhook_bench.sh            (as root: runs PostgreSQL as postgres)
 #   PG_CONFIG=... DURATION=10 CLIENTS=4 SYNC_COMMIT=on test/bench/webhook_bench.sh
+#   PARTS=1 ... (part 1 only: the webhook_receive() ratios)
 #
 # It starts a throw-away cluster on 127.0.0.1-only sockets under /var/tmp, with
 # the installed wa_notify and wa_notify_relay (make install first), and removes
@@ -28,6 +29,7 @@ NREPEAT=${NREPEAT:-10000}     # distinct messages the repeats draw from
 NRELAY=${NRELAY:-30000}       # signed payloads per relay run (4 runs)
 NBATCH=${NBATCH:-1000}        # 50-status payloads
 SYNC_COMMIT=${SYNC_COMMIT:-on}
+PARTS=${PARTS:-1 2 3}         # which parts to run (e.g. PARTS=1)
 PORT=${PORT:-5491}
 HTTP_PORT=${HTTP_PORT:-18091}
 OLD_RELAY_COMMIT=${OLD_RELAY_COMMIT:-9988c24}
@@ -159,11 +161,15 @@ phase() {   # $1: label, $2: k offset of this phase (0 or 1000000)
          "repeats/bare = $(ratio "$(rate repeat)" "$(rate bare)") (target >= 1.5)"
 }
 
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+if part 1; then
 echo "== 1. webhook_receive(), pgbench, $CLIENTS clients, synchronous_commit=$SYNC_COMMIT"
 phase "never analyzed" 0
 psql -c "ANALYZE wa_notify.message"
 phase "after ANALYZE" 1000000
 psql -At -c "SELECT 'messages delivered: ' || count(*) FROM wa_notify.message WHERE status = 'delivered'"
+fi
+part 2 || { echo "== 2, 3: skipped (PARTS=$PARTS)"; exit 0; }
 
 echo "== 2. 50-status batches ('read'); statuses/s = tps x 50"
 pgb -t "$((NBATCH / CLIENTS))" -f "$dir/batch.sql"

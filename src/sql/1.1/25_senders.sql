@@ -553,3 +553,17 @@ BEGIN
         EXECUTE format('GRANT EXECUTE ON FUNCTION wa_notify.configure_sender, wa_notify.remove_sender TO %s', g);
     END LOOP;
 END $$;
+
+-- A sender's configuration or secret changed: every backend's settings
+-- snapshot, and the webhook's number -> sender routing and app secrets kept
+-- with it (webhook.c), load again (src/settings.c).  Only the configuration
+-- columns count: the worker's writes of a sender's runtime state change
+-- nothing a backend keeps.
+CREATE TRIGGER config_changed AFTER INSERT OR DELETE OR TRUNCATE ON wa_notify.sender
+    FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._config_changed();
+CREATE TRIGGER config_changed_columns
+    AFTER UPDATE OF sender, phone_number_id, business_account_id, api_version, enabled,
+                    max_rate, max_in_flight, daily_recipient_limit, portfolio ON wa_notify.sender
+    FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._config_changed();
+CREATE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON wa_notify.sender_secret
+    FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._config_changed();

@@ -249,12 +249,13 @@ END $$;
 
 -- An inbound opt-out keyword (webhook.c): by phone when Meta gave one, by
 -- BSUID always when it gave one.  false when already blocked as opt_out.
-CREATE FUNCTION wa_notify._opt_out(phone text, user_id text, reason text)
+CREATE FUNCTION wa_notify._opt_out(phone text, user_id text, reason text, sender text DEFAULT NULL)
 RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 #variable_conflict use_column
 DECLARE
     e164 text;
 BEGIN
+    -- the sender the opt-out came to (webhook.c; blocked.sender, 25_senders.sql)
     IF phone IS NOT NULL THEN
         e164 := wa_notify.normalize_phone(phone, wa_notify._setting_value('default_country_code'));
         IF EXISTS (SELECT 1 FROM wa_notify.blocked b
@@ -266,15 +267,19 @@ BEGIN
         IF user_id IS NOT NULL THEN
             DELETE FROM wa_notify.blocked b
              WHERE b.user_id = _opt_out.user_id AND b.phone_key IS DISTINCT FROM wa_notify.phone_key(e164);
-            UPDATE wa_notify.blocked b SET user_id = _opt_out.user_id
-             WHERE b.phone_key = wa_notify.phone_key(e164);
         END IF;
+        UPDATE wa_notify.blocked b SET user_id = coalesce(_opt_out.user_id, b.user_id), sender = _opt_out.sender
+         WHERE b.phone_key = wa_notify.phone_key(e164)
+           AND (_opt_out.user_id IS NOT NULL OR _opt_out.sender IS NOT NULL);
         RETURN true;
     END IF;
     IF EXISTS (SELECT 1 FROM wa_notify.blocked b WHERE b.user_id = _opt_out.user_id AND b.source = 'opt_out') THEN
         RETURN false;
     END IF;
     PERFORM wa_notify._blacklist_user_id(user_id, reason, 'opt_out', NULL);
+    IF sender IS NOT NULL THEN
+        UPDATE wa_notify.blocked b SET sender = _opt_out.sender WHERE b.user_id = _opt_out.user_id;
+    END IF;
     RETURN true;
 END $$;
 
@@ -768,7 +773,7 @@ REVOKE ALL ON FUNCTION
     wa_notify._template_category_update(text, text, text, text, text, text, timestamptz),
     wa_notify._template_quality_update(text, text, text, text),
     wa_notify._template_status_update(text, text, text, text, text, text, text, text, text),
-    wa_notify._blacklist_user_id(text, text, text, integer), wa_notify._opt_out(text, text, text),
+    wa_notify._blacklist_user_id(text, text, text, integer), wa_notify._opt_out(text, text, text, text),
     wa_notify._user_id_changed(text, text), wa_notify._link_blocked_user_id(),
     wa_notify._status_cloud(text, text, boolean, text, text),
     wa_notify._check_api_version(text, date),

@@ -31,3 +31,10 @@ END $$;
 
 DROP INDEX wa_notify.message_wamid;
 CREATE UNIQUE INDEX message_wamid ON wa_notify.message (wamid) WHERE wamid IS NOT NULL;
+
+-- Webhooks per sender (issue 12, src/webhook.c): statuses and messages for a
+-- phone_number_id that is no sender's are ignored and counted here (shown on
+-- the status card as webhook_unknown_numbers).
+ALTER TABLE wa_notify.state ADD COLUMN webhook_unknown_numbers bigint NOT NULL DEFAULT 0;
+COMMENT ON COLUMN wa_notify.state.webhook_unknown_numbers IS
+    'webhook statuses and messages ignored because their metadata.phone_number_id is no sender''s';

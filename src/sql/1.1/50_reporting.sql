@@ -95,7 +95,9 @@ SELECT s.api_status,
                 SELECT wt.id, format('watch %s (%s on %s): %s', wt.id, wt.event, wt.source, wp.problem)
                   FROM wa_notify.watch wt, LATERAL (SELECT wa_notify._watch_problem(wt.id) AS problem) wp
                  WHERE wp.problem IS NOT NULL) p
-         WHERE p.problem IS NOT NULL) AS capture_problems
+         WHERE p.problem IS NOT NULL) AS capture_problems,
+       -- 1.1 (webhooks per sender, 40_webhook.sql): changes for a number that is no sender's
+       s.webhook_unknown_numbers
   FROM wa_notify.state s, cfg, sent_today, queue, wa_notify._worker_shared() w,
        LATERAL wa_notify._api_version_status(cfg.api_version) AS ver,
        -- this month's billable messages and their cost, as costs() counts
