@@ -1,8 +1,12 @@
 /*-------------------------------------------------------------------------
  * worker.c
- *	  The dispatcher: the background worker's main loop.  It connects to
- *	  wa_notify.database, idles on a hot standby and while the extension is
- *	  missing, recovers messages a dead worker left 'sending' (review under
+ *	  The dispatcher: a database's background worker and its main loop.
+ *	  The launcher (launcher.c) starts one per database, with the database
+ *	  in bgw_main_arg; the same entry point also runs the launcher's short
+ *	  probes (is the extension there?).  It idles on a hot standby; while
+ *	  the extension is missing it waits for it when the database is named
+ *	  in wa_notify.database, else it leaves (the launcher starts it again
+ *	  at CREATE EXTENSION).  It recovers messages a dead worker left 'sending' (review under
  *	  at_most_once, queued under at_least_once), and then, cycle after
  *	  cycle: resolves captured messages (wa_notify._resolve_pending()),
  *	  takes the typed settings snapshot (settings.c) and the cycle's state
@@ -29,6 +33,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -132,16 +137,13 @@ wa_worker_define_gucs(void)
 							NULL, NULL, NULL);
 }
 
+static WaDbSlot *my_slot = NULL;	/* this database's slot (launcher.c) */
+
 static void
 wa_worker_detach(int code, Datum arg)
 {
 	if (client)
 		wa_graph_abort_all(client);
-	if (wa_shared && wa_shared->worker_latch == &MyProc->procLatch)
-	{
-		wa_shared->worker_latch = NULL;
-		wa_shared->worker_pid = 0;
-	}
 }
 
 static double
@@ -269,8 +271,8 @@ wait_until(double until)
 	if (rc & WL_LATCH_SET)
 	{
 		ResetLatch(MyLatch);
-		if (wa_shared)
-			pg_atomic_fetch_add_u64(&wa_shared->wakes_seen, 1);
+		if (my_slot)
+			pg_atomic_fetch_add_u64(&my_slot->wakes_seen, 1);
 	}
 	CHECK_FOR_INTERRUPTS();
 }
@@ -1174,61 +1176,92 @@ dispatch_once(void)
 }
 
 /*
- * SIGTERM: stop, and remember whether the postmaster sent it (a shutdown)
- * or someone else did (pg_terminate_backend()).  The postmaster restarts a
- * background worker that exits non-zero, never one that exits 0, so only a
- * shutdown ends the worker with 0 (see wa_worker_main's end).
+ * Leaving for good: the launcher reads why in the slot and does not start
+ * the worker again (exit 0: the postmaster does not report it).
  */
-static volatile sig_atomic_t terminated_by_postmaster = false;
-
 static void
-wa_sigterm(int signo, siginfo_t *info, void *context)
+leave(WaWorkerExit reason)
 {
-	int			save_errno = errno;
-
-	if (info != NULL && info->si_pid == PostmasterPid)
-		terminated_by_postmaster = true;
-	ShutdownRequestPending = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
+	wa_worker_set_exit(my_slot, reason);
+	proc_exit(0);
 }
 
+/*
+ * The launcher's probe: is the extension there (at any version)?  The
+ * answer goes to shared memory; the probe exits.
+ */
 static void
-install_sigterm_handler(void)
+probe(void)
 {
-	struct sigaction sa;
+	char		installed[64];
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = wa_sigterm;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigfillset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
+	pgstat_report_appname("wa_notify probe");
+	wa_probe_report(MyDatabaseId, extension_state(installed, sizeof(installed)) != WA_EXT_MISSING);
+	proc_exit(0);
 }
 
+/*
+ * On a standby: wait for the promotion.  A worker of a database that is
+ * not listed leaves when the extension is not there (checked once: a
+ * standby cannot run CREATE EXTENSION; the launcher probes again after the
+ * promotion).
+ */
+static void
+wait_for_promotion(const WaWorkerArgs *args, bool *checked)
+{
+	char		installed[64];
+
+	if (!args->listed && !*checked)
+	{
+		if (extension_state(installed, sizeof(installed)) == WA_EXT_MISSING)
+			leave(WA_EXIT_NO_EXTENSION);
+		*checked = true;
+	}
+	set_activity("standby: waiting for promotion");
+	wait_until(wa_now() + 1.0);
+}
+
+/*
+ * SIGTERM (launcher.c's handler): stop.  The postmaster's (a shutdown)
+ * ends the worker with exit code 0; DROP DATABASE's (launcher.c) too; any
+ * other (pg_terminate_backend()) with 1, and the launcher starts it again.
+ */
 void
 wa_worker_main(Datum main_arg)
 {
+	Oid			dboid = DatumGetObjectId(main_arg);
+	WaWorkerArgs args;
 	bool		recovered = false;
+	bool		standby_checked = false;
 	char		installed[64];
 
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	wa_am_worker = true;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	install_sigterm_handler();
+	wa_install_sigterm_handler();
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(wa_database, NULL, 0);
+	/* a database being dropped: never connect (no FATAL for a database gone) */
+	if (wa_db_dropping(dboid))
+		proc_exit(0);
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	if (args.probe)
+		probe();
 	pgstat_report_appname("wa_notify worker");
+	my_slot = wa_worker_attach(dboid);
+	if (my_slot == NULL)
+		proc_exit(0);			/* another worker serves this database */
 	srandom((unsigned int) (MyProcPid ^ (int) wa_now()));
-
-	if (wa_shared)
-	{
-		wa_shared->worker_latch = &MyProc->procLatch;
-		wa_shared->worker_pid = MyProcPid;
-		wa_shared->worker_started_at = GetCurrentTimestamp();
-		pg_atomic_fetch_add_u64(&wa_shared->worker_starts, 1);
-	}
 	on_shmem_exit(wa_worker_detach, (Datum) 0);
-	elog(LOG, "wa_notify worker started for database \"%s\"", wa_database);
+	{
+		char	   *dbname;
+
+		StartTransactionCommand();
+		dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+		CommitTransactionCommand();
+		elog(LOG, "wa_notify worker started for database \"%s\"", dbname);
+		pfree(dbname);
+	}
 
 	cycle_cxt = AllocSetContextCreate(TopMemoryContext, "wa_notify cycle",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -1244,18 +1277,20 @@ wa_worker_main(Datum main_arg)
 
 		if (RecoveryInProgress())
 		{
-			set_activity("standby: waiting for promotion");
 			recovered = false;
-			wait_until(wa_now() + 1.0);
+			wait_for_promotion(&args, &standby_checked);
 			continue;
 		}
 		/*
 		 * CREATE EXTENSION and ALTER EXTENSION ... UPDATE wake the worker at
-		 * their commit (the update script asks for it), so it need not poll.
+		 * their commit (the update script asks for it), so it need not poll;
+		 * DROP EXTENSION too (launcher.c's utility hook).
 		 */
 		switch (extension_state(installed, sizeof(installed)))
 		{
 			case WA_EXT_MISSING:
+				if (!args.listed)
+					leave(WA_EXIT_NO_EXTENSION);
 				set_activity("waiting for CREATE EXTENSION wa_notify");
 				recovered = false;
 				wait_until(wa_now() + WA_IDLE_RECHECK);
@@ -1289,8 +1324,10 @@ wa_worker_main(Datum main_arg)
 		if (until > 0 && !ShutdownRequestPending)
 			wait_until(until);
 	}
-	/* terminated by anyone but the postmaster: exit 1, so that it restarts */
-	if (!terminated_by_postmaster)
+	if (wa_db_dropping(MyDatabaseId))
+		leave(WA_EXIT_DATABASE_GOING);
+	/* terminated by anyone but the postmaster: exit 1, the launcher restarts it */
+	if (!wa_terminated_by_postmaster())
 		elog(LOG, "wa_notify worker terminated: it restarts in a few seconds");
-	proc_exit(terminated_by_postmaster ? 0 : 1);
+	proc_exit(wa_terminated_by_postmaster() ? 0 : 1);
 }
