@@ -60,6 +60,7 @@
 #include "wa_notify.h"
 #include "graph.h"
 #include "graph_errors.h"
+#include "in_flight.h"
 #include "settings.h"
 
 int			wa_request_timeout = 30;	/* seconds */
@@ -98,7 +99,7 @@ typedef struct WaCycle
 	int			max_per_batch;
 	double		polling_interval;
 	double		max_rate;
-	int			max_in_flight;
+	WaPacing	pacing;			/* the settings as the number's level applies them */
 	double		recipient_gap;
 	int			daily_limit;
 	double		quiet_until;	/* 0: none */
@@ -123,6 +124,7 @@ static char *last_settings_version = NULL;	/* malloc'd */
 static double next_check_at = 0;
 static double window_start = 0;	/* per-batch cap: current polling interval */
 static int	window_count = -1;	/* claims in it; -1: seed from the database */
+static WaResponseTime response_time;	/* of the answers (auto max_in_flight) */
 
 void
 wa_worker_define_gucs(void)
@@ -367,12 +369,7 @@ load_cycle(WaCycle *cy)
 	cy->use_templates = set->use_templates;
 	cy->url = psprintf("%s/%s/%s/messages", set->api_base_url, set->api_version,
 					   set->phone_number_id ? set->phone_number_id : "");
-	cy->min_delay = set->min_delay;
-	cy->max_delay = Max(set->max_delay, set->min_delay);
-	cy->max_per_batch = set->max_per_batch;
 	cy->polling_interval = set->polling_interval;
-	cy->max_rate = set->max_rate;
-	cy->max_in_flight = Max(set->max_in_flight, 1);
 	cy->recipient_gap = set->recipient_gap;
 	cy->daily_limit = set->daily_recipient_limit;
 	MemoryContextSwitchTo(old);
@@ -380,7 +377,8 @@ load_cycle(WaCycle *cy)
 	if (SPI_execute_with_args("SELECT extract(epoch FROM quiet_until) AS quiet_until, paused_reason, "
 							  "  paused_code, extract(epoch FROM pause_until) AS pause_until, rate_factor, "
 							  "  settings_version, extract(epoch FROM next_due) AS next_due, "
-							  "  sent_in_window, extract(epoch FROM window_first) AS window_first "
+							  "  sent_in_window, extract(epoch FROM window_first) AS window_first, "
+							  "  (SELECT throughput_level FROM wa_notify.state) AS throughput_level "
 							  "FROM wa_notify._dispatch_cycle($1)", 1, &t, &v, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "wa_notify worker: _dispatch_cycle() failed");
 	if (SPI_processed != 1)
@@ -395,6 +393,12 @@ load_cycle(WaCycle *cy)
 	cy->next_due = col_f_named("next_due");
 	cy->sent_in_window = (int) col_f_named("sent_in_window");
 	cy->window_first = col_f_named("window_first");
+	/* the pacing defaults follow the number's throughput level (in_flight.c) */
+	wa_pacing_for_level(wa_settings(), col_named("throughput_level"), &cy->pacing);
+	cy->min_delay = cy->pacing.min_delay;
+	cy->max_delay = cy->pacing.max_delay;
+	cy->max_per_batch = cy->pacing.max_per_batch;
+	cy->max_rate = cy->pacing.max_rate;
 	MemoryContextSwitchTo(old);
 	end_tx();
 	if (cy->rate_factor <= 0 || cy->rate_factor > 1)
@@ -879,6 +883,8 @@ collect_answers(WaPipeline *pl, long timeout)
 	{
 		WaItem	   *it = (WaItem *) pl->done[i];
 
+		if (it->req.curl_code == 0)
+			wa_response_time_observe(&response_time, wa_now() - it->req.started_at);
 		it->finished = true;
 		it->err = classify(&it->req);
 		pl->finished++;
@@ -1084,13 +1090,12 @@ plan_sending(const WaCycle *cy, double now, int budget, WaSendPlan *plan, double
 	int			n;
 
 	plan->paced = cy->max_delay > 0;
-	plan->in_flight = cy->max_in_flight;
+	/* max_in_flight, or auto: Little's law (in_flight.c), throttle included */
+	plan->in_flight = wa_sender_in_flight(&cy->pacing, &response_time, cy->rate_factor);
 	plan->spacing = 0;
 	plan->budget = budget;
 	if (cy->max_rate > 0)
 		plan->spacing = 1.0 / (cy->max_rate * cy->rate_factor);
-	else if (cy->rate_factor < 1.0)
-		plan->in_flight = Max(1, (int) (plan->in_flight * cy->rate_factor));
 	if (plan->paced)
 	{
 		plan->start_at = last_start + Max(next_gap, plan->spacing);

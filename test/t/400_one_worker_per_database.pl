@@ -52,7 +52,7 @@ sub shop
 sub sends
 {
 	my ($node, $db, $phone) = @_;
-	my $id = WaMock::enqueue_in($node, $db, 'order_placed', "R-$db", $phone);
+	my $id = WaMock::enqueue_in($node, $db, 'order_placed', "R-$db-$phone", $phone);
 	ok($node->poll_query_until($db, "SELECT status = 'sent' FROM wa_notify.message WHERE id = $id"),
 		"$db: its message is sent");
 	# the mock logs a request before it answers it
@@ -128,7 +128,7 @@ sleep 0.1 until slurp_file($small->logfile) =~ /WARNING:.*unserved: "db_two"/ ||
 like(slurp_file($small->logfile), qr/WARNING:  wa_notify serves 1 databases \(wa_notify.max_databases\): unserved: "db_two"/,
 	'a WARNING names the database left unserved');
 like($small->safe_psql('db_two', 'SELECT worker_running::text || worker_service FROM wa_notify.status'),
-	qr/^funserved: wa_notify\.max_databases \(1\)/, 'its status card says it is unserved, and why');
+	qr/^falseunserved: wa_notify\.max_databases \(1\)/, 'its status card says it is unserved, and why');
 is(served($small), 'db_one', 'still one worker, for db_one');
 unlike(slurp_file($small->logfile), qr/FATAL/, 'no FATAL in the server log');
 $small->stop;
