@@ -1,6 +1,6 @@
 -- Auto max_in_flight (src/in_flight.c): Little's law, the rate the number
 -- may reach (its throughput level's, 95% of it, or max_rate when lower,
--- times the throttle factor) times the response time, within [1, 256].
+-- times the throttle factor) times the response time, within [1, 512].
 -- Levels: Meta's "Throughput" page
 -- (https://developers.facebook.com/documentation/business-messaging/whatsapp/throughput):
 -- 80 msg/s by default (STANDARD), 1,000 after the upgrade (HIGH).

@@ -46,7 +46,7 @@
 #define WA_RATE_STANDARD	80.0	/* msg/s: Meta's default throughput */
 #define WA_RATE_HIGH		1000.0	/* msg/s: after Meta's upgrade */
 #define WA_LEVEL_SHARE		0.95	/* of the level's rate, for our sends */
-#define WA_IN_FLIGHT_CAP	256		/* hard cap of auto max_in_flight */
+#define WA_IN_FLIGHT_CAP	512		/* hard cap of auto max_in_flight */
 #define WA_SPACING_HEADROOM 1.25	/* in flight above a spaced rate's need */
 #define WA_RESPONSE_GUESS	0.1		/* s: before the first answer */
 #define WA_RESPONSE_WEIGHT	0.05	/* EWMA weight of a new answer */

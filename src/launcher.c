@@ -70,6 +70,7 @@
 #include "access/xlog.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
@@ -996,6 +997,36 @@ database_going(const char *dbname)
 	return dboid;
 }
 
+/*
+ * The database a statement needs to itself (no other process connected):
+ * DROP DATABASE (its worker does not come back), ALTER DATABASE ...
+ * RENAME and CREATE DATABASE ... TEMPLATE (it comes back after).  NULL:
+ * none.
+ */
+static const char *
+database_needed_alone(Node *parsetree, bool *comes_back)
+{
+	ListCell   *lc;
+
+	*comes_back = true;
+	if (IsA(parsetree, DropdbStmt))
+	{
+		*comes_back = false;
+		return ((DropdbStmt *) parsetree)->dbname;
+	}
+	if (IsA(parsetree, RenameStmt) && ((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+		return ((RenameStmt *) parsetree)->subname;
+	if (IsA(parsetree, CreatedbStmt))
+		foreach(lc, ((CreatedbStmt *) parsetree)->options)
+		{
+			DefElem    *opt = lfirst(lc);
+
+			if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
+				return defGetString(opt);
+		}
+	return NULL;
+}
+
 static bool
 drops_our_extension(Node *parsetree)
 {
@@ -1018,8 +1049,12 @@ wa_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	Node	   *parsetree = pstmt->utilityStmt;
 	volatile Oid going = InvalidOid;
 
-	if (wa_shared != NULL && IsA(parsetree, DropdbStmt))
-		going = database_going(((DropdbStmt *) parsetree)->dbname);
+	bool		back = false;
+	const char *alone = wa_shared ? database_needed_alone(parsetree, &back) : NULL;
+	volatile bool comes_back = back;	/* the worker returns after the statement */
+
+	if (alone != NULL)
+		going = database_going(alone);
 	PG_TRY();
 	{
 		if (prev_utility_hook)
@@ -1041,6 +1076,11 @@ wa_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	PG_END_TRY();
 	if (wa_shared == NULL)
 		return;
+	if (OidIsValid(going) && comes_back)
+	{
+		mark_dropping(going, false);
+		wa_launcher_rescan();
+	}
 	if (IsA(parsetree, DropdbStmt) || IsA(parsetree, CreatedbStmt))
 		wa_wake_launcher_at_commit();
 	else if (drops_our_extension(parsetree))

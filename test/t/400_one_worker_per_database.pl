@@ -4,7 +4,8 @@
 # its worker when CREATE EXTENSION commits (also one created after the
 # server started), loses it at DROP EXTENSION, can be dropped while served
 # (DROP DATABASE does not fail with "being accessed by other users"), and
-# the server log never shows a FATAL.  Beyond wa_notify.max_databases a
+# the server log never shows a FATAL.  ALTER DATABASE ... RENAME and
+# CREATE DATABASE ... TEMPLATE of a served database work too.  Beyond wa_notify.max_databases a
 # WARNING names the databases left unserved and their status card says so.
 use strict;
 use warnings;
@@ -110,6 +111,16 @@ ok($node->poll_query_until('postgres', q{
 	SELECT query = 'serving 1 database: shop_a' FROM pg_stat_activity WHERE backend_type = 'wa_notify launcher'}),
 	'the launcher serves shop_a only');
 sends($node, 'shop_a', '5511900000004');
+
+# ALTER DATABASE ... RENAME and CREATE DATABASE ... TEMPLATE need the
+# database to themselves too: they work, and the worker comes back
+($ret, $out, $err) = $node->psql('postgres', 'ALTER DATABASE shop_a RENAME TO shop_x');
+is($ret, 0, 'ALTER DATABASE ... RENAME of a served database succeeds') or diag($err);
+served_is($node, 'shop_x', 'the renamed database is served again');
+($ret, $out, $err) = $node->psql('postgres', 'CREATE DATABASE shop_y TEMPLATE shop_x');
+is($ret, 0, 'CREATE DATABASE ... TEMPLATE a served database succeeds') or diag($err);
+served_is($node, 'shop_x,shop_y', 'a database copied from one with the extension is served');
+sends($node, 'shop_y', '5511900000005');
 
 my $log = slurp_file($node->logfile);
 unlike($log, qr/FATAL/, 'no FATAL anywhere in the server log');
