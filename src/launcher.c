@@ -323,6 +323,8 @@ static bool first_scan = true;
 static BackgroundWorkerHandle *probe_handle = NULL;
 static WaLaunchDb *probe_db = NULL;
 static char *reported_unserved = NULL;	/* the names last warned about */
+static Oid *all_oids = NULL;	/* every database of the last scan, served or not */
+static int	n_all_oids = 0;
 
 static void refind_probe_db(void);
 
@@ -521,7 +523,7 @@ take_requests(void)
 		if (dbs[i].state == DB_NO_EXTENSION && (all || oid_in(req, n, dbs[i].oid)))
 			dbs[i].state = DB_NEW;
 	for (int i = 0; i < n; i++)
-		if (db_find(req[i]) == NULL)
+		if (!oid_in(all_oids, n_all_oids, req[i]))
 			scan_due = true;	/* a database this launcher has not seen yet */
 	if (all)
 		scan_due = true;
@@ -695,6 +697,7 @@ scan_databases(void)
 	scan_due = false;
 	for (int i = 0; i < n_dbs; i++)
 		dbs[i].seen = false;
+	n_all_oids = 0;
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
 	rel = table_open(DatabaseRelationId, AccessShareLock);
@@ -705,6 +708,13 @@ scan_databases(void)
 		WaLaunchDb *db;
 		MemoryContext old;
 
+		old = MemoryContextSwitchTo(launcher_cxt);
+		/* remembered so that a request from a database not served costs no scan */
+		if (all_oids == NULL || n_all_oids % 64 == 0)
+			all_oids = all_oids ? repalloc(all_oids, sizeof(Oid) * (n_all_oids + 64))
+				: palloc(sizeof(Oid) * 64);
+		all_oids[n_all_oids++] = d->oid;
+		MemoryContextSwitchTo(old);
 		if (!may_serve(d))
 			continue;
 		old = MemoryContextSwitchTo(launcher_cxt);
