@@ -126,6 +126,7 @@ static const WaSettingField fields[] = {
 #undef F
 
 static WaSettings snapshot;
+static bool at_default[lengthof(fields)];	/* value unset, or equal to the default */
 static bool snapshot_valid = false;
 static uint64 generation = 1;	/* wa_settings_generation() */
 static uint64 version = 0;		/* wa_settings_version(): loads so far */
@@ -279,7 +280,9 @@ load_snapshot(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "wa_notify: SPI_connect failed");
 	if (load_plan == NULL)
-		load_plan = wa_prepare_kept("SELECT name, coalesce(value, default_value) FROM wa_notify.setting WHERE NOT is_secret",
+		load_plan = wa_prepare_kept("SELECT name, coalesce(value, default_value), "
+									"       value IS NULL OR value = default_value "
+									"FROM wa_notify.setting WHERE NOT is_secret",
 									0, NULL, 0);
 	if (SPI_execute_snapshot(load_plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
 							 true, false, 0) != SPI_OK_SELECT)
@@ -295,6 +298,11 @@ load_snapshot(void)
 		if (f == NULL)
 			continue;			/* a setting no C code reads */
 		store_field(f, SPI_getvalue(tup, SPI_tuptable->tupdesc, 2));
+		{
+			bool		isnull;
+
+			at_default[f - fields] = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+		}
 		seen[f - fields] = true;
 	}
 	MemoryContextSwitchTo(old);
@@ -348,6 +356,22 @@ wa_settings(void)
 	if (!snapshot_current())
 		load_snapshot();
 	return &snapshot;
+}
+
+/*
+ * Is the setting at its default in the current snapshot (unset, or set to
+ * the default's very text)?  Pacing defaults that follow a number's
+ * throughput level ask (in_flight.c).
+ */
+bool
+wa_setting_is_default(const char *name)
+{
+	const WaSettingField *f = field_named(name);
+
+	(void) wa_settings();
+	if (f == NULL)
+		elog(ERROR, "wa_notify: no setting \"%s\" in the snapshot", name);
+	return at_default[f - fields];
 }
 
 uint64

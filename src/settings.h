@@ -70,6 +70,9 @@ typedef struct WaSettings
  */
 extern const WaSettings *wa_settings(void);
 
+/* The setting is unset or holds its default (the current snapshot). */
+extern bool wa_setting_is_default(const char *name);
+
 /*
  * A number that changes whenever the snapshot is dropped and at the end of
  * every transaction: render.c keys its own per-transaction cache (events,

@@ -1,10 +1,11 @@
 /*-------------------------------------------------------------------------
  * wa_notify.c
- *	  Module entry: _PG_init, GUCs, the shared-memory block (the worker's
- *	  latch and facts), background worker registration, and the small
+ *	  Module entry: _PG_init, GUCs, the shared-memory block's layout (one
+ *	  slot per database worker: latch and facts), and the small
  *	  SQL-callable utilities that belong to no other concern (the random
- *	  verify token, the worker's shared facts).  Waking the worker is
- *	  wake.c's.
+ *	  verify token, the worker's shared facts).  The launcher, the slots'
+ *	  life and the database workers' registration are launcher.c's; waking
+ *	  the worker is wake.c's.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -20,6 +21,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/guc.h"
+#include "storage/spin.h"
 
 #include <openssl/rand.h>
 
@@ -28,6 +30,7 @@
 PG_MODULE_MAGIC;
 
 char	   *wa_database = NULL;
+int			wa_max_databases = 8;
 WaShared   *wa_shared = NULL;
 
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -44,7 +47,14 @@ wa_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 #endif
-	RequestAddinShmemSpace(MAXALIGN(sizeof(WaShared)));
+	RequestAddinShmemSpace(wa_shared_size());
+}
+
+Size
+wa_shared_size(void)
+{
+	return MAXALIGN(add_size(offsetof(WaShared, slots),
+							 mul_size(sizeof(WaDbSlot), wa_max_databases)));
 }
 
 static void
@@ -56,16 +66,23 @@ wa_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	wa_shared = ShmemInitStruct("wa_notify", sizeof(WaShared), &found);
+	wa_shared = ShmemInitStruct("wa_notify", wa_shared_size(), &found);
 	if (!found)
 	{
-		wa_shared->worker_latch = NULL;
-		wa_shared->worker_pid = 0;
-		pg_atomic_init_u64(&wa_shared->wakeups, 0);
-		pg_atomic_init_u64(&wa_shared->wakes_seen, 0);
-		pg_atomic_init_u64(&wa_shared->worker_starts, 0);
-		wa_shared->worker_started_at = 0;
+		memset(wa_shared, 0, wa_shared_size());
+		SpinLockInit(&wa_shared->mutex);
+		wa_shared->probe_result = -1;
 		pg_atomic_init_u64(&wa_shared->config_generation, 0);
+		wa_shared->n_slots = wa_max_databases;
+		for (int i = 0; i < wa_max_databases; i++)
+		{
+			WaDbSlot   *slot = &wa_shared->slots[i];
+
+			slot->dboid = InvalidOid;
+			pg_atomic_init_u64(&slot->wakeups, 0);
+			pg_atomic_init_u64(&slot->wakes_seen, 0);
+			pg_atomic_init_u64(&slot->worker_starts, 0);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -73,8 +90,6 @@ wa_shmem_startup(void)
 void
 _PG_init(void)
 {
-	BackgroundWorker worker;
-
 	/*
 	 * A PGC_POSTMASTER variable can only be defined while preloading: when a
 	 * session loads the library on its own (CREATE EXTENSION before the DBA
@@ -82,14 +97,24 @@ _PG_init(void)
 	 * worker runs (wa_notify.status says worker_running = false).
 	 */
 	if (process_shared_preload_libraries_in_progress)
+	{
 		DefineCustomStringVariable("wa_notify.database",
-								   "Database in which the wa_notify worker runs.",
-								   "The extension must be created in this database; the worker idles until it is.",
+								   "Databases the wa_notify launcher serves (comma-separated; empty: every database with the extension).",
+								   "A database named here gets a worker even before CREATE EXTENSION, which waits for it.",
 								   &wa_database,
-								   "postgres",
+								   "",
 								   PGC_POSTMASTER,
-								   0,
+								   GUC_LIST_INPUT,
 								   NULL, NULL, NULL);
+		DefineCustomIntVariable("wa_notify.max_databases",
+								"Most databases served at once (one worker each).",
+								"Databases beyond it are left unserved, with a WARNING naming them.",
+								&wa_max_databases,
+								8, 1, 256,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+	}
 
 	wa_worker_define_gucs();
 	wa_secrets_init();
@@ -112,18 +137,7 @@ _PG_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = wa_shmem_startup;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	/* started on a standby too: it idles there and serves after promotion */
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "wa_notify");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "wa_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "wa_notify worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "wa_notify worker");
-	worker.bgw_main_arg = (Datum) 0;
-	worker.bgw_notify_pid = 0;
-	RegisterBackgroundWorker(&worker);
+	wa_launcher_init();
 }
 
 SPIPlanPtr
@@ -169,31 +183,54 @@ wa_notify_random_token(PG_FUNCTION_ARGS)
 }
 
 /*
- * wa_notify._worker_shared(): the worker's facts from shared memory, for the
- * status card and the tests (NULLs when the library is not preloaded).
+ * wa_notify._worker_shared(): this database's worker's facts from shared
+ * memory, for the status card and the tests (NULLs when the library is not
+ * preloaded), and what the launcher says of this database's service.
  */
 PG_FUNCTION_INFO_V1(wa_notify_worker_shared);
 Datum
 wa_notify_worker_shared(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		values[6];
+	bool		nulls[6] = {true, true, true, true, true, true};
+	WaDbSlot   *slot;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	if (wa_shared == NULL)
-	{
-		for (int i = 0; i < 5; i++)
-			nulls[i] = true;
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	slot = wa_db_slot(MyDatabaseId);
+	if (slot != NULL)
+	{
+		values[0] = Int32GetDatum(slot->worker_pid);
+		nulls[0] = slot->worker_pid == 0;
+		values[1] = TimestampTzGetDatum(slot->worker_started_at);
+		nulls[1] = nulls[0];
+		values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->worker_starts));
+		values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->wakeups));
+		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&slot->wakes_seen));
+		nulls[2] = nulls[3] = nulls[4] = false;
 	}
-	values[0] = Int32GetDatum(wa_shared->worker_pid);
-	nulls[0] = wa_shared->worker_pid == 0;
-	values[1] = TimestampTzGetDatum(wa_shared->worker_started_at);
-	nulls[1] = nulls[0];
-	values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&wa_shared->worker_starts));
-	values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&wa_shared->wakeups));
-	values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&wa_shared->wakes_seen));
+	else
+	{
+		for (int i = 2; i < 5; i++)
+		{
+			values[i] = Int64GetDatum(0);
+			nulls[i] = false;
+		}
+	}
+	if (wa_db_unserved(MyDatabaseId))
+	{
+		values[5] = CStringGetTextDatum(psprintf("unserved: wa_notify.max_databases (%d) databases are served already",
+												 wa_max_databases));
+		nulls[5] = false;
+	}
+	else if (slot != NULL && slot->worker_pid != 0)
+	{
+		values[5] = CStringGetTextDatum("served");
+		nulls[5] = false;
+	}
+	/* a column-list of 5 (1.1 before the launcher, the tests' pg_temp copy) reads 5 */
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

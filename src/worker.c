@@ -1,8 +1,12 @@
 /*-------------------------------------------------------------------------
  * worker.c
- *	  The dispatcher: the background worker's main loop.  It connects to
- *	  wa_notify.database, idles on a hot standby and while the extension is
- *	  missing, recovers messages a dead worker left 'sending' (review under
+ *	  The dispatcher: a database's background worker and its main loop.
+ *	  The launcher (launcher.c) starts one per database, with the database
+ *	  in bgw_main_arg; the same entry point also runs the launcher's short
+ *	  probes (is the extension there?).  It idles on a hot standby; while
+ *	  the extension is missing it waits for it when the database is named
+ *	  in wa_notify.database, else it leaves (the launcher starts it again
+ *	  at CREATE EXTENSION).  It recovers messages a dead worker left 'sending' (review under
  *	  at_most_once, queued under at_least_once), and then, cycle after
  *	  cycle: resolves captured messages (wa_notify._resolve_pending()),
  *	  takes the typed settings snapshot (settings.c), the cycle's state
@@ -33,6 +37,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -59,6 +64,7 @@
 #include "wa_notify.h"
 #include "graph.h"
 #include "graph_errors.h"
+#include "in_flight.h"
 #include "settings.h"
 
 int			wa_request_timeout = 30;	/* seconds */
@@ -107,6 +113,7 @@ typedef struct WaSenderMemory
 	char		sender[64];
 	double		last_start;		/* when its last request started */
 	double		next_gap;		/* the random delay before its next one */
+	WaResponseTime response_time;	/* of its answers (auto max_in_flight) */
 } WaSenderMemory;
 
 /*
@@ -123,8 +130,8 @@ typedef struct WaLane
 	char	   *sender;
 	char	   *url;			/* {base}/{version}/{pnid}/messages */
 	bool		ready;			/* phone number ID and token set */
-	double		max_rate;		/* msg/s, 0: no cap */
-	int			max_in_flight;
+	WaPacing	pacing;			/* rate and in-flight size (in_flight.c) */
+	double		max_rate;		/* msg/s, 0: no cap (pacing.max_rate) */
 	int			daily_limit;	/* its portfolio's, 0: none */
 	char	   *paused_reason;	/* NULL: not paused */
 	double		pause_until;	/* 0: none */
@@ -200,16 +207,13 @@ wa_worker_define_gucs(void)
 							NULL, NULL, NULL);
 }
 
+static WaDbSlot *my_slot = NULL;	/* this database's slot (launcher.c) */
+
 static void
 wa_worker_detach(int code, Datum arg)
 {
 	if (client)
 		wa_graph_abort_all(client);
-	if (wa_shared && wa_shared->worker_latch == &MyProc->procLatch)
-	{
-		wa_shared->worker_latch = NULL;
-		wa_shared->worker_pid = 0;
-	}
 }
 
 static double
@@ -337,8 +341,8 @@ wait_until(double until)
 	if (rc & WL_LATCH_SET)
 	{
 		ResetLatch(MyLatch);
-		if (wa_shared)
-			pg_atomic_fetch_add_u64(&wa_shared->wakes_seen, 1);
+		if (my_slot)
+			pg_atomic_fetch_add_u64(&my_slot->wakes_seen, 1);
 	}
 	CHECK_FOR_INTERRUPTS();
 }
@@ -418,9 +422,26 @@ sender_memory_of(const char *sender)
 
 		strlcpy(m->sender, sender, sizeof(m->sender));
 		m->last_start = m->next_gap = 0;
+		m->response_time.ewma = 0;
+		m->response_time.samples = 0;
 		return m;
 	}
 	return &sender_memory[WA_MAX_SENDERS - 1];
+}
+
+/*
+ * A sender's rate and in-flight size: the defaults as its number's
+ * throughput level applies them (in_flight.c), its own max_rate when it
+ * sets one, its max_in_flight (0: auto).
+ */
+static void
+lane_pacing(WaLane *ln, double max_rate, bool max_rate_inherited, int max_in_flight)
+{
+	wa_pacing_for_level(wa_settings(), ln->throughput_level, &ln->pacing);
+	if (!max_rate_inherited)
+		ln->pacing.max_rate = max_rate;
+	ln->pacing.max_in_flight = Max(max_in_flight, 0);
+	ln->max_rate = ln->pacing.max_rate;
 }
 
 /* The senders that may send, from wa_notify._dispatch_senders() (by column name). */
@@ -429,8 +450,9 @@ load_lanes(WaCycle *cy, const char *api_base_url)
 {
 	MemoryContext old;
 
-	if (SPI_execute("SELECT sender, phone_number_id, api_version, ready, max_rate, max_in_flight, "
-					"  daily_recipient_limit, paused_reason, pause_until, rate_factor, throughput_level "
+	if (SPI_execute("SELECT sender, phone_number_id, api_version, ready, max_rate, max_rate_inherited, "
+					"  max_in_flight, daily_recipient_limit, paused_reason, pause_until, rate_factor, "
+					"  throughput_level "
 					"FROM wa_notify._dispatch_senders()", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "wa_notify worker: _dispatch_senders() failed");
 	old = MemoryContextSwitchTo(cycle_cxt);
@@ -446,15 +468,16 @@ load_lanes(WaCycle *cy, const char *api_base_url)
 		ln->url = psprintf("%s/%s/%s/messages", api_base_url,
 						   col(r, col_number("api_version")), pnid ? pnid : "");
 		ln->ready = strcmp(col(r, col_number("ready")), "t") == 0;
-		ln->max_rate = col_f(r, col_number("max_rate"));
-		ln->max_in_flight = Max((int) col_f(r, col_number("max_in_flight")), 1);
+		ln->throughput_level = col(r, col_number("throughput_level"));
+		lane_pacing(ln, col_f(r, col_number("max_rate")),
+					strcmp(col(r, col_number("max_rate_inherited")), "t") == 0,
+					(int) col_f(r, col_number("max_in_flight")));
 		ln->daily_limit = (int) col_f(r, col_number("daily_recipient_limit"));
 		ln->paused_reason = col(r, col_number("paused_reason"));
 		ln->pause_until = col_f(r, col_number("pause_until"));
 		ln->rate_factor = col_f(r, col_number("rate_factor"));
 		if (ln->rate_factor <= 0 || ln->rate_factor > 1)
 			ln->rate_factor = 1;
-		ln->throughput_level = col(r, col_number("throughput_level"));
 		ln->memory = sender_memory_of(ln->sender);
 		cy->ready = cy->ready || ln->ready;
 	}
@@ -483,9 +506,6 @@ load_cycle(WaCycle *cy)
 	old = MemoryContextSwitchTo(cycle_cxt);
 	cy->enabled = set->enabled;
 	cy->use_templates = set->use_templates;
-	cy->min_delay = set->min_delay;
-	cy->max_delay = Max(set->max_delay, set->min_delay);
-	cy->max_per_batch = set->max_per_batch;
 	cy->polling_interval = set->polling_interval;
 	cy->recipient_gap = set->recipient_gap;
 	base = pstrdup(set->api_base_url ? set->api_base_url : "");
@@ -493,7 +513,8 @@ load_cycle(WaCycle *cy)
 
 	if (SPI_execute_with_args("SELECT extract(epoch FROM quiet_until) AS quiet_until, "
 							  "  settings_version, extract(epoch FROM next_due) AS next_due, "
-							  "  sent_in_window, extract(epoch FROM window_first) AS window_first "
+							  "  sent_in_window, extract(epoch FROM window_first) AS window_first, "
+							  "  (SELECT throughput_level FROM wa_notify.state) AS throughput_level "
 							  "FROM wa_notify._dispatch_cycle($1)", 1, &t, &v, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "wa_notify worker: _dispatch_cycle() failed");
 	if (SPI_processed != 1)
@@ -504,6 +525,19 @@ load_cycle(WaCycle *cy)
 	cy->next_due = col_f_named("next_due");
 	cy->sent_in_window = (int) col_f_named("sent_in_window");
 	cy->window_first = col_f_named("window_first");
+	/*
+	 * The human-like delays and the per-batch cap are the cycle's, all
+	 * senders together: their defaults follow the default number's
+	 * throughput level (in_flight.c).
+	 */
+	{
+		WaPacing	pacing;
+
+		wa_pacing_for_level(wa_settings(), col_named("throughput_level"), &pacing);
+		cy->min_delay = pacing.min_delay;
+		cy->max_delay = pacing.max_delay;
+		cy->max_per_batch = pacing.max_per_batch;
+	}
 	MemoryContextSwitchTo(old);
 	load_lanes(cy, base);
 	end_tx();
@@ -1049,6 +1083,9 @@ collect_answers(WaPipeline *pl, long timeout)
 	{
 		WaItem	   *it = (WaItem *) pl->done[i];
 
+		if (it->req.curl_code == 0)
+			wa_response_time_observe(&it->lane->memory->response_time,
+									 wa_now() - it->req.started_at);
 		it->finished = true;
 		it->lane->in_flight--;
 		it->err = classify(&it->req);
@@ -1324,14 +1361,13 @@ batch_budget(const WaCycle *cy, double now, double *until)
 /*
  * The most requests one sender may have in flight: its max_in_flight (a
  * NULL column: the setting), lowered by its throttle factor when no rate
- * cap spaces its starts.  The one place this cap is computed.
+ * cap spaces its starts; auto (0) sizes it by Little's law from its own
+ * response times (in_flight.c).  The one place this cap is computed.
  */
 static int
 lane_in_flight_cap(const WaLane *ln)
 {
-	if (ln->max_rate <= 0 && ln->rate_factor < 1.0)
-		return Max(1, (int) (ln->max_in_flight * ln->rate_factor));
-	return ln->max_in_flight;
+	return wa_sender_in_flight(&ln->pacing, &ln->memory->response_time, ln->rate_factor);
 }
 
 /*
@@ -1467,61 +1503,92 @@ dispatch_once(void)
 }
 
 /*
- * SIGTERM: stop, and remember whether the postmaster sent it (a shutdown)
- * or someone else did (pg_terminate_backend()).  The postmaster restarts a
- * background worker that exits non-zero, never one that exits 0, so only a
- * shutdown ends the worker with 0 (see wa_worker_main's end).
+ * Leaving for good: the launcher reads why in the slot and does not start
+ * the worker again (exit 0: the postmaster does not report it).
  */
-static volatile sig_atomic_t terminated_by_postmaster = false;
-
 static void
-wa_sigterm(int signo, siginfo_t *info, void *context)
+leave(WaWorkerExit reason)
 {
-	int			save_errno = errno;
-
-	if (info != NULL && info->si_pid == PostmasterPid)
-		terminated_by_postmaster = true;
-	ShutdownRequestPending = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
+	wa_worker_set_exit(my_slot, reason);
+	proc_exit(0);
 }
 
+/*
+ * The launcher's probe: is the extension there (at any version)?  The
+ * answer goes to shared memory; the probe exits.
+ */
 static void
-install_sigterm_handler(void)
+probe(void)
 {
-	struct sigaction sa;
+	char		installed[64];
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = wa_sigterm;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigfillset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
+	pgstat_report_appname("wa_notify probe");
+	wa_probe_report(MyDatabaseId, extension_state(installed, sizeof(installed)) != WA_EXT_MISSING);
+	proc_exit(0);
 }
 
+/*
+ * On a standby: wait for the promotion.  A worker of a database that is
+ * not listed leaves when the extension is not there (checked once: a
+ * standby cannot run CREATE EXTENSION; the launcher probes again after the
+ * promotion).
+ */
+static void
+wait_for_promotion(const WaWorkerArgs *args, bool *checked)
+{
+	char		installed[64];
+
+	if (!args->listed && !*checked)
+	{
+		if (extension_state(installed, sizeof(installed)) == WA_EXT_MISSING)
+			leave(WA_EXIT_NO_EXTENSION);
+		*checked = true;
+	}
+	set_activity("standby: waiting for promotion");
+	wait_until(wa_now() + 1.0);
+}
+
+/*
+ * SIGTERM (launcher.c's handler): stop.  The postmaster's (a shutdown)
+ * ends the worker with exit code 0; DROP DATABASE's (launcher.c) too; any
+ * other (pg_terminate_backend()) with 1, and the launcher starts it again.
+ */
 void
 wa_worker_main(Datum main_arg)
 {
+	Oid			dboid = DatumGetObjectId(main_arg);
+	WaWorkerArgs args;
 	bool		recovered = false;
+	bool		standby_checked = false;
 	char		installed[64];
 
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	wa_am_worker = true;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	install_sigterm_handler();
+	wa_install_sigterm_handler();
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(wa_database, NULL, 0);
+	/* a database being dropped: never connect (no FATAL for a database gone) */
+	if (wa_db_dropping(dboid))
+		proc_exit(0);
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	if (args.probe)
+		probe();
 	pgstat_report_appname("wa_notify worker");
+	my_slot = wa_worker_attach(dboid);
+	if (my_slot == NULL)
+		proc_exit(0);			/* another worker serves this database */
 	srandom((unsigned int) (MyProcPid ^ (int) wa_now()));
-
-	if (wa_shared)
-	{
-		wa_shared->worker_latch = &MyProc->procLatch;
-		wa_shared->worker_pid = MyProcPid;
-		wa_shared->worker_started_at = GetCurrentTimestamp();
-		pg_atomic_fetch_add_u64(&wa_shared->worker_starts, 1);
-	}
 	on_shmem_exit(wa_worker_detach, (Datum) 0);
-	elog(LOG, "wa_notify worker started for database \"%s\"", wa_database);
+	{
+		char	   *dbname;
+
+		StartTransactionCommand();
+		dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+		CommitTransactionCommand();
+		elog(LOG, "wa_notify worker started for database \"%s\"", dbname);
+		pfree(dbname);
+	}
 
 	cycle_cxt = AllocSetContextCreate(TopMemoryContext, "wa_notify cycle",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -1537,18 +1604,20 @@ wa_worker_main(Datum main_arg)
 
 		if (RecoveryInProgress())
 		{
-			set_activity("standby: waiting for promotion");
 			recovered = false;
-			wait_until(wa_now() + 1.0);
+			wait_for_promotion(&args, &standby_checked);
 			continue;
 		}
 		/*
 		 * CREATE EXTENSION and ALTER EXTENSION ... UPDATE wake the worker at
-		 * their commit (the update script asks for it), so it need not poll.
+		 * their commit (the update script asks for it), so it need not poll;
+		 * DROP EXTENSION too (launcher.c's utility hook).
 		 */
 		switch (extension_state(installed, sizeof(installed)))
 		{
 			case WA_EXT_MISSING:
+				if (!args.listed)
+					leave(WA_EXIT_NO_EXTENSION);
 				set_activity("waiting for CREATE EXTENSION wa_notify");
 				recovered = false;
 				wait_until(wa_now() + WA_IDLE_RECHECK);
@@ -1582,8 +1651,10 @@ wa_worker_main(Datum main_arg)
 		if (until > 0 && !ShutdownRequestPending)
 			wait_until(until);
 	}
-	/* terminated by anyone but the postmaster: exit 1, so that it restarts */
-	if (!terminated_by_postmaster)
+	if (wa_db_dropping(MyDatabaseId))
+		leave(WA_EXIT_DATABASE_GOING);
+	/* terminated by anyone but the postmaster: exit 1, the launcher restarts it */
+	if (!wa_terminated_by_postmaster())
 		elog(LOG, "wa_notify worker terminated: it restarts in a few seconds");
-	proc_exit(terminated_by_postmaster ? 0 : 1);
+	proc_exit(wa_terminated_by_postmaster() ? 0 : 1);
 }

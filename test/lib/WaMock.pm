@@ -145,6 +145,13 @@ sub setup_node
 sub configure
 {
 	my ($node, %set) = @_;
+	return configure_in($node, 'postgres', %set);
+}
+
+# the same in another database of the cluster
+sub configure_in
+{
+	my ($node, $db, %set) = @_;
 	my @sql;
 	for my $k (sort keys %set)
 	{
@@ -154,7 +161,7 @@ sub configure
 		  if defined $set{$k} && $k =~ /token|secret/;
 		push @sql, "UPDATE wa_notify.setting SET value = $v, updated_at = clock_timestamp() WHERE name = '$k';";
 	}
-	$node->safe_psql('postgres', join("\n", 'BEGIN;', @sql,
+	$node->safe_psql($db, join("\n", 'BEGIN;', @sql,
 		'UPDATE wa_notify.state SET paused_reason = NULL, paused_code = NULL, paused_at = NULL;',
 		'COMMIT;'));
 	return;
@@ -187,12 +194,19 @@ sub posts_of
 # queue a message by hand; returns its id
 sub enqueue
 {
-	my ($node, $event, $order, $phone, $params, $sender) = @_;
+	my ($node, @args) = @_;
+	return enqueue_in($node, 'postgres', @args);
+}
+
+# the same in another database of the cluster (a sender's name: optional)
+sub enqueue_in
+{
+	my ($node, $db, $event, $order, $phone, $params, $sender) = @_;
 	$params //= { customer_name => 'Ana', order_number => $order, total => '10,00' };
 	my $j = encode_json($params);
 	$j =~ s/'/''/g;
 	my ($col, $val) = defined $sender ? (', sender', ", '$sender'") : ('', '');
-	return $node->safe_psql('postgres',
+	return $node->safe_psql($db,
 		"INSERT INTO wa_notify.message (event, order_key, phone, params$col) "
 		  . "VALUES ('$event', '$order', '$phone', '$j'$val) RETURNING id");
 }

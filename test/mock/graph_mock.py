@@ -12,13 +12,19 @@ Answers:
   POST /{version}/{phone_number_id}/messages
        success: {"messaging_product":"whatsapp","contacts":[{"input":to,
        "wa_id":...}],"messages":[{"id":"wamid.MOCK<n>"}]}
-  GET  /{version}/{phone_number_id}     phone-number fields
+  GET  /{version}/{phone_number_id}     phone-number fields, with
+       "throughput": {"level": "STANDARD"} (Meta's levels: STANDARD, 80 msg/s;
+       HIGH, 1,000 msg/s -- developers.facebook.com/documentation/
+       business-messaging/whatsapp/throughput)
   GET  /{version}/{waba_id}/message_templates   templates, paged (limit, after)
 
 Control (not logged):
   POST /_control   JSON, merged into the configuration:
      {"rules": {"<phone or *>": RULE}, "phone_info": {...}, "templates": [...],
-      "token": "expected bearer token or null", "reset": true}
+      "token": "expected bearer token or null", "throughput_level": "HIGH",
+      "reset": true}
+     throughput_level sets the level the phone-number GET answers (over
+     phone_info's), null: as phone_info or the default says.
      RULE = {"code": 131026, "http": 400, "details": "...", "message": "...",
              "delay": 0.1, "timeout": true, "garbage": true, "wa_id": "...",
              "user_id": "BR.13491208655302741918" (the recipient's business-scoped
@@ -41,7 +47,7 @@ import sys
 import time
 
 CONFIG = {"rules": {}, "sender_rules": {}, "tokens": {}, "phone_info": None, "templates": [],
-          "token": None}
+          "token": None, "throughput_level": None}
 STATE = {"n": 0, "wamid": 0}
 LOG = None
 
@@ -95,14 +101,14 @@ def handle(method, target, headers, body):
         cfg = json.loads(body or b"{}")
         if cfg.get("reset"):
             CONFIG.update({"rules": {}, "sender_rules": {}, "tokens": {}, "phone_info": None,
-                           "templates": [], "token": None})
+                           "templates": [], "token": None, "throughput_level": None})
         for table in ("rules", "sender_rules", "tokens"):
             for k, v in cfg.get(table, {}).items():
                 if v is None:
                     CONFIG[table].pop(k, None)
                 else:
                     CONFIG[table][k] = v
-        for k in ("phone_info", "templates", "token"):
+        for k in ("phone_info", "templates", "token", "throughput_level"):
             if k in cfg:
                 CONFIG[k] = cfg[k]
         return 0, respond(200, {"ok": True})
@@ -172,6 +178,8 @@ def handle(method, target, headers, body):
             return 0, respond(rule.get("http", 400), graph_error(rule.get("code", 1)))
         info = dict(CONFIG["phone_info"] or DEFAULT_PHONE_INFO)
         info["id"] = parts[1]
+        if CONFIG["throughput_level"] is not None:
+            info["throughput"] = {"level": CONFIG["throughput_level"]}
         return 0, respond(200, info)
     return 0, respond(404, graph_error(100, "Unknown path", "no such endpoint"))
 

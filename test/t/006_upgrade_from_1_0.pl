@@ -76,7 +76,10 @@ $node->safe_psql('shop', q{
 is($node->safe_psql('shop', 'SELECT count(*) FROM wa_notify.capture_queue'), '1', 'one capture staged at 1.0');
 
 # 1.0's columns and rows (1.1 adds settings, columns and tables of its own)
-my $names = $node->safe_psql('shop', q{SELECT string_agg(quote_literal(name), ',') FROM wa_notify.setting});
+# (max_in_flight: 1.0's default of 32 becomes 1.1's auto, checked below)
+my $names = $node->safe_psql('shop',
+	q{SELECT string_agg(quote_literal(name), ',') FROM wa_notify.setting WHERE name <> 'max_in_flight'});
+my $in_flight_1_0 = $node->safe_psql('shop', q{SELECT value FROM wa_notify.setting WHERE name = 'max_in_flight'});
 my %before = map { $_ => $node->safe_psql('shop', $_) } (
 	"SELECT name, value FROM wa_notify.setting WHERE name IN ($names) ORDER BY name",
 	q{SELECT event, enabled, template_name, template_language, params, button_param, text_body,
@@ -102,6 +105,8 @@ for my $q (sort keys %before)
 {
 	is($node->safe_psql('shop', $q), $before{$q}, "kept: $q");
 }
+is($in_flight_1_0 . ' -> ' . $node->safe_psql('shop', q{SELECT value FROM wa_notify.setting WHERE name = 'max_in_flight'}),
+	'32 -> 0', "max_in_flight left at 1.0's default (32) becomes auto (0)");
 is($node->safe_psql('shop', "SELECT count(*) FILTER (WHERE id <= $last_id) || ' ' || bool_and(id > $last_id OR id <= 3)
                                FROM wa_notify.message"),
 	'3 true', 'kept: the id sequence (new messages number on)');

@@ -25,10 +25,12 @@ CREATE TRIGGER wake_worker AFTER INSERT OR UPDATE OR DELETE ON wa_notify.setting
 CREATE TRIGGER wake_worker AFTER UPDATE ON wa_notify.event
     FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._wake_trigger();
 
--- the worker's facts in shared memory (NULLs when the library is not preloaded)
+-- this database's worker's facts in shared memory (NULLs when the library
+-- is not preloaded), and what the launcher says of its service ('served',
+-- 'unserved: ...' beyond wa_notify.max_databases, NULL: no worker now)
 CREATE FUNCTION wa_notify._worker_shared(OUT pid integer, OUT started_at timestamptz,
                                          OUT starts bigint, OUT wakeups bigint,
-                                         OUT wakes_seen bigint)
+                                         OUT wakes_seen bigint, OUT service text)
     AS 'MODULE_PATHNAME', 'wa_notify_worker_shared' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION wa_notify._worker_shared() IS
-    'internal: the worker''s pid, start, starts since boot, wake-ups sent and handled';
+    'internal: this database''s worker: pid, start, starts, wake-ups sent and handled, service';

@@ -41,6 +41,13 @@ ON CONFLICT (name) DO UPDATE
    SET default_value = EXCLUDED.default_value, unit = EXCLUDED.unit,
        is_secret = EXCLUDED.is_secret, description = EXCLUDED.description,
        value = coalesce(s.value, EXCLUDED.value);
+-- max_in_flight: 0 = auto is the new default (src/in_flight.c); an install
+-- that kept 1.0's default of 32 requests in flight gets auto
+UPDATE wa_notify.setting
+   SET default_value = '0',
+       description = 'Maximum concurrent requests to the Graph API (0: auto, sized from the response time and the allowed rate)'
+ WHERE name = 'max_in_flight';
+UPDATE wa_notify.setting SET value = '0' WHERE name = 'max_in_flight' AND value = '32';
 
 UPDATE wa_notify.setting s
    SET type = r.type, min_value = r.lo, max_value = r.hi, range_unit = r.range_unit,
@@ -72,7 +79,7 @@ UPDATE wa_notify.setting s
     ('max_per_batch', 'integer', 1, 100000, 'messages', NULL, NULL, NULL, NULL),
     ('lookback_days', 'integer', 1, 365, 'days', NULL, NULL, NULL, NULL),
     ('max_rate', 'numeric', 0, 1000, 'messages per second (0: no cap)', NULL, NULL, NULL, NULL),
-    ('max_in_flight', 'integer', 1, 1000, 'requests', NULL, NULL, NULL, NULL),
+    ('max_in_flight', 'integer', 0, 1000, 'requests (0: auto)', NULL, NULL, NULL, NULL),
     ('recipient_gap', 'numeric', 0, 86400, 'seconds', NULL, NULL, NULL, NULL),
     ('daily_recipient_limit', 'integer', 0, 10000000, 'recipients (0: no limit)', NULL, NULL, NULL, NULL),
     ('webhook_max_body', 'integer', 65536, 67108864, 'bytes', NULL, NULL, NULL, NULL),

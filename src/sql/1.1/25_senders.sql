@@ -299,13 +299,17 @@ COMMENT ON FUNCTION wa_notify._sender_effective() IS
 -- with its portfolio's recipient limit (the smallest of its members')
 CREATE FUNCTION wa_notify._dispatch_senders()
 RETURNS TABLE (sender text, phone_number_id text, api_version text, ready boolean,
-               max_rate float8, max_in_flight integer, daily_recipient_limit integer,
+               max_rate float8, max_rate_inherited boolean, max_in_flight integer,
+               daily_recipient_limit integer,
                paused_reason text, paused_code integer, pause_until float8, rate_factor float8,
                throughput_level text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, wa_notify AS $$
     SELECT e.sender, e.phone_number_id, e.api_version,
            coalesce(e.phone_number_id, '') <> '' AND wa_notify._sender_secret_available(e.sender, 'access_token'),
-           e.max_rate::float8, e.max_in_flight,
+           e.max_rate::float8,
+           NOT EXISTS (SELECT 1 FROM wa_notify.sender s
+                        WHERE s.sender = e.sender AND s.max_rate IS NOT NULL),
+           e.max_in_flight,
            (SELECT coalesce(min(p.daily_recipient_limit) FILTER (WHERE p.daily_recipient_limit > 0), 0)
               FROM wa_notify._sender_effective() p
              WHERE p.sender = ANY (wa_notify._portfolio_members(e.sender))),

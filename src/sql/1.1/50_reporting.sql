@@ -5,7 +5,8 @@
 -- api_version_warning, billable_this_month, estimated_cost_this_month,
 -- cost_currency, template_warnings (the 2026 Cloud API); secrets_source,
 -- secrets_to_set (secrets); worker_started_at, worker_restarts; capture_problems
--- (capture_queue damage, broken watches).
+-- (capture_queue damage, broken watches); worker_service (the launcher:
+-- 'served', or why this database is not, such as wa_notify.max_databases).
 
 CREATE OR REPLACE VIEW wa_notify.status AS
 WITH cfg AS (
@@ -97,7 +98,9 @@ SELECT s.api_status,
                  WHERE wp.problem IS NOT NULL) p
          WHERE p.problem IS NOT NULL) AS capture_problems,
        -- 1.1 (webhooks per sender, 40_webhook.sql): changes for a number that is no sender's
-       s.webhook_unknown_numbers
+       s.webhook_unknown_numbers,
+       -- 1.1, one worker per database: served, or unserved and why
+       w.service AS worker_service
   FROM wa_notify.state s, cfg, sent_today, queue, wa_notify._worker_shared() w,
        LATERAL wa_notify._api_version_status(cfg.api_version) AS ver,
        -- this month's billable messages and their cost, as costs() counts
@@ -114,4 +117,4 @@ SELECT s.api_status,
                         ORDER BY (rt.market = '*'), length(rt.market) DESC, rt.valid_from DESC
                         LIMIT 1) r ON true
                  WHERE m.sent_at >= date_trunc('month', now() AT TIME ZONE cfg.tz) AT TIME ZONE cfg.tz) AS month;
-COMMENT ON VIEW wa_notify.status IS 'the status card: API, number (masked), today''s messages, queue, worker (since, restarts), webhook, secrets, capture problems, Graph API version expiry, this month''s cost';
+COMMENT ON VIEW wa_notify.status IS 'the status card: API, number (masked), today''s messages, queue, worker (since, restarts, service), webhook, secrets, capture problems, Graph API version expiry, this month''s cost';
