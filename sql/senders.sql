@@ -69,7 +69,7 @@ SELECT pg_temp.try(q) FROM (VALUES
   ($$SELECT wa_notify.configure_sender('store_2', phone_number_id => '')$$),
   ($$SELECT wa_notify.configure_sender('store_2', max_rate => 5000)$$),
   ($$SELECT wa_notify.configure_sender('store_2', max_rate => -1)$$),
-  ($$SELECT wa_notify.configure_sender('store_2', max_in_flight => 0)$$),
+  ($$SELECT wa_notify.configure_sender('store_2', max_in_flight => -1)$$),
   ($$SELECT wa_notify.configure_sender('store_2', daily_recipient_limit => -5)$$),
   ($$SELECT wa_notify.configure_sender('store_2', api_version => '23')$$),
   ($$SELECT wa_notify.configure_sender('store_2', access_token => 'short')$$),
