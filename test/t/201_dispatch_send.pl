@@ -167,8 +167,10 @@ WaMock::wait_status($node, $_, 'sent') for @pace;
 my @t = map { $_->{t} } grep { $_->{json}{to} =~ /^55119876520/ } @{ $mock->posts };
 is(scalar @t, 6, 'six paced POSTs');
 my @gaps = map { $t[$_] - $t[ $_ - 1 ] } 1 .. $#t;
-my @out = grep { $_ < 0.2 || $_ > 0.4 } @gaps;
-is(scalar @out, 0, 'every gap between requests lies in [0.2, 0.4] s')
+# the pacer's promise is the lower bound: a busy machine may stretch a gap
+# past max_delay, so an upper bound here would be a timing threshold
+my @out = grep { $_ < 0.2 } @gaps;
+is(scalar @out, 0, 'no gap between requests is shorter than min_delay (0.2 s)')
   or diag("gaps: @gaps");
 WaMock::configure($node, min_delay => 0, max_delay => 0);
 
