@@ -10,8 +10,10 @@
  *	    that lifted a hold, CREATE/ALTER EXTENSION (the SQL triggers and
  *	    functions below all end in wa_wake_worker_at_commit());
  *	  - at once by wa_notify.wake() (SQL), for a nudge from a session.
- *	  A rolled-back or prepared transaction wakes nobody, and the worker's own
- *	  transactions never wake the worker: it writes the message table and
+ *	  A rolled-back or prepared transaction wakes nobody, nor does a
+ *	  transaction in another database than wa_notify.database (the worker
+ *	  serves that one only: a shop's capture elsewhere gives it nothing to
+ *	  do), and the worker's own transactions never wake the worker: it writes the message table and
  *	  the event table itself, and a self-wake would make it spin.
  *
  *	  SQL entry points: wake(), _wake_on_commit(), the trigger function
@@ -24,6 +26,7 @@
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "commands/dbcommands.h"
 #include "storage/latch.h"
 
 #include "wa_notify.h"
@@ -71,13 +74,31 @@ wake_xact_callback(XactEvent event, void *arg)
 }
 
 /*
+ * Is this backend's database the worker's?  Looked up once (within a
+ * transaction: the caller's): wa_notify.database is fixed at server start.
+ */
+static bool
+in_worker_database(void)
+{
+	static int	answer = -1;
+
+	if (answer < 0)
+	{
+		char	   *name = get_database_name(MyDatabaseId);
+
+		answer = (wa_database == NULL || name == NULL || strcmp(name, wa_database) == 0);
+	}
+	return answer == 1;
+}
+
+/*
  * Ask for the worker to be woken when the current transaction commits.
  * Cheap enough to call once per captured row.
  */
 void
 wa_wake_worker_at_commit(void)
 {
-	if (wa_am_worker)
+	if (wa_am_worker || !in_worker_database())
 		return;
 	if (!wake_registered)
 	{

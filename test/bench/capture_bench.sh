@@ -4,6 +4,7 @@
 #   test/bench/capture_bench.sh            (as root or postgres; builds nothing:
 #                                           run "make install" first)
 #   PG_CONFIG=... ROWS=100000 REPS=3 CLIENTS=2 test/bench/capture_bench.sh
+#   RESOLVE=0 ...                          (skip the _resolve_pending timing)
 #
 # A throw-away cluster (fsync and synchronous_commit off, so that commit
 # flushes do not hide the triggers' CPU cost) with a nopCommerce-shaped
@@ -39,10 +40,11 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 ROWS=${ROWS:-100000}
 REPS=${REPS:-3}
 CLIENTS=${CLIENTS:-2}
+RESOLVE=${RESOLVE:-1}
 VARIANTS=${VARIANTS:-"plain wa_notify wa_notify_c wa_notify_j plpgsql plpgsql_q stmt_tt pgq"}
 if [ "$(id -u)" = 0 ]; then
     exec runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" ROWS="$ROWS" REPS="$REPS" \
-        CLIENTS="$CLIENTS" VARIANTS="$VARIANTS" bash "$0" "$@"
+        CLIENTS="$CLIENTS" VARIANTS="$VARIANTS" RESOLVE="$RESOLVE" PORT="${PORT:-}" bash "$0" "$@"
 fi
 BIN=$("$PG_CONFIG" --bindir)
 PGBENCH=$BIN/pgbench; [ -x "$PGBENCH" ] || PGBENCH=pgbench
@@ -276,7 +278,7 @@ done
 # the work moved out of the checkout: resolving ROWS captured orders
 # (staged rows into wa_notify.message, context query, phone) after commit
 RESOLVE_MS=
-if [[ " $VARIANTS " == *" wa_notify "* ]]; then
+if [ "$RESOLVE" != 0 ] && [[ " $VARIANTS " == *" wa_notify "* ]]; then
     setup wa_notify
     q -c "$BULK_ORDERS" >/dev/null
     RESOLVE_MS=$(timed "SELECT wa_notify._resolve_pending($ROWS)")
