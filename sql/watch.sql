@@ -62,11 +62,13 @@ SELECT c.args[2] AS event, c.args[5] AS stages FROM wa_notify._capture_entries('
  WHERE c.kind = 'ins' AND c.args[2] ~ '(processing|shipment|refund)' ORDER BY c.watch_id;
 SELECT wa_notify.unwatch(e, 'wshop_order') FROM unnest('{order_processing,shipment_created,shipment_delivered,refund_issued}'::text[]) e;
 
--- unwatch drops the triggers
+-- unwatch takes the watch out of the table's triggers, the last one drops them
 SELECT wa_notify.unwatch('order_placed', 'wshop_order');
 SELECT wa_notify.unwatch('order_placed', 'wshop_order');
 SELECT event FROM wa_notify.watches;
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'wshop_order'::regclass ORDER BY tgname;
+SELECT c.kind, c.args[2] AS event FROM wa_notify._capture_entries('wshop_order') c ORDER BY c.kind, c.watch_id;
 SELECT wa_notify.unwatch('order_cancelled', 'wshop_order');
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'wshop_order'::regclass;
 DROP VIEW wshop_order_v;
 DROP TABLE wshop_order;

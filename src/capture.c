@@ -3,27 +3,35 @@
  *	  Capture: the row trigger that watch() attaches to a shop's table, and
  *	  the C helpers watch() uses to validate a mapping.
  *
- *	  The trigger does the least it can in the shop's transaction, and
- *	  nothing it does can fail the shop's statement but PostgreSQL's own
- *	  resource errors: the transition is decided by the trigger's WHEN
- *	  clause, wa_notify._fires() (capture_expr.c: fires_when compiled in C,
- *	  naming no column, so the shop's DDL is never blocked), so an UPDATE
- *	  that does not fire queues no trigger event; a fires_when that may
- *	  raise is evaluated again here, protected, to stage its error.  The
- *	  trigger takes the order key (a column of the row, or an expression
- *	  run from a cached plan, prepared and run in a subtransaction), and
- *	  appends one row (watch, event, order key, as much of the row as jsonb
- *	  as the context reads of $2, or the error) to the index-less staging
- *	  table wa_notify.capture_queue with a direct heap insert (no executor,
- *	  no SPI, no privilege on wa_notify needed by the shop's role), then
- *	  asks for the worker to be woken at commit.  A damaged staging table
- *	  (index, trigger, changed columns) stages nothing: a WARNING, and the
- *	  shop's write goes on.  After commit, wa_notify._resolve_pending moves
- *	  staged rows into wa_notify.message (ON CONFLICT DO NOTHING: one
- *	  message per event and order) and runs the context query.
-
+ *	  One trigger per table and event kind (wa_notify_capture_ins, AFTER
+ *	  INSERT, every watch of the table; wa_notify_capture_upd, AFTER UPDATE,
+ *	  the watches with a fires_when), so a row costs one trigger event
+ *	  however many watches its table has.  The trigger does the least it
+ *	  can in the shop's transaction, and nothing it does can fail the
+ *	  shop's statement but PostgreSQL's own resource errors.  For each
+ *	  watch it decides the transition itself: fires_when compiled in C
+ *	  (capture_expr.c) and evaluated on the trigger's own slots, so only the
+ *	  columns it reads are deformed and no whole-row value is built; an
+ *	  UPDATE looks at the old row only when the new one holds; a watch that
+ *	  does not fire costs nothing more.  The trigger has no WHEN clause and
+ *	  names no column, so the shop's DDL is never blocked.  A fires_when
+ *	  that may raise runs in a subtransaction, one proven unable to raise
+ *	  directly.  Then it takes the order key (a column of the row, or an
+ *	  expression run from a cached plan, prepared and run in a
+ *	  subtransaction), and appends one row (watch, event, order key, as
+ *	  much of the row as jsonb as the context reads of $2, or the error)
+ *	  to the index-less staging table wa_notify.capture_queue with a direct
+ *	  heap insert (no executor, no SPI, no privilege on wa_notify needed by
+ *	  the shop's role), then asks for the worker to be woken at commit.  A
+ *	  damaged staging table (index, trigger, changed columns) stages
+ *	  nothing: a WARNING, and the shop's write goes on.  After commit,
+ *	  wa_notify._resolve_pending moves staged rows into wa_notify.message
+ *	  (ON CONFLICT DO NOTHING: one message per event and order) and runs
+ *	  the context query.
+ *
  *	  Trigger arguments (written by wa_notify.watch, self-contained so that
- *	  a dumped trigger works after restore):
+ *	  a dumped trigger works after restore), eight per watch, in watch id
+ *	  order:
  *	    0  watch id
  *	    1  event
  *	    2  'k': the order key is the column named by arg 3 (quoted)
@@ -35,16 +43,19 @@
  *	       'cstatus,"Id"' only these columns (quoted names) as a jsonb
  *	       object of their text (the context reads only $2->>'column' of
  *	       types whose text is the same either way; watch() decides)
- *	  1.1 triggers have three more (1.0 triggers, five arguments and
- *	  fires_when in their WHEN clause, keep working until the update
- *	  script attaches them again):
- *	    5  fires_when as the admin wrote it ('' none; also in the WHEN)
+ *	    5  fires_when as the admin wrote it ('' none)
  *	    6  the schemas recorded at watch() time (its search path)
  *	    7  the alias fires_when and the key use for the table
-
- *	  Key plans are prepared once per backend and watch (SPI_keepplan) and
- *	  re-prepared when the trigger's arguments change (watch() rewrites the
- *	  trigger, which invalidates the relation's cached trigger data).
+ *	  A 1.0 trigger (one watch, arguments 0-4, fires_when in a WHEN clause
+ *	  that names columns) keeps working until the update script merges it.
+ *
+ *	  Per backend, each trigger's arguments are parsed once (key columns
+ *	  and their output functions resolved, fires_when compiled), and the
+ *	  staging table found and checked once; both are forgotten at a
+ *	  relcache invalidation of their table (a column renamed or retyped, a
+ *	  trigger or index created or dropped).  Key plans are prepared once
+ *	  per backend and watch (SPI_keepplan) and re-prepared when the
+ *	  trigger's arguments change.
  *
  *	  SQL: wa_notify._capture() (trigger), wa_notify._expr_info(),
  *	       wa_notify._context_columns(), wa_notify._capture_queue_damage().
