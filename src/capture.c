@@ -670,13 +670,17 @@ capture_group(TriggerData *trigdata)
 	if (group_cache == NULL)
 		group_cache_init();
 	g = hash_search(group_cache, &tg->tgoid, HASH_ENTER, &found);
-	if (found && g->valid)
+	if (!found)
+	{
+		g->cxt = NULL;
+		g->busy = 0;
+	}
+	else if (g->valid)
 		return g;
 	/* a call still running uses the old entry: leave its memory to it */
-	if (found && g->cxt && g->busy == 0)
+	if (g->cxt && g->busy == 0)
 		MemoryContextDelete(g->cxt);
 	g->valid = false;
-	g->busy = 0;
 	g->relid = RelationGetRelid(rel);
 	g->cxt = AllocSetContextCreate(CacheMemoryContext, "wa_notify capture trigger",
 								   ALLOCSET_SMALL_SIZES);
