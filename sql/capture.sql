@@ -192,6 +192,17 @@ SELECT event, order_key, status, phone, params->>'note_then' AS note_then, sourc
 SELECT wa_notify.unwatch('order_cancelled', 'pshop_order');
 DROP TABLE pshop_order;
 
+-- a capture rolled back to a savepoint is gone, the next one in the same
+-- transaction is staged, under the staging table's lock again
+BEGIN;
+SAVEPOINT s;
+INSERT INTO cshop_order (id, customer_id, total) VALUES (80, 1, 1);
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO cshop_order (id, customer_id, total) VALUES (81, 1, 1);
+SELECT mode FROM pg_locks WHERE relation = 'wa_notify.capture_queue'::regclass AND pid = pg_backend_pid();
+COMMIT;
+SELECT event, order_key FROM wa_notify.capture_queue WHERE order_key IN ('80', '81');
+
 -- unwatch: the table's triggers are gone, inserts enqueue nothing
 SELECT wa_notify.unwatch(event, to_regclass(source)) FROM wa_notify.watch ORDER BY id;
 SELECT count(*) AS wa_triggers FROM pg_trigger WHERE tgfoid = 'wa_notify._capture()'::regprocedure;

@@ -75,6 +75,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "access/table.h"
+#include "storage/proc.h"
 #include "catalog/namespace.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -111,6 +112,9 @@
 static Oid	queue_relid = InvalidOid;
 static bool queue_checked = false;	/* queue_damage is current */
 static const char *queue_damage = NULL;
+/* the (sub)transaction that holds its RowExclusiveLock */
+static LocalTransactionId queue_locked_lxid = InvalidLocalTransactionId;
+static SubTransactionId queue_locked_subxid = InvalidSubTransactionId;
 
 /* the key query of an 'e' watch, planned once per backend, watch and row type */
 typedef struct CaptureKey
@@ -343,7 +347,7 @@ wa_notify_capture_queue_damage(PG_FUNCTION_ARGS)
  * nothing can be staged: a WARNING, and the shop's write goes on.
  */
 static void
-stage_capture(int64 watch_id, const char *event, const char *key, Datum source_row,
+stage_capture(int64 watch_id, const char *event, Datum event_text, const char *key, Datum source_row,
 			  bool has_row, const char *error)
 {
 	Relation	rel;
@@ -365,7 +369,15 @@ stage_capture(int64 watch_id, const char *event, const char *key, Datum source_r
 				 errhint("Is the wa_notify extension installed in this database?")));
 		return;
 	}
-	rel = table_open(queue_relid, RowExclusiveLock);
+	/* locked once per (sub)transaction: a lock is held until its end */
+	if (queue_locked_lxid == MyProc->lxid && queue_locked_subxid == GetCurrentSubTransactionId())
+		rel = table_open(queue_relid, NoLock);
+	else
+	{
+		rel = table_open(queue_relid, RowExclusiveLock);
+		queue_locked_lxid = MyProc->lxid;
+		queue_locked_subxid = GetCurrentSubTransactionId();
+	}
 	/* the damage changes only with DDL on the table: its relcache invalidation */
 	if (!queue_checked)
 	{
@@ -384,7 +396,7 @@ stage_capture(int64 watch_id, const char *event, const char *key, Datum source_r
 		return;
 	}
 	values[0] = Int64GetDatum(watch_id);
-	values[1] = CStringGetTextDatum(event);
+	values[1] = event_text;
 	if (key)
 		values[2] = CStringGetTextDatum(key);
 	else
@@ -568,6 +580,7 @@ typedef struct CaptureWatch
 {
 	int64		watch_id;
 	char	   *event;
+	Datum		event_text;		/* the same as text, staged with every capture */
 	bool		key_is_query;	/* 'e': key is a query; 'k': a quoted column */
 	char	   *key;
 	char	   *keep;			/* what of the row to stage: '-', 'j', 'c<columns>' */
@@ -696,6 +709,7 @@ capture_group(TriggerData *trigdata)
 
 		w->watch_id = (int64) strtoll(a[0], NULL, 10);
 		w->event = pstrdup(a[1]);
+		w->event_text = CStringGetTextDatum(a[1]);
 		w->key_is_query = (a[2][0] == 'e');
 		w->key = pstrdup(a[3]);
 		w->keep = pstrdup(a[4]);
@@ -813,7 +827,7 @@ capture_watch(CaptureGroup *g, CaptureWatch *w, CaptureRow *r)
 	if (error && key)
 		error = psprintf("%s (order %s)", error, key);
 	/* a failed capture has no key: it must not stand in for a later good one */
-	stage_capture(w->watch_id, w->event, error ? NULL : key, jrow,
+	stage_capture(w->watch_id, w->event, w->event_text, error ? NULL : key, jrow,
 				  keep_row && jrow != (Datum) 0 && error == NULL, error);
 }
 
@@ -833,7 +847,13 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("wa_notify._capture() must be an AFTER ... FOR EACH ROW trigger")));
-	g = capture_group(trigdata);
+	/* the parsed trigger, kept for the statement's other rows */
+	g = (CaptureGroup *) fcinfo->flinfo->fn_extra;
+	if (g == NULL || !g->valid || g->tgoid != trigdata->tg_trigger->tgoid)
+	{
+		g = capture_group(trigdata);
+		fcinfo->flinfo->fn_extra = g;
+	}
 
 	memset(&r, 0, sizeof(r));
 	r.trigdata = trigdata;
