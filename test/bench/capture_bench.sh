@@ -21,8 +21,9 @@
 #
 # Variants:
 #   plain       no trigger
-#   wa_notify   wa_notify.watch(): C row trigger, transition in the WHEN clause
-#               (1.0: the expression itself; 1.1: wa_notify._fires(), evaluated in C),
+#   wa_notify   wa_notify.watch(): C row trigger (1.0: one per watch and event
+#               kind, transition in a WHEN clause naming the columns; 1.1: one
+#               per table and event kind, every fires_when evaluated in C),
 #               the context does not read $2 (the row is not kept as jsonb)
 #   wa_notify_c the same with a context that reads $2->>'CustomerIp' (that
 #               column staged)
