@@ -32,9 +32,9 @@ SELECT wa_notify.watch('shipment_delivered', 'cshop_order', 'cshop_order.id',
   $$SELECT c.phone, c.name AS customer_name, o.id::text AS order_number, $2->>'delivered_at' AS delivered_at
       FROM cshop_order o JOIN cshop_customer c ON c.id = o.customer_id WHERE o.id = $1::int$$,
   'delivered_at IS NOT NULL') > 0 AS ok;
--- what each trigger stages for $2: nothing, the status column only, the whole row (a timestamp is read)
-SELECT tgname, split_part(encode(tgargs, 'escape'), '\000', 5) AS stages
-  FROM pg_trigger WHERE tgrelid = 'cshop_order'::regclass AND NOT tgisinternal ORDER BY tgname;
+-- what each watch stages for $2: nothing, the status column only, the whole row (a timestamp is read)
+SELECT c.kind, c.args[2] AS event, c.args[5] AS stages
+  FROM wa_notify._capture_entries('cshop_order') c ORDER BY c.kind, c.watch_id;
 
 -- an order inserted then updated in one transaction: the committed total is sent
 BEGIN;
@@ -191,6 +191,17 @@ SELECT event, order_key, status, phone, params->>'note_then' AS note_then, sourc
  ORDER BY order_key;
 SELECT wa_notify.unwatch('order_cancelled', 'pshop_order');
 DROP TABLE pshop_order;
+
+-- a capture rolled back to a savepoint is gone, the next one in the same
+-- transaction is staged, under the staging table's lock again
+BEGIN;
+SAVEPOINT s;
+INSERT INTO cshop_order (id, customer_id, total) VALUES (80, 1, 1);
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO cshop_order (id, customer_id, total) VALUES (81, 1, 1);
+SELECT mode FROM pg_locks WHERE relation = 'wa_notify.capture_queue'::regclass AND pid = pg_backend_pid();
+COMMIT;
+SELECT event, order_key FROM wa_notify.capture_queue WHERE order_key IN ('80', '81');
 
 -- unwatch: the table's triggers are gone, inserts enqueue nothing
 SELECT wa_notify.unwatch(event, to_regclass(source)) FROM wa_notify.watch ORDER BY id;

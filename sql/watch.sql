@@ -40,6 +40,7 @@ SELECT wa_notify.watch('order_placed', 'wshop_order', 'id', :'ctx' || ' ;') AS p
 SELECT wa_notify.watch('order_cancelled', 'wshop_order', 'wshop_order.id', :'ctx',
                        'wshop_order.status = ''canceled''') AS cancelled_id \gset
 SELECT event, source, order_key, fires_when, context FROM wa_notify.watches ORDER BY id;
+-- one trigger per event kind holds every watch of the table, without a WHEN clause
 SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger
  WHERE tgrelid = 'wshop_order'::regclass ORDER BY tgname;
 -- watching again replaces the mapping, keeps the id
@@ -57,15 +58,17 @@ SELECT wa_notify.watch('shipment_delivered', 'wshop_order', 'id',
   $$SELECT o.phone, $2 ? 'x' AS s FROM wshop_order o WHERE o.id = $1::int$$) > 0 AS ok;
 SELECT wa_notify.watch('refund_issued', 'wshop_order', 'id',
   $$SELECT o.phone, $2->>'nope' AS s FROM wshop_order o WHERE o.id = $1::int$$) > 0 AS ok;
-SELECT tgname, split_part(encode(tgargs, 'escape'), '\000', 5) AS stages FROM pg_trigger
- WHERE tgrelid = 'wshop_order'::regclass AND tgname ~ '(processing|shipment|refund)' ORDER BY tgname;
+SELECT c.args[2] AS event, c.args[5] AS stages FROM wa_notify._capture_entries('wshop_order') c
+ WHERE c.kind = 'ins' AND c.args[2] ~ '(processing|shipment|refund)' ORDER BY c.watch_id;
 SELECT wa_notify.unwatch(e, 'wshop_order') FROM unnest('{order_processing,shipment_created,shipment_delivered,refund_issued}'::text[]) e;
 
--- unwatch drops the triggers
+-- unwatch takes the watch out of the table's triggers, the last one drops them
 SELECT wa_notify.unwatch('order_placed', 'wshop_order');
 SELECT wa_notify.unwatch('order_placed', 'wshop_order');
 SELECT event FROM wa_notify.watches;
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'wshop_order'::regclass ORDER BY tgname;
+SELECT c.kind, c.args[2] AS event FROM wa_notify._capture_entries('wshop_order') c ORDER BY c.kind, c.watch_id;
 SELECT wa_notify.unwatch('order_cancelled', 'wshop_order');
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'wshop_order'::regclass;
 DROP VIEW wshop_order_v;
 DROP TABLE wshop_order;

@@ -3,27 +3,35 @@
  *	  Capture: the row trigger that watch() attaches to a shop's table, and
  *	  the C helpers watch() uses to validate a mapping.
  *
- *	  The trigger does the least it can in the shop's transaction, and
- *	  nothing it does can fail the shop's statement but PostgreSQL's own
- *	  resource errors: the transition is decided by the trigger's WHEN
- *	  clause, wa_notify._fires() (capture_expr.c: fires_when compiled in C,
- *	  naming no column, so the shop's DDL is never blocked), so an UPDATE
- *	  that does not fire queues no trigger event; a fires_when that may
- *	  raise is evaluated again here, protected, to stage its error.  The
- *	  trigger takes the order key (a column of the row, or an expression
- *	  run from a cached plan, prepared and run in a subtransaction), and
- *	  appends one row (watch, event, order key, as much of the row as jsonb
- *	  as the context reads of $2, or the error) to the index-less staging
- *	  table wa_notify.capture_queue with a direct heap insert (no executor,
- *	  no SPI, no privilege on wa_notify needed by the shop's role), then
- *	  asks for the worker to be woken at commit.  A damaged staging table
- *	  (index, trigger, changed columns) stages nothing: a WARNING, and the
- *	  shop's write goes on.  After commit, wa_notify._resolve_pending moves
- *	  staged rows into wa_notify.message (ON CONFLICT DO NOTHING: one
- *	  message per event and order) and runs the context query.
-
+ *	  One trigger per table and event kind (wa_notify_capture_ins, AFTER
+ *	  INSERT, every watch of the table; wa_notify_capture_upd, AFTER UPDATE,
+ *	  the watches with a fires_when), so a row costs one trigger event
+ *	  however many watches its table has.  The trigger does the least it
+ *	  can in the shop's transaction, and nothing it does can fail the
+ *	  shop's statement but PostgreSQL's own resource errors.  For each
+ *	  watch it decides the transition itself: fires_when compiled in C
+ *	  (capture_expr.c) and evaluated on the trigger's own slots, so only the
+ *	  columns it reads are deformed and no whole-row value is built; an
+ *	  UPDATE looks at the old row only when the new one holds; a watch that
+ *	  does not fire costs nothing more.  The trigger has no WHEN clause and
+ *	  names no column, so the shop's DDL is never blocked.  A fires_when
+ *	  that may raise runs in a subtransaction, one proven unable to raise
+ *	  directly.  Then it takes the order key (a column of the row, or an
+ *	  expression run from a cached plan, prepared and run in a
+ *	  subtransaction), and appends one row (watch, event, order key, as
+ *	  much of the row as jsonb as the context reads of $2, or the error)
+ *	  to the index-less staging table wa_notify.capture_queue with a direct
+ *	  heap insert (no executor, no SPI, no privilege on wa_notify needed by
+ *	  the shop's role), then asks for the worker to be woken at commit.  A
+ *	  damaged staging table (index, trigger, changed columns) stages
+ *	  nothing: a WARNING, and the shop's write goes on.  After commit,
+ *	  wa_notify._resolve_pending moves staged rows into wa_notify.message
+ *	  (ON CONFLICT DO NOTHING: one message per event and order) and runs
+ *	  the context query.
+ *
  *	  Trigger arguments (written by wa_notify.watch, self-contained so that
- *	  a dumped trigger works after restore):
+ *	  a dumped trigger works after restore), eight per watch, in watch id
+ *	  order:
  *	    0  watch id
  *	    1  event
  *	    2  'k': the order key is the column named by arg 3 (quoted)
@@ -35,16 +43,19 @@
  *	       'cstatus,"Id"' only these columns (quoted names) as a jsonb
  *	       object of their text (the context reads only $2->>'column' of
  *	       types whose text is the same either way; watch() decides)
- *	  1.1 triggers have three more (1.0 triggers, five arguments and
- *	  fires_when in their WHEN clause, keep working until the update
- *	  script attaches them again):
- *	    5  fires_when as the admin wrote it ('' none; also in the WHEN)
+ *	    5  fires_when as the admin wrote it ('' none)
  *	    6  the schemas recorded at watch() time (its search path)
  *	    7  the alias fires_when and the key use for the table
-
- *	  Key plans are prepared once per backend and watch (SPI_keepplan) and
- *	  re-prepared when the trigger's arguments change (watch() rewrites the
- *	  trigger, which invalidates the relation's cached trigger data).
+ *	  A 1.0 trigger (one watch, arguments 0-4, fires_when in a WHEN clause
+ *	  that names columns) keeps working until the update script merges it.
+ *
+ *	  Per backend, each trigger's arguments are parsed once (key columns
+ *	  and their output functions resolved, fires_when compiled), and the
+ *	  staging table found and checked once; both are forgotten at a
+ *	  relcache invalidation of their table (a column renamed or retyped, a
+ *	  trigger or index created or dropped).  Key plans are prepared once
+ *	  per backend and watch (SPI_keepplan) and re-prepared when the
+ *	  trigger's arguments change.
  *
  *	  SQL: wa_notify._capture() (trigger), wa_notify._expr_info(),
  *	       wa_notify._context_columns(), wa_notify._capture_queue_damage().
@@ -64,6 +75,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "access/table.h"
+#include "storage/proc.h"
 #include "catalog/namespace.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -73,6 +85,7 @@
 #include "utils/varlena.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -92,6 +105,18 @@
  */
 #define WA_MAX_STAGED_ROW (16 * 1024 * 1024)
 
+/*
+ * wa_notify.capture_queue, found once per backend and checked once for
+ * damage; both forgotten at its relcache invalidation (any DDL on it).
+ */
+static Oid	queue_relid = InvalidOid;
+static bool queue_checked = false;	/* queue_damage is current */
+static const char *queue_damage = NULL;
+/* the (sub)transaction that holds its RowExclusiveLock */
+static LocalTransactionId queue_locked_lxid = InvalidLocalTransactionId;
+static SubTransactionId queue_locked_subxid = InvalidSubTransactionId;
+
+/* the key query of an 'e' watch, planned once per backend, watch and row type */
 typedef struct CaptureKey
 {
 	int64		watch_id;
@@ -101,10 +126,9 @@ typedef struct CaptureKey
 typedef struct CaptureEntry
 {
 	CaptureKey	key;
-	char	   *keysql;			/* 'e' mode query, TopMemoryContext; NULL in 'k' */
-	SPIPlanPtr	keyplan;
+	char	   *keysql;			/* TopMemoryContext */
+	SPIPlanPtr	keyplan;		/* prepared on first use */
 	bool		valid;
-	FmgrInfo	to_jsonb;		/* to_jsonb() of this row type */
 } CaptureEntry;
 
 static HTAB *capture_cache = NULL;
@@ -122,7 +146,7 @@ capture_cache_init(void)
 }
 
 static CaptureEntry *
-capture_entry(int64 watch_id, Oid rowtype, bool expr_mode, const char *keysql)
+capture_entry(int64 watch_id, Oid rowtype, const char *keysql)
 {
 	CaptureKey	key;
 	CaptureEntry *e;
@@ -136,34 +160,15 @@ capture_entry(int64 watch_id, Oid rowtype, bool expr_mode, const char *keysql)
 	e = hash_search(capture_cache, &key, HASH_ENTER, &found);
 	if (found && e->valid)
 	{
-		if ((!expr_mode && e->keysql == NULL) ||
-			(expr_mode && e->keysql != NULL && strcmp(e->keysql, keysql) == 0))
+		if (strcmp(e->keysql, keysql) == 0)
 			return e;
 		/* the watch changed: forget the old plan */
 		if (e->keyplan)
 			SPI_freeplan(e->keyplan);
-		if (e->keysql)
-			pfree(e->keysql);
+		pfree(e->keysql);
 	}
-	e->keysql = NULL;
 	e->keyplan = NULL;
-	e->valid = false;
-
-	if (!found)
-	{
-		/* to_jsonb(row): an FmgrInfo whose call expression gives the row type */
-		FuncExpr   *fexpr;
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		fmgr_info_cxt(F_TO_JSONB, &e->to_jsonb, TopMemoryContext);
-		fexpr = makeFuncExpr(F_TO_JSONB, JSONBOID,
-							 list_make1(makeNullConst(rowtype, -1, InvalidOid)),
-							 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
-		e->to_jsonb.fn_expr = (Node *) fexpr;
-		MemoryContextSwitchTo(old);
-	}
-	if (expr_mode)
-		e->keysql = MemoryContextStrdup(TopMemoryContext, keysql);	/* prepared on use */
+	e->keysql = MemoryContextStrdup(TopMemoryContext, keysql);
 	e->valid = true;
 	return e;
 }
@@ -342,17 +347,21 @@ wa_notify_capture_queue_damage(PG_FUNCTION_ARGS)
  * nothing can be staged: a WARNING, and the shop's write goes on.
  */
 static void
-stage_capture(int64 watch_id, const char *event, const char *key, Datum source_row,
+stage_capture(int64 watch_id, const char *event, Datum event_text, const char *key, Datum source_row,
 			  bool has_row, const char *error)
 {
-	Oid			relid = capture_queue_relid();
 	Relation	rel;
 	Datum		values[6];
 	bool		nulls[6] = {false, false, false, false, false, false};
 	HeapTuple	tup;
 	const char *damage;
 
-	if (!OidIsValid(relid))
+	if (!OidIsValid(queue_relid))
+	{
+		queue_relid = capture_queue_relid();
+		queue_checked = false;
+	}
+	if (!OidIsValid(queue_relid))
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -360,8 +369,22 @@ stage_capture(int64 watch_id, const char *event, const char *key, Datum source_r
 				 errhint("Is the wa_notify extension installed in this database?")));
 		return;
 	}
-	rel = table_open(relid, RowExclusiveLock);
-	damage = capture_queue_damage(rel);
+	/* locked once per (sub)transaction: a lock is held until its end */
+	if (queue_locked_lxid == MyProc->lxid && queue_locked_subxid == GetCurrentSubTransactionId())
+		rel = table_open(queue_relid, NoLock);
+	else
+	{
+		rel = table_open(queue_relid, RowExclusiveLock);
+		queue_locked_lxid = MyProc->lxid;
+		queue_locked_subxid = GetCurrentSubTransactionId();
+	}
+	/* the damage changes only with DDL on the table: its relcache invalidation */
+	if (!queue_checked)
+	{
+		queue_damage = capture_queue_damage(rel);
+		queue_checked = true;
+	}
+	damage = queue_damage;
 	if (damage)
 	{
 		table_close(rel, RowExclusiveLock);
@@ -373,7 +396,7 @@ stage_capture(int64 watch_id, const char *event, const char *key, Datum source_r
 		return;
 	}
 	values[0] = Int64GetDatum(watch_id);
-	values[1] = CStringGetTextDatum(event);
+	values[1] = event_text;
 	if (key)
 		values[2] = CStringGetTextDatum(key);
 	else
@@ -521,7 +544,7 @@ row_to_jsonb(void *arg)
 
 /* the row as jsonb ($2 of the context), or *error */
 static Datum
-staged_row(CaptureEntry *e, HeapTuple tup, TupleDesc desc, Datum newrow, const char *keep,
+staged_row(FmgrInfo *to_jsonb, HeapTuple tup, TupleDesc desc, Datum newrow, const char *keep,
 		   char **error)
 {
 	Size		rawsize;
@@ -539,7 +562,7 @@ staged_row(CaptureEntry *e, HeapTuple tup, TupleDesc desc, Datum newrow, const c
 						  rawsize, WA_MAX_STAGED_ROW);
 		return (Datum) 0;
 	}
-	r.to_jsonb = &e->to_jsonb;
+	r.to_jsonb = to_jsonb;
 	r.row = newrow;
 	r.result = (Datum) 0;
 	if (safe)
@@ -549,55 +572,263 @@ staged_row(CaptureEntry *e, HeapTuple tup, TupleDesc desc, Datum newrow, const c
 	return r.result;
 }
 
-/* fires_when of a 1.1 trigger: does the row fire, and with which error? */
-static bool
-check_fires_when(TriggerData *trigdata, int64 watch_id, char **error)
+/*
+ * One watch of a capture trigger, as read from the trigger's arguments and
+ * resolved against the trigger's relation.
+ */
+typedef struct CaptureWatch
+{
+	int64		watch_id;
+	char	   *event;
+	Datum		event_text;		/* the same as text, staged with every capture */
+	bool		key_is_query;	/* 'e': key is a query; 'k': a quoted column */
+	char	   *key;
+	char	   *keep;			/* what of the row to stage: '-', 'j', 'c<columns>' */
+	char	   *fires_when;		/* '' none (or decided by a 1.0 WHEN clause) */
+	char	   *path;			/* the schemas recorded at watch() time */
+	char	   *alias;			/* the name fires_when and the key use for the table */
+	AttrNumber	key_attnum;		/* 'k': the column in this relation, 0: gone */
+	FmgrInfo	key_output;		/* its type's output function */
+	WaFiresWhen *fw;			/* compiled fires_when (capture_expr.c's cache) */
+} CaptureWatch;
+
+/*
+ * A capture trigger of one relation, its arguments parsed once per backend:
+ * 1.1 attaches one trigger per table and event kind (INSERT, UPDATE)
+ * holding every watch of the table (eight arguments each, in watch id
+ * order), so a row costs one trigger event however many watches the table
+ * has.  Invalidated with the relation's relcache entry (a column renamed,
+ * a type changed, a trigger dropped or created).
+ */
+typedef struct CaptureGroup
+{
+	Oid			tgoid;			/* hash key: the trigger */
+	Oid			relid;
+	bool		valid;
+	int			busy;			/* calls running (a key query may fire it again) */
+	MemoryContext cxt;			/* everything below */
+	int			nwatches;
+	CaptureWatch *watches;
+	char	   *relname;		/* schema-qualified, for error texts */
+	FmgrInfo	to_jsonb;		/* to_jsonb() of the relation's row type */
+} CaptureGroup;
+
+static HTAB *group_cache = NULL;
+
+static void
+capture_relcache_cb(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	CaptureGroup *g;
+
+	if (!OidIsValid(relid) || relid == queue_relid)
+	{
+		queue_relid = InvalidOid;
+		queue_checked = false;
+	}
+	hash_seq_init(&seq, group_cache);
+	while ((g = hash_seq_search(&seq)) != NULL)
+		if (!OidIsValid(relid) || g->relid == relid)
+			g->valid = false;
+}
+
+static void
+group_cache_init(void)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(CaptureGroup);
+	group_cache = hash_create("wa_notify capture triggers", 32, &ctl, HASH_ELEM | HASH_BLOBS);
+	CacheRegisterRelcacheCallback(capture_relcache_cb, (Datum) 0);
+}
+
+/* a watch's key column and its output function, in this relation */
+static void
+resolve_key_column(CaptureWatch *w, TupleDesc desc)
+{
+	w->key_attnum = column_number(desc, pstrdup(w->key));
+	if (w->key_attnum > 0)
+	{
+		Oid			typoutput;
+		bool		typisvarlena;
+
+		getTypeOutputInfo(TupleDescAttr(desc, w->key_attnum - 1)->atttypid,
+						  &typoutput, &typisvarlena);
+		fmgr_info_cxt(typoutput, &w->key_output, CurrentMemoryContext);
+	}
+}
+
+/*
+ * The parsed trigger.  Arguments: eight per watch (watch id, event, key
+ * mode, key, what to stage, fires_when, schemas, alias); a 1.0 trigger has
+ * five (its fires_when is its WHEN clause).
+ */
+static CaptureGroup *
+capture_group(TriggerData *trigdata)
 {
 	Trigger    *tg = trigdata->tg_trigger;
-	WaFiresWhen *fw;
-	bool		update = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event);
+	Relation	rel = trigdata->tg_relation;
+	CaptureGroup *g;
+	bool		found;
+	int			per = tg->tgnargs == 5 ? 5 : 8;
+	MemoryContext old;
+
+	if (tg->tgnargs == 0 || (tg->tgnargs != 5 && tg->tgnargs % 8 != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("wa_notify._capture() needs eight trigger arguments per watch"),
+				 errhint("Attach capture with wa_notify.watch().")));
+	if (group_cache == NULL)
+		group_cache_init();
+	g = hash_search(group_cache, &tg->tgoid, HASH_ENTER, &found);
+	if (!found)
+	{
+		g->cxt = NULL;
+		g->busy = 0;
+	}
+	else if (g->valid)
+		return g;
+	/* a call still running uses the old entry: leave its memory to it */
+	if (g->cxt && g->busy == 0)
+		MemoryContextDelete(g->cxt);
+	g->valid = false;
+	g->relid = RelationGetRelid(rel);
+	g->cxt = AllocSetContextCreate(CacheMemoryContext, "wa_notify capture trigger",
+								   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(g->cxt);
+	g->relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											RelationGetRelationName(rel));
+	g->nwatches = tg->tgnargs / per;
+	g->watches = palloc0(sizeof(CaptureWatch) * g->nwatches);
+	for (int i = 0; i < g->nwatches; i++)
+	{
+		CaptureWatch *w = &g->watches[i];
+		char	  **a = tg->tgargs + i * per;
+
+		w->watch_id = (int64) strtoll(a[0], NULL, 10);
+		w->event = pstrdup(a[1]);
+		w->event_text = CStringGetTextDatum(a[1]);
+		w->key_is_query = (a[2][0] == 'e');
+		w->key = pstrdup(a[3]);
+		w->keep = pstrdup(a[4]);
+		w->fires_when = pstrdup(per == 8 ? a[5] : "");
+		w->path = pstrdup(per == 8 ? a[6] : "");
+		w->alias = pstrdup(per == 8 ? a[7] : "");
+		if (!w->key_is_query)
+			resolve_key_column(w, RelationGetDescr(rel));
+	}
+	{
+		/* to_jsonb(row): an FmgrInfo whose call expression gives the row type */
+		FuncExpr   *fexpr;
+
+		fmgr_info_cxt(F_TO_JSONB, &g->to_jsonb, g->cxt);
+		fexpr = makeFuncExpr(F_TO_JSONB, JSONBOID,
+							 list_make1(makeNullConst(rel->rd_rel->reltype, -1, InvalidOid)),
+							 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+		g->to_jsonb.fn_expr = (Node *) fexpr;
+	}
+	MemoryContextSwitchTo(old);
+	g->valid = true;
+	return g;
+}
+
+/* the row being captured, its whole-row values built only when needed */
+typedef struct CaptureRow
+{
+	TriggerData *trigdata;
+	HeapTuple	newtup;
+	HeapTuple	oldtup;			/* UPDATE only */
+	TupleTableSlot *newslot;
+	TupleTableSlot *oldslot;	/* UPDATE only */
+	Datum		newrow;			/* (Datum) 0 until built */
+	Datum		oldrow;
+} CaptureRow;
+
+static Datum
+new_row_datum(CaptureRow *r)
+{
+	if (r->newrow == (Datum) 0)
+		r->newrow = heap_copy_tuple_as_datum(r->newtup, RelationGetDescr(r->trigdata->tg_relation));
+	return r->newrow;
+}
+
+/* fires_when of a watch: does the row fire, and with which error? */
+static bool
+watch_fires(CaptureGroup *g, CaptureWatch *w, CaptureRow *r, char **error)
+{
 	char	   *err;
 	bool		fires;
 
 	*error = NULL;
-	if (tg->tgnargs < 8 || tg->tgargs[5][0] == '\0')
+	if (w->fires_when[0] == '\0')
 		return true;
-	fw = wa_fires_lookup(watch_id, RelationGetRelid(trigdata->tg_relation),
-						 tg->tgargs[5], tg->tgargs[6], tg->tgargs[7]);
-	/* a safe expression was decided by the WHEN clause already */
-	if (wa_fires_safe(fw))
-		return true;
-	fires = wa_fires_eval(fw, update ? trigdata->tg_newslot : trigdata->tg_trigslot,
-						  update ? trigdata->tg_trigslot : NULL, &err);
+	if (w->fw == NULL || !wa_fires_current(w->fw))
+		w->fw = wa_fires_lookup(w->watch_id, g->relid, w->fires_when, w->path, w->alias);
+	fires = wa_fires_eval(w->fw, r->newslot, r->oldslot, &err);
 	if (err)
 		*error = psprintf("fires_when of watch " INT64_FORMAT " (%s on %s) failed: %s; the expression was: %s",
-						  watch_id, tg->tgargs[1],
-						  quote_qualified_identifier(get_namespace_name(RelationGetNamespace(trigdata->tg_relation)),
-													 RelationGetRelationName(trigdata->tg_relation)),
-						  err, tg->tgargs[5]);
+						  w->watch_id, w->event, g->relname, err, w->fires_when);
 	return fires;
 }
 
-/* the order key of a 'k' trigger: the text of a column of the row */
+/* the order key of a 'k' watch: the text of a column of the row */
 static char *
-column_key(HeapTuple tup, TupleDesc desc, char *quoted, char **error)
+column_key(CaptureWatch *w, CaptureRow *r, char **error)
 {
-	int			attnum = column_number(desc, pstrdup(quoted));
 	bool		isnull;
 	Datum		v;
-	Oid			typoutput;
-	bool		typisvarlena;
 
-	if (attnum == 0)
+	if (w->key_attnum == 0)
 	{
-		*error = psprintf("the order key column %s does not exist", quoted);
+		*error = psprintf("the order key column %s does not exist", w->key);
 		return NULL;
 	}
-	v = heap_getattr(tup, attnum, desc, &isnull);
+	v = slot_getattr(r->newslot, w->key_attnum, &isnull);
 	if (isnull)
 		return NULL;
-	getTypeOutputInfo(TupleDescAttr(desc, attnum - 1)->atttypid, &typoutput, &typisvarlena);
-	return OidOutputFunctionCall(typoutput, v);
+	return OutputFunctionCall(&w->key_output, v);
+}
+
+/* one watch of the trigger on one row: decide, take the key, stage */
+static void
+capture_watch(CaptureGroup *g, CaptureWatch *w, CaptureRow *r)
+{
+	TupleDesc	desc = RelationGetDescr(r->trigdata->tg_relation);
+	bool		keep_row = (w->keep[0] == 'j' || w->keep[0] == 'c');
+	char	   *key = NULL;
+	char	   *error = NULL;
+	char	   *fw_error;
+	Datum		jrow = (Datum) 0;
+
+	if (!watch_fires(g, w, r, &fw_error))
+		return;
+	if (w->key_is_query)
+	{
+		CaptureEntry *e = capture_entry(w->watch_id, r->trigdata->tg_relation->rd_rel->reltype,
+										w->key);
+
+		if (r->oldtup && r->oldrow == (Datum) 0)
+			r->oldrow = heap_copy_tuple_as_datum(r->oldtup, desc);
+		if (!run_key_query(e, new_row_datum(r), r->oldrow, r->oldtup != NULL, &key, &error))
+			return;
+	}
+	else
+		key = column_key(w, r, &error);
+	if (key == NULL && error == NULL)
+		error = pstrdup("the order key expression gave NULL for this row");
+	if (fw_error)
+		error = fw_error;
+
+	if (keep_row && error == NULL)
+		jrow = staged_row(&g->to_jsonb, r->newtup, desc,
+						  w->keep[0] == 'j' ? new_row_datum(r) : (Datum) 0, w->keep, &error);
+	if (error && key)
+		error = psprintf("%s (order %s)", error, key);
+	/* a failed capture has no key: it must not stand in for a later good one */
+	stage_capture(w->watch_id, w->event, w->event_text, error ? NULL : key, jrow,
+				  keep_row && jrow != (Datum) 0 && error == NULL, error);
 }
 
 PG_FUNCTION_INFO_V1(wa_notify_capture);
@@ -605,20 +836,8 @@ Datum
 wa_notify_capture(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Trigger    *tg;
-	Relation	rel;
-	TupleDesc	desc;
-	HeapTuple	newtup;
-	HeapTuple	oldtup = NULL;
-	int64		watch_id;
-	bool		expr_mode;
-	bool		keep_row;
-	CaptureEntry *e;
-	char	   *key = NULL;
-	char	   *error = NULL;
-	char	   *fw_error = NULL;
-	Datum		newrow = (Datum) 0;
-	Datum		jrow = (Datum) 0;
+	CaptureGroup *g;
+	CaptureRow	r;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -628,54 +847,39 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("wa_notify._capture() must be an AFTER ... FOR EACH ROW trigger")));
-	tg = trigdata->tg_trigger;
-	if (tg->tgnargs != 5 && tg->tgnargs != 8)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("wa_notify._capture() needs five or eight trigger arguments"),
-				 errhint("Attach capture with wa_notify.watch().")));
+	/* the parsed trigger, kept for the statement's other rows */
+	g = (CaptureGroup *) fcinfo->flinfo->fn_extra;
+	if (g == NULL || !g->valid || g->tgoid != trigdata->tg_trigger->tgoid)
+	{
+		g = capture_group(trigdata);
+		fcinfo->flinfo->fn_extra = g;
+	}
 
-	rel = trigdata->tg_relation;
-	desc = RelationGetDescr(rel);
+	memset(&r, 0, sizeof(r));
+	r.trigdata = trigdata;
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
-		oldtup = trigdata->tg_trigtuple;
-		newtup = trigdata->tg_newtuple;
+		r.oldtup = trigdata->tg_trigtuple;
+		r.oldslot = trigdata->tg_trigslot;
+		r.newtup = trigdata->tg_newtuple;
+		r.newslot = trigdata->tg_newslot;
 	}
 	else
-		newtup = trigdata->tg_trigtuple;
-
-	watch_id = (int64) strtoll(tg->tgargs[0], NULL, 10);
-	if (!check_fires_when(trigdata, watch_id, &fw_error))
-		return PointerGetDatum(NULL);
-	expr_mode = (tg->tgargs[2][0] == 'e');
-	keep_row = (tg->tgargs[4][0] == 'j' || tg->tgargs[4][0] == 'c');
-
-	e = capture_entry(watch_id, rel->rd_rel->reltype, expr_mode, tg->tgargs[3]);
-
-	if (expr_mode || tg->tgargs[4][0] == 'j')
-		newrow = heap_copy_tuple_as_datum(newtup, desc);
-	if (expr_mode)
 	{
-		Datum		oldrow = oldtup ? heap_copy_tuple_as_datum(oldtup, desc) : (Datum) 0;
-
-		if (!run_key_query(e, newrow, oldrow, oldtup != NULL, &key, &error))
-			return PointerGetDatum(NULL);
+		r.newtup = trigdata->tg_trigtuple;
+		r.newslot = trigdata->tg_trigslot;
 	}
-	else
-		key = column_key(newtup, desc, tg->tgargs[3], &error);
-	if (key == NULL && error == NULL)
-		error = pstrdup("the order key expression gave NULL for this row");
-	if (fw_error)
-		error = fw_error;
-
-	if (keep_row && error == NULL)
-		jrow = staged_row(e, newtup, desc, newrow, tg->tgargs[4], &error);
-	if (error && key)
-		error = psprintf("%s (order %s)", error, key);
-	/* a failed capture has no key: it must not stand in for a later good one */
-	stage_capture(watch_id, tg->tgargs[1], error ? NULL : key, jrow,
-				  keep_row && jrow != (Datum) 0 && error == NULL, error);
+	g->busy++;
+	PG_TRY();
+	{
+		for (int i = 0; i < g->nwatches; i++)
+			capture_watch(g, &g->watches[i], &r);
+	}
+	PG_FINALLY();
+	{
+		g->busy--;
+	}
+	PG_END_TRY();
 	return PointerGetDatum(NULL);
 }
 

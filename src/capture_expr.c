@@ -6,12 +6,12 @@
  *	  per backend, watch and table, and compiled again whenever the table,
  *	  a function or a type changes (relcache and syscache invalidation).
  *
- *	  So no trigger of wa_notify holds a WHEN clause that names a column:
- *	  the trigger's WHEN is wa_notify._fires(watch, expression, path,
- *	  alias, NEW) [AND wa_notify._fires_not(..., OLD)], whose whole-row
- *	  arguments tie it to no column,
- *	  and the shop may change a watched column's type (enum to text and
- *	  back), add or drop other columns with the watch attached.  When the
+ *	  The capture trigger (capture.c) evaluates it on its own slots (the
+ *	  scan tuple of the expression: only the columns it reads are
+ *	  deformed, no whole-row value is built), so no trigger of wa_notify
+ *	  has a WHEN clause that names a column, and the shop may change a
+ *	  watched column's type (enum to text and back), add or drop other
+ *	  columns with the watch attached.  When the
  *	  expression no longer makes sense, the error is the capture's error
  *	  (a failed message) and wa_notify._expr_check() says why on the
  *	  status card.
@@ -20,16 +20,15 @@
  *	  logic, NULL tests, CASE/COALESCE and leakproof operators and
  *	  functions (int4eq, texteq, enum_eq...: they cannot raise on any
  *	  input) is evaluated directly; any other is evaluated in a
- *	  subtransaction, so that its error never fails the shop's statement.
- *	  _fires() answers true on an error, and the capture trigger evaluates
- *	  it again (protected) to stage the error.
+ *	  subtransaction, so that its error never fails the shop's statement;
+ *	  an error counts as firing, and the trigger stages the error.
  *
  *	  wa_run_protected() is the one subtransaction wrapper of capture: it
  *	  turns an error into text, except PostgreSQL's own resource errors and
  *	  operator interventions (out of memory, disk full, cancel, shutdown),
  *	  which go on failing the statement.
  *
- *	  SQL: wa_notify._fires(), wa_notify._fires_not(), wa_notify._expr_check().
+ *	  SQL: wa_notify._expr_check().
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -79,8 +78,6 @@ struct WaFiresWhen
 	ExprState  *state;
 	bool		safe;
 	ExprContext *econtext;
-	TupleTableSlot *slot;		/* for _fires()'s whole-row argument */
-	Oid			rowtype;		/* of that argument (_fires() sets it) */
 };
 
 static HTAB *fires_cache = NULL;
@@ -337,8 +334,6 @@ wa_fires_lookup(int64 watch_id, Oid relid, const char *expr, const char *path,
 	e->alias = pstrdup(alias);
 	e->parse_error = NULL;
 	e->state = NULL;
-	e->slot = NULL;
-	e->rowtype = InvalidOid;
 	e->safe = false;
 	e->econtext = CreateStandaloneExprContext();
 	MemoryContextSwitchTo(old);
@@ -349,15 +344,6 @@ wa_fires_lookup(int64 watch_id, Oid relid, const char *expr, const char *path,
 		elog(ERROR, "could not open relation with OID %u", relid);
 	if (!wa_run_protected(build_entry, &b, &error))
 		e->parse_error = MemoryContextStrdup(e->cxt, error);
-	else
-	{
-		TupleDesc	desc;
-
-		old = MemoryContextSwitchTo(e->cxt);
-		desc = CreateTupleDescCopy(RelationGetDescr(b.rel));
-		e->slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
-		MemoryContextSwitchTo(old);
-	}
 	RelationClose(b.rel);
 	e->valid = true;
 	return e;
@@ -418,76 +404,11 @@ wa_fires_eval(WaFiresWhen *e, TupleTableSlot *newslot, TupleTableSlot *oldslot, 
 	return a.fires;
 }
 
+/* false once a change of the table, a function, an operator or a type made it stale */
 bool
-wa_fires_safe(WaFiresWhen *e)
+wa_fires_current(WaFiresWhen *e)
 {
-	return e->parse_error == NULL && e->safe;
-}
-
-/* a whole-row argument of _fires() in the entry's slot */
-static TupleTableSlot *
-store_row(TupleTableSlot *slot, Oid relid, HeapTupleHeader th, HeapTupleData *tmp)
-{
-	tmp->t_len = HeapTupleHeaderGetDatumLength(th);
-	ItemPointerSetInvalid(&tmp->t_self);
-	tmp->t_tableOid = relid;
-	tmp->t_data = th;
-	return ExecStoreHeapTuple(tmp, slot, false);
-}
-
-/*
- * Does fires_when hold on the whole-row argument 4 (want true), or not
- * (want false)?  True as well when it fails on the row: the capture
- * trigger then evaluates it again and records the error.
- */
-static bool
-fires_on_row(FunctionCallInfo fcinfo, bool want)
-{
-	HeapTupleHeader th = PG_GETARG_HEAPTUPLEHEADER(4);
-	Oid			rowtype = HeapTupleHeaderGetTypeId(th);
-	WaFiresWhen *e = (WaFiresWhen *) fcinfo->flinfo->fn_extra;
-	HeapTupleData tup;
-	char	   *error;
-	bool		holds;
-
-	if (e == NULL || !e->valid || e->rowtype != rowtype)
-	{
-		e = wa_fires_lookup(PG_GETARG_INT64(0), get_typ_typrelid(rowtype),
-							text_to_cstring(PG_GETARG_TEXT_PP(1)),
-							text_to_cstring(PG_GETARG_TEXT_PP(2)),
-							text_to_cstring(PG_GETARG_TEXT_PP(3)));
-		e->rowtype = rowtype;
-		fcinfo->flinfo->fn_extra = e;
-	}
-	if (e->parse_error)
-		return true;
-	store_row(e->slot, e->key.relid, th, &tup);
-	holds = wa_fires_eval(e, e->slot, NULL, &error);
-	ExecClearTuple(e->slot);
-	return error ? true : holds == want;
-}
-
-/*
- * wa_notify._fires(watch_id bigint, fires_when text, search_path text,
- *     alias text, new record) RETURNS boolean
- * wa_notify._fires_not(..., old record) RETURNS boolean
- *
- * The WHEN clause of a 1.1 capture trigger: INSERT "_fires(NEW)", UPDATE
- * "_fires(NEW) AND _fires_not(OLD)" (the old row is only looked at when
- * the new one fires).  True on an error (the trigger stages it).
- */
-PG_FUNCTION_INFO_V1(wa_notify_fires);
-Datum
-wa_notify_fires(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(fires_on_row(fcinfo, true));
-}
-
-PG_FUNCTION_INFO_V1(wa_notify_fires_not);
-Datum
-wa_notify_fires_not(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(fires_on_row(fcinfo, false));
+	return e->valid;
 }
 
 typedef struct CheckArgs

@@ -17,8 +17,14 @@
  *	    since 1.1 every context runs as wa_notify_context, never as the
  *	    watch's role (capture_context.c).
  *
+ *	  A table's capture triggers hold all its watches (one trigger per event
+ *	  kind), so attaching one watch drops and creates them again: done as
+ *	  the extension's owner as well, once the caller's TRIGGER privilege on
+ *	  the table and on each of its partitions is checked (what CREATE
+ *	  TRIGGER would check as the caller).
+ *
  *	  SQL: wa_notify._watch_check(), wa_notify._watch_store(),
- *	       wa_notify.unwatch().
+ *	       wa_notify._watch_attach(), wa_notify.unwatch().
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -26,6 +32,7 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -195,4 +202,38 @@ wa_notify_unwatch(PG_FUNCTION_ARGS)
 	check_watch_privilege(PG_GETARG_OID(1), true);
 	PG_RETURN_DATUM(run_as_extension_owner("SELECT wa_notify._unwatch_drop($1, $2)",
 										   2, types, values, NULL));
+}
+
+/*
+ * wa_notify._watch_attach(source regclass, watch_id bigint, ins text[],
+ *     upd text[]) RETURNS boolean: checks the caller's TRIGGER privilege on
+ * source and its partitions, then, as the extension's owner, attaches the
+ * table's capture triggers again with the watch's new entries
+ * (wa_notify._capture_rebuild).
+ */
+PG_FUNCTION_INFO_V1(wa_notify_watch_attach);
+Datum
+wa_notify_watch_attach(PG_FUNCTION_ARGS)
+{
+	Oid			types[4] = {REGCLASSOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	List	   *rels;
+	ListCell   *lc;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the table and the watch id of wa_notify._watch_attach must not be NULL")));
+	rels = find_all_inheritors(PG_GETARG_OID(0), NoLock, NULL);
+	foreach(lc, rels)
+		check_watch_privilege(lfirst_oid(lc), false);
+	for (int i = 0; i < 4; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		if (PG_ARGISNULL(i))
+			nulls[i] = 'n';
+	}
+	PG_RETURN_DATUM(run_as_extension_owner("SELECT wa_notify._capture_rebuild($1, $2, $3, $4)",
+										   4, types, values, nulls));
 }

@@ -121,7 +121,7 @@ extern WaFiresWhen *wa_fires_lookup(int64 watch_id, Oid relid, const char *expr,
 									const char *path, const char *alias);
 extern bool wa_fires_eval(WaFiresWhen *e, struct TupleTableSlot *newslot,
 						  struct TupleTableSlot *oldslot, char **error);
-extern bool wa_fires_safe(WaFiresWhen *e);
+extern bool wa_fires_current(WaFiresWhen *e);
 
 /* worker.c */
 extern PGDLLEXPORT void wa_worker_main(Datum main_arg);

@@ -4,6 +4,7 @@
 #   test/bench/capture_bench.sh            (as root or postgres; builds nothing:
 #                                           run "make install" first)
 #   PG_CONFIG=... ROWS=100000 REPS=3 CLIENTS=2 test/bench/capture_bench.sh
+#   RESOLVE=0 ...                          (skip the _resolve_pending timing)
 #
 # A throw-away cluster (fsync and synchronous_commit off, so that commit
 # flushes do not hide the triggers' CPU cost) with a nopCommerce-shaped
@@ -20,8 +21,9 @@
 #
 # Variants:
 #   plain       no trigger
-#   wa_notify   wa_notify.watch(): C row trigger, transition in the WHEN clause
-#               (1.0: the expression itself; 1.1: wa_notify._fires(), evaluated in C),
+#   wa_notify   wa_notify.watch(): C row trigger (1.0: one per watch and event
+#               kind, transition in a WHEN clause naming the columns; 1.1: one
+#               per table and event kind, every fires_when evaluated in C),
 #               the context does not read $2 (the row is not kept as jsonb)
 #   wa_notify_c the same with a context that reads $2->>'CustomerIp' (that
 #               column staged)
@@ -39,10 +41,11 @@ PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 ROWS=${ROWS:-100000}
 REPS=${REPS:-3}
 CLIENTS=${CLIENTS:-2}
+RESOLVE=${RESOLVE:-1}
 VARIANTS=${VARIANTS:-"plain wa_notify wa_notify_c wa_notify_j plpgsql plpgsql_q stmt_tt pgq"}
 if [ "$(id -u)" = 0 ]; then
     exec runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" ROWS="$ROWS" REPS="$REPS" \
-        CLIENTS="$CLIENTS" VARIANTS="$VARIANTS" bash "$0" "$@"
+        CLIENTS="$CLIENTS" VARIANTS="$VARIANTS" RESOLVE="$RESOLVE" PORT="${PORT:-}" bash "$0" "$@"
 fi
 BIN=$("$PG_CONFIG" --bindir)
 PGBENCH=$BIN/pgbench; [ -x "$PGBENCH" ] || PGBENCH=pgbench
@@ -72,36 +75,9 @@ q() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 # PgQ only when its variant is asked for (postgresql-15-pgq3 may be absent)
 case " $VARIANTS " in *" pgq "*) q -c 'CREATE EXTENSION pgq' -c "SELECT pgq.create_queue('orders')" >/dev/null ;; esac
-q <<'SQL'
+q -v shop="$here/test/bench/capture_shop.sql" <<'SQL'
 CREATE EXTENSION wa_notify;
-CREATE TABLE "Address" ("Id" serial PRIMARY KEY, "FirstName" text, "LastName" text, "Email" text,
-    "PhoneNumber" text, "City" text, "CreatedOnUtc" timestamp NOT NULL DEFAULT now());
-INSERT INTO "Address" ("FirstName", "PhoneNumber") SELECT 'Cliente ' || g, '(11) 9' || (80000000 + g)
-  FROM generate_series(1, 1000) g;
-CREATE TABLE "Order" (
-    "Id" serial PRIMARY KEY, "OrderGuid" uuid NOT NULL DEFAULT gen_random_uuid(),
-    "CustomOrderNumber" text NOT NULL, "StoreId" int NOT NULL DEFAULT 1, "CustomerId" int NOT NULL,
-    "BillingAddressId" int NOT NULL REFERENCES "Address", "ShippingAddressId" int REFERENCES "Address",
-    "PickupAddressId" int REFERENCES "Address",
-    "OrderStatusId" int NOT NULL, "ShippingStatusId" int NOT NULL, "PaymentStatusId" int NOT NULL,
-    "PaymentMethodSystemName" text, "CustomerCurrencyCode" text NOT NULL DEFAULT 'BRL',
-    "OrderSubtotalInclTax" numeric(18,4) NOT NULL DEFAULT 0, "OrderShippingInclTax" numeric(18,4) NOT NULL DEFAULT 0,
-    "OrderTax" numeric(18,4) NOT NULL DEFAULT 0, "OrderDiscount" numeric(18,4) NOT NULL DEFAULT 0,
-    "OrderTotal" numeric(18,4) NOT NULL, "RefundedAmount" numeric(18,4) NOT NULL DEFAULT 0,
-    "CustomerIp" text, "ShippingMethod" text, "ShippingRateComputationMethodSystemName" text,
-    "PaidDateUtc" timestamp, "Deleted" boolean NOT NULL DEFAULT false,
-    "CreatedOnUtc" timestamp NOT NULL DEFAULT now());
--- nopCommerce's indexes on "Order"
-CREATE INDEX "IX_Order_CustomerId" ON "Order" ("CustomerId");
-CREATE INDEX "IX_Order_BillingAddressId" ON "Order" ("BillingAddressId");
-CREATE INDEX "IX_Order_ShippingAddressId" ON "Order" ("ShippingAddressId");
-CREATE INDEX "IX_Order_PickupAddressId" ON "Order" ("PickupAddressId");
-CREATE INDEX "IX_Order_CreatedOnUtc" ON "Order" ("CreatedOnUtc" DESC);
-CREATE TABLE "Shipment" ("Id" serial PRIMARY KEY, "OrderId" int NOT NULL REFERENCES "Order",
-    "TrackingNumber" text, "TotalWeight" numeric(18,4), "ShippedDateUtc" timestamp,
-    "DeliveryDateUtc" timestamp, "AdminComment" text, "CreatedOnUtc" timestamp NOT NULL DEFAULT now());
-CREATE INDEX "IX_Shipment_OrderId" ON "Shipment" ("OrderId");
-
+\i :shop
 -- the peers
 CREATE TABLE order_queue (id bigserial PRIMARY KEY, event text NOT NULL, order_key text NOT NULL,
                           payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
@@ -276,7 +252,7 @@ done
 # the work moved out of the checkout: resolving ROWS captured orders
 # (staged rows into wa_notify.message, context query, phone) after commit
 RESOLVE_MS=
-if [[ " $VARIANTS " == *" wa_notify "* ]]; then
+if [ "$RESOLVE" != 0 ] && [[ " $VARIANTS " == *" wa_notify "* ]]; then
     setup wa_notify
     q -c "$BULK_ORDERS" >/dev/null
     RESOLVE_MS=$(timed "SELECT wa_notify._resolve_pending($ROWS)")

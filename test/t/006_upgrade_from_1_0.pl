@@ -89,12 +89,17 @@ my %before = map { $_ => $node->safe_psql('shop', $_) } (
 	'SELECT id, event, source, order_key, fires_when, context, owner FROM wa_notify.watch ORDER BY id',
 	# the worker starts sending at the update's commit: what it may change
 	# (status, attempts...) is checked below, message by message
-	q{SELECT id, event, order_key, phone, params, created_at FROM wa_notify.message WHERE id <= 3 ORDER BY id},
-	# the shop's triggers (the update re-attaches those whose 1.0 WHEN
-	# clause named the table's columns: their names and function stay)
-	q{SELECT tgname, tgfoid::regproc FROM pg_trigger
-	   WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal ORDER BY tgname});
+	q{SELECT id, event, order_key, phone, params, created_at FROM wa_notify.message WHERE id <= 3 ORDER BY id});
 my $last_id = $node->safe_psql('shop', q{SELECT last_value FROM wa_notify.message_id_seq});
+# the shop's 1.0 triggers: one per watch and event kind (watch id, event, key, staged row)
+my $watched = q{string_agg(concat_ws(' ', %1$s), E'\n' ORDER BY concat_ws(' ', %1$s))};
+my $triggers_1_0 = $node->safe_psql('shop', sprintf(q{SELECT %s FROM (
+	SELECT CASE WHEN tgtype & 16 <> 0 THEN 'upd' ELSE 'ins' END AS kind,
+	       (string_to_array(encode(tgargs, 'escape'), '\000'))[1:5] AS a
+	  FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal) t},
+	sprintf($watched, 'kind, a[1], a[2], a[3], a[4], a[5]')));
+like($triggers_1_0, qr/^ins 1 order_placed k id -\nins 2 order_cancelled k id -\nupd 2 order_cancelled k id -$/,
+	'1.0 made a trigger per watch and event kind');
 
 # --- the update -------------------------------------------------------------
 $node->safe_psql('shop', 'ALTER EXTENSION wa_notify UPDATE');
@@ -107,6 +112,15 @@ for my $q (sort keys %before)
 }
 is($in_flight_1_0 . ' -> ' . $node->safe_psql('shop', q{SELECT value FROM wa_notify.setting WHERE name = 'max_in_flight'}),
 	'32 -> 0', "max_in_flight left at 1.0's default (32) becomes auto (0)");
+# the update attaches them again the 1.1 way: one trigger per event kind
+# holding both watches (same keys, same staged row), no WHEN clause
+is($node->safe_psql('shop', sprintf(q{SELECT %s FROM wa_notify._capture_entries('orders') c},
+	sprintf($watched, 'c.kind, c.args[1], c.args[2], c.args[3], c.args[4], c.args[5]'))),
+	$triggers_1_0, 'the update kept every watch of the 1.0 triggers');
+is($node->safe_psql('shop', q{SELECT string_agg(tgname || ' ' || tgfoid::regproc || ' ' || (tgqual IS NULL), ', ' ORDER BY tgname)
+	FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal}),
+	'wa_notify_capture_ins wa_notify._capture true, wa_notify_capture_upd wa_notify._capture true',
+	'one capture trigger per event kind, without WHEN clause');
 is($node->safe_psql('shop', "SELECT count(*) FILTER (WHERE id <= $last_id) || ' ' || bool_and(id > $last_id OR id <= 3)
                                FROM wa_notify.message"),
 	'3 true', 'kept: the id sequence (new messages number on)');

@@ -50,7 +50,10 @@ is($node->safe_psql('shop2', 'SELECT event, source, order_key, fires_when FROM w
 	'watches restored');
 is($node->safe_psql('shop2',
 	"SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgfoid = 'wa_notify._capture()'::regprocedure"),
-	'3', 'capture triggers restored with the table');
+	'2', 'capture triggers (one per event kind) restored with the table');
+is($node->safe_psql('shop2',
+	"SELECT string_agg(c.kind || ' ' || c.args[2], ', ' ORDER BY c.kind, c.watch_id) FROM wa_notify._capture_entries('orders') c"),
+	'ins order_placed, ins order_cancelled, upd order_cancelled', 'they hold both watches');
 is($node->safe_psql('shop2', 'SELECT count(*) FROM wa_notify.capture_queue'), '1',
 	'the staged capture survived the restore');
 

@@ -6,10 +6,11 @@
 --    absent), row_security off, search_path pg_catalog + the schemas
 --    recorded at watch() time, read-only, under context_timeout and a lock
 --    timeout (src/capture_context.c);
---  * fires_when is compiled and evaluated in C (src/capture_expr.c): the
---    trigger's WHEN clause is wa_notify._fires(..., NEW) [AND
---    wa_notify._fires_not(..., OLD)], which ties the trigger to no column,
---    so the shop's ALTER COLUMN ... TYPE works;
+--  * one capture trigger per table and event kind (INSERT, UPDATE) holds
+--    every watch of the table; it evaluates each fires_when in C on its
+--    own tuples (src/capture.c, src/capture_expr.c) and has no WHEN
+--    clause, so it is tied to no column and the shop's ALTER COLUMN ...
+--    TYPE works;
 --  * staging never fails the shop's statement; resolution isolates a row
 --    that breaks the batch and refuses over-long order keys and contexts.
 
@@ -54,24 +55,9 @@ COMMENT ON FUNCTION wa_notify._context_explain(text, text, integer) IS
     'internal: EXPLAIN a context as wa_notify_context (watch() checks its privileges with it)';
 
 -------------------------------------------------------------------------------
--- fires_when in C, the staging table's health, the checks the status card
--- shows (capture_expr.c, capture.c)
+-- the staging table's health, the checks the status card shows
+-- (capture_expr.c, capture.c)
 -------------------------------------------------------------------------------
-CREATE FUNCTION wa_notify._fires(watch_id bigint, fires_when text, search_path text, alias text,
-                                 new record)
-    RETURNS boolean AS 'MODULE_PATHNAME', 'wa_notify_fires' LANGUAGE C VOLATILE STRICT;
-CREATE FUNCTION wa_notify._fires_not(watch_id bigint, fires_when text, search_path text, alias text,
-                                     old record)
-    RETURNS boolean AS 'MODULE_PATHNAME', 'wa_notify_fires_not' LANGUAGE C VOLATILE STRICT;
-COMMENT ON FUNCTION wa_notify._fires(bigint, text, text, text, record) IS
-    'internal: WHEN clause of a capture trigger: fires_when holds on the row (true on error)';
-COMMENT ON FUNCTION wa_notify._fires_not(bigint, text, text, text, record) IS
-    'internal: WHEN clause of an UPDATE capture trigger: fires_when does not hold on the old row (true on error)';
--- a WHEN clause's functions run as whoever writes the shop's table: it
--- evaluates an expression over the row it is given, as its caller
-GRANT EXECUTE ON FUNCTION wa_notify._fires(bigint, text, text, text, record),
-                          wa_notify._fires_not(bigint, text, text, text, record) TO PUBLIC;
-
 CREATE FUNCTION wa_notify._expr_check(source regclass, expr text, search_path text, alias text,
                                       is_condition boolean)
     RETURNS text AS 'MODULE_PATHNAME', 'wa_notify_expr_check' LANGUAGE C STABLE STRICT;
@@ -104,9 +90,7 @@ BEGIN
     IF rel IS NULL THEN
         RETURN format('table %s no longer exists', w.source);
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger tg
-                    WHERE tg.tgrelid = rel AND tg.tgfoid = 'wa_notify._capture()'::regprocedure
-                      AND split_part(encode(tg.tgargs, 'escape'), '\000', 1) = w.id::text) THEN
+    IF NOT EXISTS (SELECT 1 FROM wa_notify._capture_entries(rel) c WHERE c.watch_id = w.id) THEN
         RETURN 'its capture trigger is gone (call watch() again)';
     END IF;
     SELECT c.relname INTO alias FROM pg_class c WHERE c.oid = rel;
@@ -150,45 +134,127 @@ GRANT EXECUTE ON FUNCTION wa_notify._watch_problem(bigint) TO PUBLIC;
 -------------------------------------------------------------------------------
 -- watches: triggers, watch(), unwatch()
 -------------------------------------------------------------------------------
--- The capture triggers of a watch whose fires_when is decided in C: eight
--- arguments (watch id, event, key mode, key, what of the row to stage,
--- fires_when as the admin wrote it or '', the recorded schemas, the alias
--- the expressions use), and a WHEN clause that names no column.
-CREATE FUNCTION wa_notify._attach_watch(source regclass, wid bigint, ev text, key_mode text,
-                                        key text, keep_row text, fires_when text,
-                                        search_path text, alias name)
-RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+-- A table's capture triggers: one AFTER INSERT trigger holding every watch
+-- of the table and one AFTER UPDATE trigger holding those with a
+-- fires_when, named wa_notify_capture_ins and wa_notify_capture_upd, with
+-- eight arguments per watch in watch id order (watch id, event, key mode
+-- 'k' column or 'e' query, the key, what of the row to stage, fires_when
+-- as the admin wrote it or '', the recorded schemas, the alias the
+-- expressions use) and no WHEN clause: the trigger decides each watch's
+-- transition in C, so a row costs one trigger event however many watches
+-- the table has, and no column is named.
+
+-- a trigger's arguments (pg_trigger.tgargs: each ends in a NUL byte)
+CREATE FUNCTION wa_notify._trigger_args(tgargs bytea) RETURNS text[]
+LANGUAGE plpgsql STABLE STRICT SET search_path = pg_catalog AS $$
 DECLARE
-    args text := format('%L, %L, %L, %L, %L, %L, %L, %L', wid, ev, key_mode, key, keep_row,
-                        coalesce(fires_when, ''), search_path, alias);
+    rest bytea := tgargs;
+    p    integer;
+    args text[] := '{}';
 BEGIN
-    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW %s EXECUTE FUNCTION wa_notify._capture(%s)',
-                   format('wa_notify_%s_%s_ins', wid, ev), source,
-                   CASE WHEN fires_when IS NULL THEN ''
-                        ELSE format('WHEN (wa_notify._fires(%s::bigint, %L, %L, %L, NEW))',
-                                    wid, fires_when, search_path, alias) END,
-                   args);
-    IF fires_when IS NOT NULL THEN
-        -- the old row is looked at only when the new one fires
-        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (wa_notify._fires(%s::bigint, %L, %L, %L, NEW) AND wa_notify._fires_not(%s::bigint, %L, %L, %L, OLD)) EXECUTE FUNCTION wa_notify._capture(%s)',
-                       format('wa_notify_%s_%s_upd', wid, ev), source,
-                       wid, fires_when, search_path, alias, wid, fires_when, search_path, alias, args);
-    END IF;
+    LOOP
+        p := position('\x00'::bytea IN rest);
+        EXIT WHEN p = 0;
+        args := args || convert_from(substring(rest FROM 1 FOR p - 1), current_setting('server_encoding'));
+        rest := substring(rest FROM p + 1);
+    END LOOP;
+    RETURN args;
 END $$;
+
+-- The watches a table's capture triggers hold: per trigger and kind ('ins',
+-- 'upd'), each watch's eight arguments.  A 1.0 trigger (one watch, five
+-- arguments, fires_when in its WHEN clause) is read as the 1.1 entry of
+-- the same watch, fires_when from its watch row; a 1.0 trigger with a WHEN
+-- clause whose watch row is gone is left out (and left alone).
+CREATE FUNCTION wa_notify._capture_entries(source regclass)
+RETURNS TABLE (trigger_oid oid, kind text, watch_id bigint, args text[])
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tg    record;
+    a     text[];
+    fw    text;
+    path  text;
+BEGIN
+    FOR tg IN SELECT t.oid, t.tgtype, t.tgnargs, t.tgargs, t.tgqual IS NOT NULL AS has_when
+                FROM pg_trigger t
+               WHERE t.tgrelid = source AND t.tgparentid = 0
+                 AND t.tgfoid = 'wa_notify._capture()'::regprocedure
+               ORDER BY t.tgname
+    LOOP
+        a := wa_notify._trigger_args(tg.tgargs);
+        trigger_oid := tg.oid;
+        kind := CASE WHEN tg.tgtype & 16 <> 0 THEN 'upd' ELSE 'ins' END;
+        IF tg.tgnargs = 5 THEN
+            SELECT x.fires_when, x.search_path INTO fw, path
+              FROM wa_notify.watch x WHERE x.id::text = a[1];
+            CONTINUE WHEN tg.has_when AND fw IS NULL;
+            watch_id := a[1]::bigint;
+            args := a || ARRAY[CASE WHEN tg.has_when THEN fw ELSE '' END, coalesce(path, ''),
+                               (SELECT c.relname::text FROM pg_class c WHERE c.oid = source)];
+            RETURN NEXT;
+        ELSIF tg.tgnargs % 8 = 0 THEN
+            FOR i IN 0 .. tg.tgnargs / 8 - 1 LOOP
+                watch_id := a[i * 8 + 1]::bigint;
+                args := a[i * 8 + 1 : i * 8 + 8];
+                RETURN NEXT;
+            END LOOP;
+        END IF;
+    END LOOP;
+END $$;
+
+-- Attach a table's capture triggers again: the entries they hold, but
+-- watch_id's (NULL: keep all), plus watch_id's new ones (ins, upd; NULL:
+-- none).  Run as the extension's
+-- owner (by _watch_attach, _watch_upsert, _unwatch_drop: dropping a
+-- trigger takes the table's owner) and by the update script.
+CREATE FUNCTION wa_notify._capture_rebuild(source regclass, watch_id bigint, ins text[], upd text[])
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    old_triggers oid[];
+    entries      jsonb;            -- what the triggers hold now, and what they will
+    flat         text;
+    k            text;
+BEGIN
+    SELECT array_agg(DISTINCT c.trigger_oid),
+           coalesce(jsonb_agg(jsonb_build_object('kind', c.kind, 'watch_id', c.watch_id, 'args', c.args))
+                    FILTER (WHERE c.watch_id IS DISTINCT FROM _capture_rebuild.watch_id), '[]')
+      INTO old_triggers, entries
+      FROM wa_notify._capture_entries(source) c;
+    IF ins IS NOT NULL THEN
+        entries := entries || jsonb_build_array(jsonb_build_object('kind', 'ins', 'watch_id', watch_id, 'args', ins));
+    END IF;
+    IF upd IS NOT NULL THEN
+        entries := entries || jsonb_build_array(jsonb_build_object('kind', 'upd', 'watch_id', watch_id, 'args', upd));
+    END IF;
+    FOR k IN SELECT t.tgname FROM pg_trigger t WHERE t.oid = ANY (old_triggers) LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', k, source);
+    END LOOP;
+    FOREACH k IN ARRAY ARRAY['ins', 'upd'] LOOP
+        SELECT string_agg(quote_literal(u.a), ', ' ORDER BY e.watch_id, u.pos) INTO flat
+          FROM jsonb_to_recordset(entries) AS e(kind text, watch_id bigint, args text[]),
+               unnest(e.args) WITH ORDINALITY AS u(a, pos)
+         WHERE e.kind = k;
+        IF flat IS NOT NULL THEN
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION wa_notify._capture(%s)',
+                           'wa_notify_capture_' || k, CASE k WHEN 'ins' THEN 'INSERT' ELSE 'UPDATE' END,
+                           source, flat);
+        END IF;
+    END LOOP;
+    RETURN true;
+END $$;
+
+-- watch(): attach the watch's entries (checks the caller's TRIGGER
+-- privilege on the table and its partitions, then runs _capture_rebuild
+-- as the extension's owner; capture_priv.c)
+CREATE FUNCTION wa_notify._watch_attach(source regclass, watch_id bigint, ins text[], upd text[])
+    RETURNS boolean AS 'MODULE_PATHNAME', 'wa_notify_watch_attach' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION wa_notify._watch_attach(regclass, bigint, text[], text[]) IS
+    'internal: attach a watch to its table''s capture triggers (the caller needs TRIGGER on the table)';
 
 CREATE OR REPLACE FUNCTION wa_notify._drop_watch_triggers(source regclass, watch_id bigint)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
-DECLARE
-    t name;
 BEGIN
-    FOR t IN SELECT tg.tgname FROM pg_trigger tg
-              WHERE tg.tgrelid = source AND NOT tg.tgisinternal
-                AND tg.tgfoid = 'wa_notify._capture()'::regprocedure
-                AND tg.tgnargs IN (5, 8)
-                AND split_part(encode(tg.tgargs, 'escape'), '\000', 1) = watch_id::text
-    LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', t, source);
-    END LOOP;
+    PERFORM wa_notify._capture_rebuild(source, watch_id, NULL, NULL);
 END $$;
 
 CREATE OR REPLACE FUNCTION wa_notify._unwatch_drop(event text, source regclass)
@@ -199,10 +265,8 @@ DECLARE
 BEGIN
     -- by the triggers on the table (robust to a renamed table) and by name
     FOR wid IN
-        SELECT split_part(encode(tg.tgargs, 'escape'), '\000', 1)::bigint
-          FROM pg_trigger tg
-         WHERE tg.tgrelid = source AND tg.tgfoid = 'wa_notify._capture()'::regprocedure
-           AND tg.tgnargs IN (5, 8) AND split_part(encode(tg.tgargs, 'escape'), '\000', 2) = _unwatch_drop.event
+        SELECT c.watch_id FROM wa_notify._capture_entries(source) c
+         WHERE c.args[2] = _unwatch_drop.event
         UNION
         SELECT w.id FROM wa_notify.watch w
          WHERE w.event = _unwatch_drop.event AND to_regclass(w.source) = _unwatch_drop.source
@@ -234,6 +298,7 @@ DECLARE
     wid      bigint;
     recorded text;                 -- the schemas of the caller's search path
     grant_it text;
+    entry    text[];               -- the watch's arguments in its table's capture trigger
 BEGIN
     IF ev IS NULL OR NOT EXISTS (SELECT 1 FROM wa_notify.event e WHERE e.event = ev) THEN
         RAISE EXCEPTION 'unknown event "%"', ev
@@ -362,27 +427,26 @@ BEGIN
     wid := wa_notify._watch_store(ev, source, ok, fw, ctx, recorded);
 
     IF NOT fw_query THEN
-        -- the transition is decided in C (wa_notify._fires in the WHEN
-        -- clause: no column named, so the shop's DDL is never blocked); the
-        -- key a column or a query
-        IF key_col IS NOT NULL THEN
-            keysql := NULL;
-        ELSE
+        -- the transition is decided in C by the table's capture trigger (no
+        -- WHEN clause: no column named, so the shop's DDL is never
+        -- blocked); the key a column or a query
+        IF key_col IS NULL THEN
             keysql := format('SELECT (%s)::text FROM (SELECT ($1).*) AS %s', okinfo.qualified, alias);
         END IF;
-        PERFORM wa_notify._attach_watch(source, wid, ev, CASE WHEN keysql IS NULL THEN 'k' ELSE 'e' END,
-                                        coalesce(keysql, quote_ident(key_col)), keep_row, fw,
-                                        recorded, rel.relname);
+        entry := ARRAY[wid::text, ev, CASE WHEN keysql IS NULL THEN 'k' ELSE 'e' END,
+                       coalesce(keysql, quote_ident(key_col)), keep_row, coalesce(fw, ''),
+                       recorded, rel.relname];
+        PERFORM wa_notify._watch_attach(source, wid, entry, CASE WHEN fw IS NOT NULL THEN entry END);
     ELSE
-        -- fires_when holds a subquery: decided by the trigger's cached query
+        -- fires_when holds a subquery: decided by the watch's cached key
+        -- query ($1 the new row, $2 the old one: no row, no event)
         keysql := format('SELECT (%s)::text FROM (SELECT ($1).*) AS %s WHERE (%s) IS TRUE',
                          okinfo.qualified, alias, fwinfo.qualified);
-        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L, %L)',
-                       format('wa_notify_%s_%s_ins', wid, ev), source, wid, ev, 'e', keysql, keep_row);
+        entry := ARRAY[wid::text, ev, 'e', keysql, keep_row, '', recorded, rel.relname];
         keysql := keysql || format(' AND (SELECT (%s) FROM (SELECT ($2).*) AS %s) IS NOT TRUE',
                                    fwinfo.qualified, alias);
-        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION wa_notify._capture(%L, %L, %L, %L, %L)',
-                       format('wa_notify_%s_%s_upd', wid, ev), source, wid, ev, 'e', keysql, keep_row);
+        PERFORM wa_notify._watch_attach(source, wid, entry,
+                                        ARRAY[wid::text, ev, 'e', keysql, keep_row, '', recorded, rel.relname]);
     END IF;
     RETURN wid;
 END $$;
@@ -612,8 +676,9 @@ COMMENT ON VIEW wa_notify.watches IS
 
 -------------------------------------------------------------------------------
 -- 1.0 watches: the recorded search path becomes a list of schemas
--- ("$user" the watch owner's schema), and a trigger whose WHEN clause names
--- the table's columns is attached again the 1.1 way (same key, same row).
+-- ("$user" the watch owner's schema), and the 1.0 triggers (one per watch
+-- and event kind, fires_when in a WHEN clause that names the table's
+-- columns) are attached again the 1.1 way (same key, same row).
 -------------------------------------------------------------------------------
 UPDATE wa_notify.watch w
    SET search_path = coalesce((
@@ -622,41 +687,32 @@ UPDATE wa_notify.watch w
           FROM unnest(string_to_array(w.search_path, ',')) WITH ORDINALITY AS p(s, pos)
          WHERE btrim(p.s) NOT IN ('pg_catalog', 'pg_temp', '')), '');
 
+-- every table with a 1.0 capture trigger: its watches into the table's
+-- two capture triggers
 DO $$
 DECLARE
-    w    record;
-    args text[];
+    rel regclass;
 BEGIN
-    FOR w IN
-        SELECT x.id, x.event, x.fires_when, x.search_path, to_regclass(x.source) AS rel, c.relname,
-               (SELECT string_to_array(encode(tg.tgargs, 'escape'), '\000')
-                  FROM pg_catalog.pg_trigger tg
-                 WHERE tg.tgrelid = to_regclass(x.source)
-                   AND tg.tgfoid = 'wa_notify._capture()'::regprocedure
-                   AND tg.tgnargs = 5 AND tg.tgqual IS NOT NULL
-                   AND split_part(encode(tg.tgargs, 'escape'), '\000', 1) = x.id::text
-                 LIMIT 1) AS old_args
-          FROM wa_notify.watch x JOIN pg_catalog.pg_class c ON c.oid = to_regclass(x.source)
-         WHERE x.fires_when IS NOT NULL
+    FOR rel IN
+        SELECT DISTINCT tg.tgrelid::regclass FROM pg_catalog.pg_trigger tg
+         WHERE tg.tgfoid = 'wa_notify._capture()'::regprocedure AND tg.tgnargs = 5
+           AND tg.tgparentid = 0
     LOOP
-        CONTINUE WHEN w.old_args IS NULL;
-        args := w.old_args;
-        PERFORM wa_notify._drop_watch_triggers(w.rel, w.id);
-        PERFORM wa_notify._attach_watch(w.rel, w.id, w.event, args[3], args[4], args[5],
-                                        w.fires_when, w.search_path, w.relname);
+        PERFORM wa_notify._capture_rebuild(rel, NULL, NULL, NULL);
     END LOOP;
 END $$;
 
 -------------------------------------------------------------------------------
--- privileges: like 1.0's, nothing new for PUBLIC but what a view or a WHEN
--- clause calls (_fires, _fires_not, _capture_queue_damage, _watch_problem,
--- granted above); the admin's EXECUTE ON ALL FUNCTIONS (doc/roles.md) is
+-- privileges: like 1.0's, nothing new for PUBLIC but what a view calls
+-- (_capture_queue_damage, _watch_problem, granted above); the admin's EXECUTE ON ALL FUNCTIONS (doc/roles.md) is
 -- granted again after the update
 -------------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION wa_notify._context_timeout(), wa_notify._max_context_bytes(),
                        wa_notify._context_exec(text, text, text, jsonb, integer),
                        wa_notify._context_explain(text, text, integer),
                        wa_notify._expr_check(regclass, text, text, text, boolean),
-                       wa_notify._attach_watch(regclass, bigint, text, text, text, text, text, text, name),
+                       wa_notify._trigger_args(bytea), wa_notify._capture_entries(regclass),
+                       wa_notify._capture_rebuild(regclass, bigint, text[], text[]),
+                       wa_notify._watch_attach(regclass, bigint, text[], text[]),
                        wa_notify._stage_messages(wa_notify.capture_queue[])
        FROM PUBLIC;
