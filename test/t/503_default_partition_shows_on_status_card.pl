@@ -19,9 +19,12 @@ WaHistory::first_maintain_done($node);
 is($node->safe_psql('postgres', 'SELECT history_problems IS NULL FROM wa_notify.status'), 't',
 	'a fresh install has no history problem');
 
-# a row put straight into the archive (a restore, a hand-made fix) for a
-# month maintain() has not made a partition for
-WaHistory::add($node, 'postgres', days => 20, order => 'D1');
+# the archive in use (maintain() made its partitions), then a row put
+# straight into it (a restore, a hand-made fix) for a month maintain() has
+# not made a partition for
+WaHistory::add($node, 'postgres', days => 20, order => 'A1');
+is(WaHistory::maintain($node)->{moved}, 1, 'a message archived');
+WaHistory::add($node, 'postgres', days => 200, order => 'D1');
 $node->safe_psql('postgres', q{
 	WITH d AS (DELETE FROM wa_notify.message WHERE order_key = 'D1' RETURNING *)
 	INSERT INTO wa_notify.message_archive SELECT * FROM d});
@@ -31,7 +34,7 @@ like($node->safe_psql('postgres', 'SELECT history_problems FROM wa_notify.status
 	qr/^1 archived message\(s\) are in the default partition wa_notify\.message_archive_default because no monthly partition holds their month/,
 	'the status card says so');
 
-my $month = $node->safe_psql('postgres', q{SELECT wa_notify._archive_partition_name(now() - interval '20 days')});
+my $month = $node->safe_psql('postgres', q{SELECT wa_notify._archive_partition_name(now() - interval '200 days')});
 my $r = WaHistory::maintain($node);
 is_deeply($r->{created_partitions}, ["wa_notify.$month"], "maintain() makes the month's partition");
 is("$r->{default_rows_moved} $r->{default_partition_rows}", '1 0', 'and moves the row there: the default is empty');

@@ -19,14 +19,16 @@ CREATE TABLE wa_notify.message_archive (LIKE wa_notify.message)
 COMMENT ON TABLE wa_notify.message_archive IS
     'messages that are final and untouched for longer than Meta retries a webhook, one partition per month of created_at (maintain())';
 
--- a row whose month has no partition lands here; maintain() gives it one,
--- and the status card says so meanwhile (history_problems)
-CREATE TABLE wa_notify.message_archive_default PARTITION OF wa_notify.message_archive DEFAULT;
-SELECT pg_catalog.pg_extension_config_dump('wa_notify.message_archive_default', '');
-
--- the month partitions are made by maintain(), not by this script: they are
--- not members of the extension, so pg_dump writes them and their rows
--- (as it writes the live table's rows: a config table)
+-- The partitions are made by maintain() (80_retention.sql), not by this
+-- script, when it first has rows to archive: one per month, and the default
+-- partition message_archive_default, where a row whose month has no partition
+-- would land (maintain() then gives it one; the status card says so
+-- meanwhile: history_problems).  They are not members of the extension, so
+-- pg_dump writes them and their rows, as it writes the live table's (a config
+-- table).  (A member partition would also make pg_dump --schema=wa_notify
+-- crash, PostgreSQL 15.20, once another partition exists; and a partition
+-- made at CREATE EXTENSION would clash with the same one in a dump being
+-- restored.)
 CREATE INDEX message_archive_created ON wa_notify.message_archive (created_at DESC);
 -- the once-per-(event, order) probe when a capture is staged (20_capture.sql)
 CREATE INDEX message_archive_event_order ON wa_notify.message_archive (event, order_key)
@@ -47,19 +49,25 @@ LANGUAGE sql IMMUTABLE AS $$ SELECT 3600 $$;
 -- archived, anonymized or shed (NULL: nothing).  SECURITY DEFINER: the card's
 -- reader sees the sentence, not the tables.
 CREATE FUNCTION wa_notify._history_problems() RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
-    SELECT nullif(concat_ws('; ',
-        (SELECT format('%s archived message(s) are in the default partition wa_notify.message_archive_default '
-                       'because no monthly partition holds their month (created %s to %s): '
-                       'maintain() gives them one; if this stays, see its "deferred" list',
-                       count(*), min(d.created_at)::date, max(d.created_at)::date)
-           FROM wa_notify.message_archive_default d
-         HAVING count(*) > 0),
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    in_default text;
+BEGIN
+    IF to_regclass('wa_notify.message_archive_default') IS NOT NULL THEN
+        SELECT format('%s archived message(s) are in the default partition wa_notify.message_archive_default '
+                      'because no monthly partition holds their month (created %s to %s): '
+                      'maintain() gives them one; if this stays, see its "deferred" list',
+                      count(*), min(d.created_at)::date, max(d.created_at)::date)
+          INTO in_default
+          FROM wa_notify.message_archive_default d
+        HAVING count(*) > 0;
+    END IF;
+    RETURN nullif(concat_ws('; ', in_default,
         (SELECT 'maintain() deferred: ' || string_agg(x, '; ')
            FROM wa_notify.state s, jsonb_array_elements_text(s.last_maintain -> 'deferred') x),
         (SELECT format('maintain() last ran at %s (the worker runs it every %s s)',
                        s.maintained_at, wa_notify._maintain_interval())
            FROM wa_notify.state s
-          WHERE s.maintained_at < now() - 2 * wa_notify._maintain_interval() * interval '1 second')), '')
-$$;
+          WHERE s.maintained_at < now() - 2 * wa_notify._maintain_interval() * interval '1 second')), '');
+END $$;
 GRANT EXECUTE ON FUNCTION wa_notify._history_problems() TO PUBLIC;

@@ -88,8 +88,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS 
           FROM wa_notify.message_history m CROSS JOIN bounds b
           LEFT JOIN LATERAL wa_notify._rate_of(m.pricing_category, m.phone,
                                                (m.sent_at AT TIME ZONE b.tz)::date) r ON true
-         WHERE m.sent_at >= b.lo AND m.sent_at < b.hi
-           AND m.created_at < b.hi)       -- (sent after created: skips later partitions)
+         WHERE m.sent_at >= b.lo AND m.sent_at < b.hi)
     SELECT s.day, s.event, s.sender, s.category, count(*),
            count(*) FILTER (WHERE s.billable),
            count(*) FILTER (WHERE s.billable IS FALSE),

@@ -126,19 +126,35 @@ RETURNS SETOF record LANGUAGE sql STABLE SET search_path = pg_catalog, wa_notify
      ORDER BY m.lo
 $$;
 
--- Make the partition of a month unless it exists; true when made.
+-- Make the partition of a month unless it exists (and the default partition
+-- with the first one, 35_history.sql); true when made.
 CREATE FUNCTION wa_notify._archive_partition_for(month timestamptz) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 DECLARE
     lo timestamptz := wa_notify._month_start(month);
     name text := wa_notify._archive_partition_name(lo);
 BEGIN
+    IF to_regclass('wa_notify.message_archive_default') IS NULL THEN
+        CREATE TABLE wa_notify.message_archive_default PARTITION OF wa_notify.message_archive DEFAULT;
+    END IF;
     IF to_regclass('wa_notify.' || name) IS NOT NULL THEN
         RETURN false;
     END IF;
     EXECUTE format('CREATE TABLE wa_notify.%I PARTITION OF wa_notify.message_archive FOR VALUES FROM (%L) TO (%L)',
                    name, lo, lo + interval '1 month');
     RETURN true;
+END $$;
+
+-- rows in the default partition (0 when there is none yet)
+CREATE FUNCTION wa_notify._archive_default_rows() RETURNS bigint
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    n bigint := 0;
+BEGIN
+    IF to_regclass('wa_notify.message_archive_default') IS NOT NULL THEN
+        SELECT count(*) INTO n FROM wa_notify.message_archive_default;
+    END IF;
+    RETURN n;
 END $$;
 
 -- the columns of the live table, for the move (by name: the two tables are
@@ -207,6 +223,9 @@ DECLARE
     name text;
     n bigint;
 BEGIN
+    IF wa_notify._archive_default_rows() = 0 THEN
+        RETURN r;
+    END IF;
     FOR lo IN
         SELECT DISTINCT wa_notify._month_start(d.created_at) FROM wa_notify.message_archive_default d
     LOOP
@@ -257,9 +276,11 @@ BEGIN
             r := wa_notify._jsonb_append(r, 'deferred', format('dropping %s: a reader held it', p.part));
         END;
     END LOOP;
-    DELETE FROM wa_notify.message_archive_default d WHERE d.created_at < cutoff;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    total := total + n;
+    IF wa_notify._archive_default_rows() > 0 THEN
+        DELETE FROM wa_notify.message_archive_default d WHERE d.created_at < cutoff;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        total := total + n;
+    END IF;
     -- live rows: not one the worker is sending (it records its outcome)
     LOOP
         DELETE FROM wa_notify.message m
@@ -356,7 +377,7 @@ BEGIN
         EXIT WHEN n < wa_notify._maintain_batch() OR total >= wa_notify._maintain_max_rows();
     END LOOP;
     FOR p IN SELECT x.part FROM wa_notify._archive_partitions() x WHERE x.lo < cutoff
-             UNION ALL SELECT 'wa_notify.message_archive_default'
+             UNION ALL SELECT 'wa_notify.message_archive_default' WHERE wa_notify._archive_default_rows() > 0
     LOOP
         LOOP
             EXIT WHEN total >= wa_notify._maintain_max_rows();
@@ -395,8 +416,7 @@ BEGIN
     r := wa_notify._maintain_retention(r, keep_days);
     r := wa_notify._maintain_move(r);
     r := wa_notify._maintain_anonymize(r, anon_days);
-    r := r || jsonb_build_object('default_partition_rows',
-                                 (SELECT count(*) FROM wa_notify.message_archive_default));
+    r := r || jsonb_build_object('default_partition_rows', wa_notify._archive_default_rows());
     UPDATE wa_notify.state SET maintained_at = now(), last_maintain = r;
     RETURN r;
 END $$;
