@@ -109,19 +109,27 @@ SELECT s.api_status,
   FROM wa_notify.state s, cfg, sent_today, queue, wa_notify._worker_shared() w,
        LATERAL wa_notify._api_version_status(cfg.api_version) AS ver,
        -- this month's billable messages and their cost, as costs() counts
-       -- them (inline: a reporting role reads the card without EXECUTE on costs())
-       LATERAL (SELECT count(*) FILTER (WHERE m.billable) AS billable,
-                       sum(r.price) FILTER (WHERE m.billable) AS estimated_cost,
+       -- them (inline: a reporting role reads the card without EXECUTE on
+       -- costs()); the month's messages are grouped by day, category and
+       -- market prefix first, so each group, not each message, looks its
+       -- rate up, and the archive's months before this one are not read
+       -- (message_archive_sent)
+       LATERAL (SELECT sum(g.billable) AS billable,
+                       sum(g.billable * r.price) AS estimated_cost,
                        string_agg(DISTINCT r.currency, ', ') AS currency
-                  FROM wa_notify.message_history m
+                  FROM (SELECT m.pricing_category, (m.sent_at AT TIME ZONE cfg.tz)::date AS day,
+                               left(replace(ltrim(m.phone, '+'), ' ', ''), 4) AS prefix,
+                               count(*) FILTER (WHERE m.billable) AS billable
+                          FROM wa_notify.message_history m
+                         WHERE m.sent_at >= date_trunc('month', now() AT TIME ZONE cfg.tz) AT TIME ZONE cfg.tz
+                         GROUP BY 1, 2, 3) g
                   LEFT JOIN LATERAL (
                        SELECT rt.price, rt.currency FROM wa_notify.rate rt
-                        WHERE rt.category = m.pricing_category
-                          AND rt.valid_from <= (m.sent_at AT TIME ZONE cfg.tz)::date
-                          AND (rt.market = '*' OR replace(ltrim(m.phone, '+'), ' ', '') LIKE rt.market || '%')
+                        WHERE rt.category = g.pricing_category
+                          AND rt.valid_from <= g.day
+                          AND (rt.market = '*' OR g.prefix LIKE rt.market || '%')
                         ORDER BY (rt.market = '*'), length(rt.market) DESC, rt.valid_from DESC
-                        LIMIT 1) r ON true
-                 WHERE m.sent_at >= date_trunc('month', now() AT TIME ZONE cfg.tz) AT TIME ZONE cfg.tz) AS month;
+                        LIMIT 1) r ON true) AS month;
 COMMENT ON VIEW wa_notify.status IS 'the status card: API, number (masked), today''s messages, queue, worker (since, restarts), webhook, secrets, capture problems, Graph API version expiry, this month''s cost';
 
 CREATE OR REPLACE FUNCTION wa_notify.counts("from" timestamptz DEFAULT NULL, "to" timestamptz DEFAULT NULL,

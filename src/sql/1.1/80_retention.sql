@@ -55,6 +55,12 @@ BEGIN
     END IF;
 END $$;
 
+-- the status card's today and this month read the live table by these, not
+-- whole (a live table holds days of messages); neither column changes when a
+-- webhook moves a message sent -> delivered -> read, so those updates stay HOT
+CREATE INDEX message_sent ON wa_notify.message (sent_at) WHERE sent_at IS NOT NULL;
+CREATE INDEX message_failed ON wa_notify.message (failed_at) WHERE failed_at IS NOT NULL;
+
 -- the anonymization walks the rows not yet anonymized
 CREATE INDEX message_archive_to_anonymize ON wa_notify.message_archive (created_at)
     WHERE anonymized_at IS NULL;
@@ -411,12 +417,14 @@ DECLARE
     anon_days integer := coalesce(wa_notify._setting_value('anonymize_after_days')::integer, 90);
     r jsonb := '{"moved": 0, "anonymized": 0, "deleted": 0, "dropped_partitions": [],
                  "created_partitions": [], "deferred": [], "more": false}';
+    started timestamptz := clock_timestamp();
 BEGIN
     r := wa_notify._maintain_default(r);
     r := wa_notify._maintain_retention(r, keep_days);
     r := wa_notify._maintain_move(r);
     r := wa_notify._maintain_anonymize(r, anon_days);
-    r := r || jsonb_build_object('default_partition_rows', wa_notify._archive_default_rows());
+    r := r || jsonb_build_object('default_partition_rows', wa_notify._archive_default_rows(),
+                                 'seconds', round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
     UPDATE wa_notify.state SET maintained_at = now(), last_maintain = r;
     RETURN r;
 END $$;
