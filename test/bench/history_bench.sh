@@ -5,6 +5,6 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 if [ "$(id -u)" = 0 ]; then
-    exec runuser -u postgres -- env PG_CONFIG="$PG_CONFIG" ROWS="${ROWS:-10000000}" /usr/bin/python3 "$here/history_bench.py" "$@"
+    exec runuser -u postgres -- env PYTHONUNBUFFERED=1 PG_CONFIG="$PG_CONFIG" ROWS="${ROWS:-10000000}" /usr/bin/python3 "$here/history_bench.py" "$@"
 fi
-exec /usr/bin/python3 "$here/history_bench.py" "$@"
+exec /usr/bin/python3 -u "$here/history_bench.py" "$@"
