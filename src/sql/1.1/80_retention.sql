@@ -425,6 +425,9 @@ BEGIN
     r := wa_notify._maintain_anonymize(r, anon_days);
     r := r || jsonb_build_object('default_partition_rows', wa_notify._archive_default_rows(),
                                  'seconds', round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
+    -- (a webhook's or the worker's short transaction may hold the state
+    -- row: this one statement waits for it rather than fail the run)
+    PERFORM set_config('lock_timeout', '0', true);
     UPDATE wa_notify.state SET maintained_at = now(), last_maintain = r;
     RETURN r;
 END $$;
