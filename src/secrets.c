@@ -31,12 +31,18 @@
  *	    log_min_duration_statement still log the text a client sends: that
  *	    is why the file is the production way (doc/install.md).
  *
+ *	  - The recipient hash: anonymization (80_retention.sql) replaces a
+ *	    phone or a BSUID by a truncated HMAC-SHA256 of it under the same
+ *	    per-install callback_key, with its own label so that the two MACs
+ *	    never coincide: counts per recipient still work, and without the
+ *	    key no one can test a guessed number against the log.
+ *
  *	  Senders other than 'default' (25_senders.sql): without the file, their
  *	  secrets are rows of wa_notify.sender_secret, which pg_dump never writes.
  *
  *	  SQL: wa_notify._secret_available(name), _sender_secret_available(sender, name),
  *	  _refuse_if_secrets_file(setting),
- *	  _callback_data(message_id), _secrets_source().
+ *	  _callback_data(message_id), _secrets_source(), _recipient_hash(value).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -52,6 +58,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
@@ -69,6 +76,7 @@ char	   *wa_secrets_file = NULL;
 #define WA_SECRETS_MAX_BYTES	65536	/* a secrets file is a few lines */
 #define WA_SECRET_MAX_NAME		96		/* sender (63) + "." + name */
 #define WA_CALLBACK_MAC_BYTES	16		/* 128 bits of HMAC-SHA256, as hex */
+#define WA_RECIPIENT_HASH_BYTES	8		/* 64 bits: apart for counting, not for guessing */
 
 /* the names a secrets file may hold; a sender prefix is allowed on some */
 static const struct
@@ -799,4 +807,39 @@ wa_notify_callback_data(PG_FUNCTION_ARGS)
 	if (d == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(d));
+}
+
+/*
+ * wa_notify._recipient_hash(value text) RETURNS text: hex of the first
+ * WA_RECIPIENT_HASH_BYTES of HMAC-SHA256("wa_notify recipient " || value)
+ * under callback_key; NULL when no key exists.
+ */
+PG_FUNCTION_INFO_V1(wa_notify_recipient_hash);
+Datum
+wa_notify_recipient_hash(PG_FUNCTION_ARGS)
+{
+	text	   *value = PG_GETARG_TEXT_PP(0);
+	const char *key = callback_key();
+	StringInfoData msg;
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	char		hex[2 * WA_RECIPIENT_HASH_BYTES + 1];
+	static const char digits[] = "0123456789abcdef";
+
+	if (key == NULL)
+		PG_RETURN_NULL();
+	initStringInfo(&msg);
+	appendStringInfoString(&msg, "wa_notify recipient ");
+	appendBinaryStringInfo(&msg, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
+	if (HMAC(EVP_sha256(), key, (int) strlen(key), (const unsigned char *) msg.data, msg.len,
+			 mac, &maclen) == NULL || maclen < WA_RECIPIENT_HASH_BYTES)
+		elog(ERROR, "wa_notify: HMAC-SHA256 failed");
+	for (int i = 0; i < WA_RECIPIENT_HASH_BYTES; i++)
+	{
+		hex[2 * i] = digits[mac[i] >> 4];
+		hex[2 * i + 1] = digits[mac[i] & 0xf];
+	}
+	hex[2 * WA_RECIPIENT_HASH_BYTES] = '\0';
+	pfree(msg.data);
+	PG_RETURN_TEXT_P(cstring_to_text(hex));
 }

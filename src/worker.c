@@ -24,7 +24,9 @@
  *	  (apply_to_batch()); what an error does to the database is
  *	  wa_notify._apply_error()'s (src/sql/1.1/30_dispatch.sql), the same
  *	  function the webhook calls.  dispatch_once() and the send loop
- *	  (pipeline_loop()) are lists of named steps, below them.
+ *	  (pipeline_loop()) are lists of named steps, below them.  Between two
+ *	  decisions, maintain_if_due() runs the history's upkeep
+ *	  (wa_notify.maintain(): retention, anonymization, the archive) hourly.
  *
  *	  Also here: the GUC wa_notify.request_timeout.
  *-------------------------------------------------------------------------
@@ -1473,6 +1475,31 @@ after_batch(const WaCycle *cy, bool paced, int claimed, double now)
 	return 0;
 }
 
+/* ------------------------------------------------------ history upkeep */
+
+/*
+ * Retention, anonymization and the archive's partitions (maintain(),
+ * 80_retention.sql) when due: at start, then when the SQL side says (every
+ * hour, or at once while there is more to do).  Returns the wait `until`
+ * shortened to the next run, so an idle worker wakes for it and no sooner.
+ */
+static double
+maintain_if_due(double until)
+{
+	static double next_maintain_at = 0;
+
+	if (wa_now() >= next_maintain_at)
+	{
+		begin_tx();
+		exec_sql("SELECT wa_notify._maintain_by_worker()", SPI_OK_SELECT);
+		next_maintain_at = wa_now() + col_f(0, 1);
+		end_tx();
+	}
+	if (until > next_maintain_at)
+		until = next_maintain_at;
+	return until;
+}
+
 /* One dispatch decision; returns the time to wait until (0: go on now). */
 static double
 dispatch_once(void)
@@ -1647,7 +1674,7 @@ wa_worker_main(Datum main_arg)
 			next_check_at = 0;
 		}
 
-		until = dispatch_once();
+		until = maintain_if_due(dispatch_once());
 		if (until > 0 && !ShutdownRequestPending)
 			wait_until(until);
 	}

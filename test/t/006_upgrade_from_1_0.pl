@@ -72,6 +72,16 @@ $node->safe_psql('shop', q{
 	                               error_code, error_message, error_class)
 	VALUES ('order_processing', 'M3', '5511911114444', '{"customer_name": "Cid", "order_number": "M3"}',
 	        'failed', 1, now() - interval '1 hour', 131026, 'Graph error 131026: undeliverable', 'fail');
+	-- history: final messages untouched for weeks (the worker archives them
+	-- after the update, doc/retention.md) and one left in review (it stays)
+	INSERT INTO wa_notify.message (event, order_key, phone, params, status, wamid, attempts,
+	                               created_at, updated_at, sent_at, delivered_at, failed_at)
+	SELECT 'order_placed', 'H' || d, '55119111' || lpad(d::text, 5, '0'),
+	       jsonb_build_object('customer_name', 'Hist', 'order_number', 'H' || d), st, 'wamid.HIST' || d, 1,
+	       now() - d * interval '1 day', now() - d * interval '1 day', now() - d * interval '1 day',
+	       CASE WHEN st = 'delivered' THEN now() - d * interval '1 day' END,
+	       CASE WHEN st = 'failed' THEN now() - d * interval '1 day' END
+	  FROM (VALUES (40, 'delivered'), (41, 'review'), (70, 'failed'), (85, 'delivered')) v(d, st);
 });
 is($node->safe_psql('shop', 'SELECT count(*) FROM wa_notify.capture_queue'), '1', 'one capture staged at 1.0');
 
@@ -100,6 +110,9 @@ my $triggers_1_0 = $node->safe_psql('shop', sprintf(q{SELECT %s FROM (
 	sprintf($watched, 'kind, a[1], a[2], a[3], a[4], a[5]')));
 like($triggers_1_0, qr/^ins 1 order_placed k id -\nins 2 order_cancelled k id -\nupd 2 order_cancelled k id -$/,
 	'1.0 made a trigger per watch and event kind');
+my $history = q{SELECT id, event, order_key, phone, params, status, wamid, created_at, updated_at, sent_at,
+                       delivered_at, failed_at FROM %s WHERE order_key LIKE 'H%%' ORDER BY id};
+my $history_before = $node->safe_psql('shop', sprintf($history, 'wa_notify.message'));
 
 # --- the update -------------------------------------------------------------
 $node->safe_psql('shop', 'ALTER EXTENSION wa_notify UPDATE');
@@ -121,9 +134,21 @@ is($node->safe_psql('shop', q{SELECT string_agg(tgname || ' ' || tgfoid::regproc
 	FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal}),
 	'wa_notify_capture_ins wa_notify._capture true, wa_notify_capture_upd wa_notify._capture true',
 	'one capture trigger per event kind, without WHEN clause');
-is($node->safe_psql('shop', "SELECT count(*) FILTER (WHERE id <= $last_id) || ' ' || bool_and(id > $last_id OR id <= 3)
-                               FROM wa_notify.message"),
-	'3 true', 'kept: the id sequence (new messages number on)');
+is($node->safe_psql('shop', "SELECT count(*) FILTER (WHERE id <= $last_id) || ' ' || bool_and(id > $last_id OR id <= 7)
+                               FROM wa_notify.message_history"),
+	'7 true', 'kept: the id sequence (new messages number on)');
+
+# the worker archives the 1.0 history (maintain() when it starts serving the
+# database): every row kept, the one in review still live
+ok($node->poll_query_until('shop', q{SELECT count(*) = 3 FROM wa_notify.message_archive}),
+	'the worker archived the three final 1.0 messages');
+is($node->safe_psql('shop', sprintf($history, 'wa_notify.message_history')), $history_before,
+	'kept: the archived 1.0 messages, column for column');
+is($node->safe_psql('shop', q{SELECT string_agg(order_key, ',' ORDER BY order_key) FROM wa_notify.message
+                               WHERE order_key LIKE 'H%'}), 'H41', 'the message in review stays live');
+# (the worker stages the 1.0 capture before its first maintain(): 8 in all)
+is($node->safe_psql('shop', q{SELECT total FROM wa_notify.counts(now() - interval '1 year', now())}), '8',
+	'counts() counts them all, live and archived');
 
 # the worker serves the updated database: the hand-queued message is sent
 ok($node->poll_query_until('shop',
@@ -185,7 +210,10 @@ is($up, $fresh, 'the upgraded extension equals a fresh 1.1, object for object');
 # shop tables aside
 my @dump = map {
 	my $out = $node->basedir . "/$_.sql";
-	$node->command_ok([ 'pg_dump', '--schema-only', '--schema=wa_notify', '-d', $node->connstr($_), '-f', $out ],
+	# (the archive's month partitions are the shop's data, as its rows are:
+	# only the upgraded database has history to archive)
+	$node->command_ok([ 'pg_dump', '--schema-only', '--schema=wa_notify', '--exclude-table=wa_notify.message_archive_*',
+	                    '-d', $node->connstr($_), '-f', $out ],
 		"pg_dump --schema-only of $_");
 	# (\restrict carries a random key per dump)
 	join("\n", sort grep { !/^(--|\\restrict |\\unrestrict )/ && /\S/ } split /\n/, slurp_file($out));

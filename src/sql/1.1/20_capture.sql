@@ -456,8 +456,19 @@ END $$;
 -- order.  An order key over 1024 bytes (the unique index
 -- message_event_order_key breaks at about 2.7 kB) gives a failed message
 -- without key that says so.
+--
+-- Once per (event, order) across the live queue and the archive: the unique
+-- index message_event_order_key holds it in the live table; a message
+-- already archived (80_retention.sql) is found by the NOT EXISTS below.  The
+-- shared advisory lock keeps maintain()'s move (which takes it exclusively,
+-- never waiting) out while a batch is staged, so that a message is never
+-- between the two tables for this INSERT; it is taken in a statement of its
+-- own, so that the INSERT's snapshot sees a move committed meanwhile.
+-- (PL/pgSQL: the archive and its lock are made in later fragments.)
 CREATE FUNCTION wa_notify._stage_messages(staged wa_notify.capture_queue[]) RETURNS void
-LANGUAGE sql SET search_path = pg_catalog, wa_notify AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(wa_notify._archive_move_lock());
     INSERT INTO wa_notify.message AS msg (event, order_key, watch_id, source_row, created_at,
                                           status, error_message, failed_at, resolved_at)
     SELECT s.event, CASE WHEN s.fail IS NULL THEN s.order_key END, s.watch_id,
@@ -472,9 +483,12 @@ LANGUAGE sql SET search_path = pg_catalog, wa_notify AS $$
                        END) AS fail
               FROM unnest(staged) WITH ORDINALITY
                    AS o(watch_id, event, order_key, source_row, error, captured_at, pos)) s
+     WHERE s.fail IS NOT NULL OR s.order_key IS NULL
+        OR NOT EXISTS (SELECT 1 FROM wa_notify.message_archive a
+                        WHERE a.event = s.event AND a.order_key = s.order_key AND a.resend_of IS NULL)
      ORDER BY s.pos
-    ON CONFLICT (event, order_key) WHERE resend_of IS NULL AND order_key IS NOT NULL DO NOTHING
-$$;
+    ON CONFLICT (event, order_key) WHERE resend_of IS NULL AND order_key IS NOT NULL DO NOTHING;
+END $$;
 
 -------------------------------------------------------------------------------
 -- context resolution (after commit, by the worker every cycle)

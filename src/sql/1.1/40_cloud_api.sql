@@ -26,6 +26,13 @@ ALTER TABLE wa_notify.message
     ADD COLUMN pricing_type      text,          -- pricing.type (regular, free_customer_service, free_entry_point)
     ADD COLUMN billable          boolean,       -- pricing.billable
     ADD COLUMN deferred_retries  integer NOT NULL DEFAULT 0;  -- 131049 retries so far
+-- (the archive carries every column of the live table: 35_history.sql)
+ALTER TABLE wa_notify.message_archive
+    ADD COLUMN recipient_user_id text,
+    ADD COLUMN pricing_category  text,
+    ADD COLUMN pricing_type      text,
+    ADD COLUMN billable          boolean,
+    ADD COLUMN deferred_retries  integer NOT NULL DEFAULT 0;
 CREATE INDEX message_recipient_user_id ON wa_notify.message (recipient_user_id)
     WHERE recipient_user_id IS NOT NULL;
 
@@ -398,12 +405,22 @@ SELECT phone AS number, reason, source, error_code, created_at, user_id, sender
   FROM wa_notify.blocked
  ORDER BY created_at DESC;
 
+-- every message kept: the live queue and the archive (doc/retention.md).
+-- The reports below read it; its columns are the live table's as of here
+-- (a column added later reaches the archive, not this view).
+CREATE VIEW wa_notify.message_history AS
+SELECT * FROM wa_notify.message
+UNION ALL
+SELECT * FROM wa_notify.message_archive;
+COMMENT ON VIEW wa_notify.message_history IS
+    'every message kept: the live queue (wa_notify.message) and the archive (wa_notify.message_archive)';
+
 CREATE OR REPLACE VIEW wa_notify.message_log AS
 SELECT m.id, m.created_at, m.order_key, m.phone, m.event AS type, m.status, m.tracking,
        m.sent_at, m.delivered_at, m.read_at,
        coalesce(m.error_message, m.held_reason) AS error, m.error_code, m.attempts,
        m.recipient_user_id AS user_id, m.pricing_category, m.pricing_type, m.billable
-  FROM wa_notify.message m
+  FROM wa_notify.message_history m
  ORDER BY m.created_at DESC, m.id DESC;
 
 -- 131049 (Meta's per-user marketing limit): retried 24 hours after the

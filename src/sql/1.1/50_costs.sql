@@ -4,7 +4,9 @@
 -- webhook's pricing object says whether the message is billable, why not
 -- (pricing.type free_customer_service / free_entry_point) and its category.
 -- The admin fills a rate table (Meta's rate cards, per category and market);
--- costs() estimates from both.
+-- costs() estimates from both, over the live queue and the archive
+-- (wa_notify.message_history: anonymized rows keep their pricing columns
+-- and a masked phone with its calling code, which is all a rate needs).
 
 CREATE TABLE wa_notify.rate (
     category   text NOT NULL CHECK (category = lower(category) AND category <> ''),
@@ -54,13 +56,15 @@ COMMENT ON FUNCTION wa_notify.set_rate(text, text, numeric, text, date) IS
     'price of a billable message of a category in a market (calling code or *), valid from a day';
 
 -- The rate of one message: its category, the longest market prefix of its
--- phone (else *), the newest valid_from on or before its day.
+-- phone (else *), the newest valid_from on or before its day.  (An
+-- anonymized phone, "+55 11 9••••-••42 #...", keeps its leading digits: the
+-- prefix is matched without the + and the spaces.)
 CREATE FUNCTION wa_notify._rate_of(category text, phone text, day date,
                                    OUT price numeric, OUT currency text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, wa_notify AS $$
     SELECT r.price, r.currency FROM wa_notify.rate r
      WHERE r.category = _rate_of.category AND r.valid_from <= day
-       AND (r.market = '*' OR _rate_of.phone LIKE r.market || '%')
+       AND (r.market = '*' OR replace(ltrim(_rate_of.phone, '+'), ' ', '') LIKE r.market || '%')
      ORDER BY (r.market = '*'), length(r.market) DESC, r.valid_from DESC
      LIMIT 1
 $$;
@@ -81,7 +85,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS 
         SELECT (m.sent_at AT TIME ZONE b.tz)::date AS day, m.event, 'default'::text AS sender,
                coalesce(m.pricing_category, 'unknown') AS category, m.billable, m.pricing_type,
                r.price, r.currency
-          FROM wa_notify.message m CROSS JOIN bounds b
+          FROM wa_notify.message_history m CROSS JOIN bounds b
           LEFT JOIN LATERAL wa_notify._rate_of(m.pricing_category, m.phone,
                                                (m.sent_at AT TIME ZONE b.tz)::date) r ON true
          WHERE m.sent_at >= b.lo AND m.sent_at < b.hi)

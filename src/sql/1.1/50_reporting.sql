@@ -6,7 +6,15 @@
 -- cost_currency, template_warnings (the 2026 Cloud API); secrets_source,
 -- secrets_to_set (secrets); worker_started_at, worker_restarts; capture_problems
 -- (capture_queue damage, broken watches); worker_service (the launcher:
--- 'served', or why this database is not, such as wa_notify.max_databases).
+-- 'served', or why this database is not, such as wa_notify.max_databases);
+-- history_problems (80_retention.sql:
+-- rows in the archive's default partition, maintenance deferred or late).
+-- Today's figures and the queue read the live table only (a message sent,
+-- failed or queued today is live: the archive holds messages untouched for
+-- days); this month's cost reads the archive too.
+--
+-- counts() is redefined here too: it counts the live queue and the archive
+-- (wa_notify.message_history), so anonymized and archived messages count.
 
 CREATE OR REPLACE VIEW wa_notify.status AS
 WITH cfg AS (
@@ -100,21 +108,55 @@ SELECT s.api_status,
        -- 1.1 (webhooks per sender, 40_webhook.sql): changes for a number that is no sender's
        s.webhook_unknown_numbers,
        -- 1.1, one worker per database: served, or unserved and why
-       w.service AS worker_service
+       w.service AS worker_service,
+       -- 1.1 (80_retention.sql): what keeps the history from being archived,
+       -- anonymized or shed (NULL: nothing)
+       wa_notify._history_problems() AS history_problems
   FROM wa_notify.state s, cfg, sent_today, queue, wa_notify._worker_shared() w,
        LATERAL wa_notify._api_version_status(cfg.api_version) AS ver,
        -- this month's billable messages and their cost, as costs() counts
-       -- them (inline: a reporting role reads the card without EXECUTE on costs())
-       LATERAL (SELECT count(*) FILTER (WHERE m.billable) AS billable,
-                       sum(r.price) FILTER (WHERE m.billable) AS estimated_cost,
+       -- them (inline: a reporting role reads the card without EXECUTE on
+       -- costs()); the month's messages are grouped by day, category and
+       -- market prefix first, so each group, not each message, looks its
+       -- rate up, and the archive's months before this one are not read
+       -- (message_archive_sent)
+       LATERAL (SELECT sum(g.billable) AS billable,
+                       sum(g.billable * r.price) AS estimated_cost,
                        string_agg(DISTINCT r.currency, ', ') AS currency
-                  FROM wa_notify.message m
+                  FROM (SELECT m.pricing_category, (m.sent_at AT TIME ZONE cfg.tz)::date AS day,
+                               left(replace(ltrim(m.phone, '+'), ' ', ''), 4) AS prefix,
+                               count(*) FILTER (WHERE m.billable) AS billable
+                          FROM wa_notify.message_history m
+                         WHERE m.sent_at >= date_trunc('month', now() AT TIME ZONE cfg.tz) AT TIME ZONE cfg.tz
+                         GROUP BY 1, 2, 3) g
                   LEFT JOIN LATERAL (
                        SELECT rt.price, rt.currency FROM wa_notify.rate rt
-                        WHERE rt.category = m.pricing_category
-                          AND rt.valid_from <= (m.sent_at AT TIME ZONE cfg.tz)::date
-                          AND (rt.market = '*' OR m.phone LIKE rt.market || '%')
+                        WHERE rt.category = g.pricing_category
+                          AND rt.valid_from <= g.day
+                          AND (rt.market = '*' OR g.prefix LIKE rt.market || '%')
                         ORDER BY (rt.market = '*'), length(rt.market) DESC, rt.valid_from DESC
-                        LIMIT 1) r ON true
-                 WHERE m.sent_at >= date_trunc('month', now() AT TIME ZONE cfg.tz) AT TIME ZONE cfg.tz) AS month;
+                        LIMIT 1) r ON true) AS month;
 COMMENT ON VIEW wa_notify.status IS 'the status card: API, number (masked), today''s messages, queue, worker (since, restarts, service), webhook, secrets, capture problems, Graph API version expiry, this month''s cost';
+
+CREATE OR REPLACE FUNCTION wa_notify.counts("from" timestamptz DEFAULT NULL, "to" timestamptz DEFAULT NULL,
+                                 OUT delivered bigint, OUT read bigint, OUT pending bigint,
+                                 OUT failed bigint, OUT total bigint,
+                                 OUT sent bigint, OUT skipped bigint, OUT expired bigint,
+                                 OUT review bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
+    WITH bounds AS (
+        SELECT coalesce($1, date_trunc('day', now() AT TIME ZONE tz) AT TIME ZONE tz) AS lo,
+               coalesce($2, 'infinity'::timestamptz) AS hi
+          FROM (SELECT value AS tz FROM wa_notify.setting WHERE name = 'timezone') AS z)
+    SELECT count(*) FILTER (WHERE m.status IN ('delivered', 'read')),
+           count(*) FILTER (WHERE m.status = 'read'),
+           count(*) FILTER (WHERE m.status IN ('queued', 'sending')),
+           count(*) FILTER (WHERE m.status = 'failed'),
+           count(*),
+           count(*) FILTER (WHERE m.status IN ('sent', 'delivered', 'read')),
+           count(*) FILTER (WHERE m.status = 'skipped'),
+           count(*) FILTER (WHERE m.status = 'expired'),
+           count(*) FILTER (WHERE m.status = 'review')
+      FROM wa_notify.message_history m, bounds b
+     WHERE m.created_at >= b.lo AND m.created_at < b.hi
+$$;
