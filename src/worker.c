@@ -65,6 +65,7 @@ int			wa_request_timeout = 30;	/* seconds */
 #define WA_CLAIM_AHEAD			0.05	/* paced send: claim this early, s */
 #define WA_SHUTDOWN_GRACE		3.0		/* in-flight requests on SIGTERM, s */
 #define WA_MAX_BATCH			2000
+#define WA_REVIEW_RECHECK		1.0		/* review requeue check, at most every s */
 
 /* One claimed message on its way. */
 typedef struct WaItem
@@ -1143,6 +1144,42 @@ after_batch(const WaCycle *cy, const WaSendPlan *plan, int claimed, double now)
 	return 0;
 }
 
+/*
+ * review_resend: queue again the 'review' messages whose status never came
+ * although webhooks flow (wa_notify._review_requeue(), 60_review.sql), at
+ * most once every WA_REVIEW_RECHECK s.  Returns when to look again (0: no
+ * message in review): the next one's due time, or, while some stay in
+ * review, the next wake-up (a callback that proves the flow later is seen
+ * then, WA_IDLE_RECHECK at the latest).  An idle worker with nothing in
+ * review runs it once per wake-up and is never woken by it.
+ */
+static double review_checked_at = 0;	/* 0: check at the next cycle */
+static double review_next_due = 0;
+static bool review_pending = false;		/* messages stayed in review */
+
+static double
+requeue_unanswered_reviews(void)
+{
+	double		now = wa_now();
+	int			requeued;
+
+	if (now - review_checked_at < WA_REVIEW_RECHECK &&
+		(review_next_due <= 0 || now < review_next_due))
+		return review_pending ? review_checked_at + WA_REVIEW_RECHECK : review_next_due;
+	review_checked_at = now;
+	begin_tx();
+	exec_sql("SELECT requeued, extract(epoch FROM next_due), remaining FROM wa_notify._review_requeue()",
+			 SPI_OK_SELECT);
+	requeued = atoi(col(0, 1));
+	review_next_due = col_f(0, 2);
+	review_pending = atoi(col(0, 3)) > 0;
+	end_tx();
+	if (requeued > 0)
+		elog(LOG, "wa_notify worker: %d message(s) in review queued again: no status within review_window while webhooks arrived",
+			 requeued);
+	return review_next_due;
+}
+
 /* One dispatch decision; returns the time to wait until (0: go on now). */
 static double
 dispatch_once(void)
@@ -1237,6 +1274,7 @@ wa_worker_main(Datum main_arg)
 	while (!ShutdownRequestPending)
 	{
 		double		until;
+		double		review_due;
 
 		handle_signals();
 		MemoryContextSwitchTo(cycle_cxt);
@@ -1281,11 +1319,15 @@ wa_worker_main(Datum main_arg)
 			if (n > 0)
 				elog(LOG, "wa_notify worker: %d message(s) left 'sending' by a previous worker recovered", n);
 			recovered = true;
+			review_checked_at = 0;
 			reported_activity[0] = '\0';
 			next_check_at = 0;
 		}
 
+		review_due = requeue_unanswered_reviews();
 		until = dispatch_once();
+		if (until > 0 && review_due > 0)
+			until = Min(until, review_due);
 		if (until > 0 && !ShutdownRequestPending)
 			wait_until(until);
 	}

@@ -5,7 +5,7 @@
 -- api_version_warning, billable_this_month, estimated_cost_this_month,
 -- cost_currency, template_warnings (the 2026 Cloud API); secrets_source,
 -- secrets_to_set (secrets); worker_started_at, worker_restarts; capture_problems
--- (capture_queue damage, broken watches).
+-- (capture_queue damage, broken watches); review_reasons (60_review.sql).
 
 CREATE OR REPLACE VIEW wa_notify.status AS
 WITH cfg AS (
@@ -31,7 +31,8 @@ queue AS (
     SELECT count(*) FILTER (WHERE status IN ('queued', 'sending')) AS pending,
            count(*) FILTER (WHERE status = 'queued' AND held_reason IS NOT NULL) AS held,
            string_agg(DISTINCT held_reason, '; ') FILTER (WHERE status = 'queued') AS held_reasons,
-           count(*) FILTER (WHERE status = 'review') AS review
+           count(*) FILTER (WHERE status = 'review') AS review,
+           string_agg(DISTINCT held_reason, '; ') FILTER (WHERE status = 'review') AS review_reasons
       FROM wa_notify.message
      WHERE status IN ('queued', 'sending', 'review'))
 SELECT s.api_status,
@@ -95,7 +96,9 @@ SELECT s.api_status,
                 SELECT wt.id, format('watch %s (%s on %s): %s', wt.id, wt.event, wt.source, wp.problem)
                   FROM wa_notify.watch wt, LATERAL (SELECT wa_notify._watch_problem(wt.id) AS problem) wp
                  WHERE wp.problem IS NOT NULL) p
-         WHERE p.problem IS NOT NULL) AS capture_problems
+         WHERE p.problem IS NOT NULL) AS capture_problems,
+       -- 1.1 (60_review.sql): why messages stay in review past review_window
+       queue.review_reasons
   FROM wa_notify.state s, cfg, sent_today, queue, wa_notify._worker_shared() w,
        LATERAL wa_notify._api_version_status(cfg.api_version) AS ver,
        -- this month's billable messages and their cost, as costs() counts
