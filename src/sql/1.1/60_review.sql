@@ -19,26 +19,13 @@
 --
 -- The worker calls _review_requeue() in each cycle (worker.c
 -- requeue_unanswered_reviews(), at most once a second).  It reads only the
--- messages claimed and not answered ('sending' and 'review': the partial
--- index message_unconfirmed, a handful of rows whatever the size of the
--- log).  The index names claimed_at, wamid, sent_at and failed_at, never
--- status: a webhook moving a message sent -> delivered -> read changes none
--- of them, so that update stays HOT (as 1.0's "queued" column keeps it).
+-- messages claimed and not answered ('sending' and 'review': the view
+-- _message_unconfirmed over the partial index message_unconfirmed, both in
+-- 60_metrics.sql, which sorts first), a handful of rows whatever the size
+-- of the log.
 
 ALTER TABLE wa_notify.message
     ADD COLUMN review_requeues integer NOT NULL DEFAULT 0;  -- times queued again from review
-CREATE INDEX message_unconfirmed ON wa_notify.message (claimed_at)
-    WHERE claimed_at IS NOT NULL AND wamid IS NULL AND sent_at IS NULL AND failed_at IS NULL;
-
--- the messages claimed for sending and not answered (in flight, or review):
--- the one home of the index's predicate (the metrics views read it too)
-CREATE VIEW wa_notify._message_unconfirmed AS
-SELECT * FROM wa_notify.message m
- WHERE m.claimed_at IS NOT NULL AND m.wamid IS NULL AND m.sent_at IS NULL AND m.failed_at IS NULL;
-COMMENT ON VIEW wa_notify._message_unconfirmed IS
-    'internal: messages claimed and not answered (sending, review), read through the index message_unconfirmed';
-REVOKE ALL ON wa_notify._message_unconfirmed FROM PUBLIC;
-
 CREATE FUNCTION wa_notify._review_requeue(OUT requeued integer, OUT next_due timestamptz,
                                           OUT remaining integer)
 LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
@@ -51,35 +38,37 @@ DECLARE
 BEGIN
     requeued := 0;
     remaining := 0;
-    IF NOT EXISTS (SELECT 1 FROM wa_notify._message_unconfirmed m WHERE m.status = 'review') THEN
+    IF NOT EXISTS (SELECT 1 FROM wa_notify._message_unconfirmed u WHERE u.status = 'review') THEN
         RETURN;
     END IF;
     IF resend = 'auto' THEN
-        UPDATE wa_notify._message_unconfirmed m
+        UPDATE wa_notify.message m
            SET status = 'queued', claimed_at = NULL, next_attempt_at = NULL, held_reason = NULL,
                review_requeues = m.review_requeues + 1, updated_at = now(),
                error_message = format('queued again: no status webhook within review_window (%s s) of its claim at %s, '
                                       'while webhooks arrived (last callback %s); Meta never accepted it as far as any status says',
                                       window_secs, m.claimed_at, last_callback)
-         WHERE m.status = 'review' AND m.claimed_at <= due_before AND m.claimed_at < last_callback;
+         WHERE m.id IN (SELECT u.id FROM wa_notify._message_unconfirmed u
+                         WHERE u.status = 'review' AND u.claimed_at <= due_before AND u.claimed_at < last_callback)
+           AND m.status = 'review';
         GET DIAGNOSTICS requeued = ROW_COUNT;
-        SELECT min(m.claimed_at) + make_interval(secs => window_secs) INTO next_due
-          FROM wa_notify._message_unconfirmed m
-         WHERE m.status = 'review' AND m.claimed_at > due_before AND m.claimed_at < last_callback;
+        SELECT min(u.claimed_at) + make_interval(secs => window_secs) INTO next_due
+          FROM wa_notify._message_unconfirmed u
+         WHERE u.status = 'review' AND u.claimed_at > due_before AND u.claimed_at < last_callback;
     END IF;
     -- the ones past their window that stay, and why (written once)
-    UPDATE wa_notify._message_unconfirmed m
+    UPDATE wa_notify.message m
        SET held_reason = r.reason, updated_at = now()
-      FROM (SELECT x.id,
+      FROM (SELECT u.id, u.held_reason,
                    CASE WHEN resend = 'never'
                         THEN 'review_resend is never: it waits for a person (resend() it if it was not delivered)'
                         ELSE 'no webhook has arrived since it was claimed, so a missing status proves nothing: '
                              'it stays in review until a status or another callback arrives (check the webhook relay), or resend() it'
                    END AS reason
-              FROM wa_notify._message_unconfirmed x
-             WHERE x.status = 'review' AND x.claimed_at <= due_before) r
-     WHERE m.id = r.id AND m.held_reason IS DISTINCT FROM r.reason;
-    SELECT count(*) INTO remaining FROM wa_notify._message_unconfirmed m WHERE m.status = 'review';
+              FROM wa_notify._message_unconfirmed u
+             WHERE u.status = 'review' AND u.claimed_at <= due_before) r
+     WHERE m.id = r.id AND m.status = 'review' AND r.held_reason IS DISTINCT FROM r.reason;
+    SELECT count(*) INTO remaining FROM wa_notify._message_unconfirmed u WHERE u.status = 'review';
 END $$;
 COMMENT ON FUNCTION wa_notify._review_requeue() IS
     'internal: queue again the review messages that got no status within review_window while webhooks flowed (review_resend = auto); say why the others stay';
