@@ -38,8 +38,10 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/syncrep.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
@@ -184,6 +186,13 @@ end_tx(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
+	/*
+	 * After a shutdown request the synchronous standby may be gone (a
+	 * failover is under way): commit without waiting for it, so that the
+	 * shutdown cannot hang (a clean shutdown still streams the WAL).
+	 */
+	if (ShutdownRequestPending)
+		SetConfigOption("synchronous_commit", "local", PGC_USERSET, PGC_S_SESSION);
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	/* commit leaves TopMemoryContext current: never allocate there */
@@ -724,6 +733,27 @@ typedef struct WaPipeline
 	double		next_start;		/* pacing: the next request not before */
 } WaPipeline;
 
+/*
+ * Before a claim and before each request: stop at once when the postmaster
+ * is gone (kill -9, the OOM killer) or a shutdown cancelled a commit's wait
+ * for the synchronous standby (wa_sigterm).  In both cases the last commits
+ * may exist on this server only, so a message sent now would be queued
+ * again on the server that takes over; what was claimed before stays
+ * 'sending' there and goes to review.  (PostmasterIsAlive() reads a flag set
+ * by a signal on Linux: cheap enough for every request.)
+ */
+static void
+stop_if_dying(void)
+{
+	if (!PostmasterIsAlive())
+	{
+		elog(LOG, "wa_notify worker: the postmaster died; stopping before any other request starts");
+		proc_exit(1);
+	}
+	if (ProcDiePending)
+		CHECK_FOR_INTERRUPTS();
+}
+
 static void
 notice_shutdown(WaPipeline *pl)
 {
@@ -820,6 +850,7 @@ start_requests(WaPipeline *pl, long timeout)
 			}
 			return Max(1, Min(timeout, (long) ms));
 		}
+		stop_if_dying();
 		if (!wa_graph_start(client, &it->req))
 			break;
 		it->attempted = true;
@@ -917,6 +948,7 @@ pipeline_loop(WaPipeline *pl)
 		long		timeout;
 
 		notice_shutdown(pl);
+		stop_if_dying();
 		if (may_claim(pl))
 			claim_next_batch(pl);
 		timeout = start_requests(pl, 100);
@@ -1226,6 +1258,18 @@ wa_sigterm(int signo, siginfo_t *info, void *context)
 	if (info != NULL && info->si_pid == PostmasterPid)
 		terminated_by_postmaster = true;
 	ShutdownRequestPending = true;
+	/*
+	 * A commit waiting for a synchronous standby that is gone (a failover
+	 * promoted it) would hold the shutdown for ever: cancel that wait as
+	 * die() does for a backend.  The commit stays local, and the worker
+	 * ends at its next CHECK_FOR_INTERRUPTS(), before any request starts
+	 * (stop_if_dying()).
+	 */
+	if (MyProc != NULL && MyProc->syncRepState == SYNC_REP_WAITING)
+	{
+		ProcDiePending = true;
+		InterruptPending = true;
+	}
 	SetLatch(MyLatch);
 	errno = save_errno;
 }
