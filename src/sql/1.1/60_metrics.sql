@@ -75,10 +75,13 @@ day AS (
            count(*) FILTER (WHERE m.status = 'failed') AS failed
       FROM wa_notify.message m, today
      WHERE m.created_at >= today.start),
+-- OFFSET 0 keeps the planner from finding the minimum by walking
+-- message_created from the oldest row, through the whole log, to the first
+-- queued one: the queued rows are read (index message_due) and their
+-- minimum taken
 oldest AS (
-    SELECT 'default'::text AS sender, min(m.created_at) AS created_at
-      FROM wa_notify.message m
-     WHERE m.queued)
+    SELECT 'default'::text AS sender, min(q.created_at) AS created_at
+      FROM (SELECT m.created_at FROM wa_notify.message m WHERE m.queued OFFSET 0) q)
 SELECT d.sender,
        d.sent AS sent_today, d.delivered AS delivered_today, d.read AS read_today, d.failed AS failed_today,
        coalesce(extract(epoch FROM now() - o.created_at), 0)::float8 AS oldest_queued_age_seconds,
