@@ -4,7 +4,8 @@
 set -euo pipefail
 PKGS=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libcurl4-openssl-dev
       libssl-dev libjson-c-dev libmicrohttpd-dev libpq-dev libipc-run-perl
-      make gcc curl python3 openssl clang-14 libclang-rt-14-dev wrk ${WA_EXTRA_PKGS:-})
+      make gcc curl python3 openssl clang-14 libclang-rt-14-dev wrk
+      prometheus-postgres-exporter pg-auto-failover-cli postgresql-15-auto-failover ${WA_EXTRA_PKGS:-})
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

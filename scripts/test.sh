@@ -17,6 +17,15 @@ export PG_CONFIG
 
 make -s PG_CONFIG="$PG_CONFIG" >/dev/null
 make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+# The HA test (test/t/600) runs a pg_auto_failover monitor on the tested
+# installation: Debian installs the pgautofailover extension for /usr only,
+# so a private prefix gets a copy of its files.
+sharedir=$("$PG_CONFIG" --sharedir)
+pkglibdir=$("$PG_CONFIG" --pkglibdir)
+if [ -f /usr/lib/postgresql/15/lib/pgautofailover.so ] && [ "$pkglibdir" != /usr/lib/postgresql/15/lib ]; then
+    cp -p /usr/share/postgresql/15/extension/pgautofailover* "$sharedir/extension/"
+    cp -p /usr/lib/postgresql/15/lib/pgautofailover.so "$pkglibdir/"
+fi
 
 # PostgreSQL refuses to run as root: test from a copy the postgres user owns.
 scratch=$(mktemp -d "${WA_TEST_TMP:-/var/tmp}/wa_notify_test.XXXXXX")

@@ -76,6 +76,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/syncrep.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -106,6 +107,18 @@ wa_sigterm(int signo, siginfo_t *info, void *context)
 	if (info != NULL && info->si_pid == PostmasterPid)
 		terminated_by_postmaster = true;
 	ShutdownRequestPending = true;
+	/*
+	 * A commit waiting for a synchronous standby that is gone (a failover
+	 * promoted it) would hold the shutdown for ever: cancel that wait as
+	 * die() does for a backend.  The commit stays local, and the worker
+	 * ends at its next CHECK_FOR_INTERRUPTS(), before any request starts
+	 * (worker.c, stop_if_dying()).
+	 */
+	if (MyProc != NULL && MyProc->syncRepState == SYNC_REP_WAITING)
+	{
+		ProcDiePending = true;
+		InterruptPending = true;
+	}
 	SetLatch(MyLatch);
 	errno = save_errno;
 }

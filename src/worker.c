@@ -49,8 +49,10 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/syncrep.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
@@ -77,6 +79,7 @@ int			wa_request_timeout = 30;	/* seconds */
 #define WA_CLAIM_AHEAD			0.05	/* paced send: claim this early, s */
 #define WA_SHUTDOWN_GRACE		3.0		/* in-flight requests on SIGTERM, s */
 #define WA_MAX_BATCH			2000
+#define WA_REVIEW_RECHECK		1.0		/* review requeue check, at most every s */
 
 #define WA_MAX_SENDERS			256		/* senders served by one worker */
 
@@ -257,6 +260,13 @@ end_tx(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
+	/*
+	 * After a shutdown request the synchronous standby may be gone (a
+	 * failover is under way): commit without waiting for it, so that the
+	 * shutdown cannot hang (a clean shutdown still streams the WAL).
+	 */
+	if (ShutdownRequestPending)
+		SetConfigOption("synchronous_commit", "local", PGC_USERSET, PGC_S_SESSION);
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	/* commit leaves TopMemoryContext current: never allocate there */
@@ -859,6 +869,27 @@ typedef struct WaPipeline
 	double		shutdown_at;	/* SIGTERM seen (0: not) */
 } WaPipeline;
 
+/*
+ * Before a claim and before each request: stop at once when the postmaster
+ * is gone (kill -9, the OOM killer) or a shutdown cancelled a commit's wait
+ * for the synchronous standby (wa_sigterm).  In both cases the last commits
+ * may exist on this server only, so a message sent now would be queued
+ * again on the server that takes over; what was claimed before stays
+ * 'sending' there and goes to review.  (PostmasterIsAlive() reads a flag set
+ * by a signal on Linux: cheap enough for every request.)
+ */
+static void
+stop_if_dying(void)
+{
+	if (!PostmasterIsAlive())
+	{
+		elog(LOG, "wa_notify worker: the postmaster died; stopping before any other request starts");
+		proc_exit(1);
+	}
+	if (ProcDiePending)
+		CHECK_FOR_INTERRUPTS();
+}
+
 static void
 notice_shutdown(WaPipeline *pl)
 {
@@ -982,6 +1013,7 @@ start_one(WaPipeline *pl, WaLane *ln, double now, double *wait_s)
 		*wait_s = ln->next_start - now;
 		return false;
 	}
+	stop_if_dying();
 	if (!wa_graph_start(client, &it->req))
 		return false;
 	it->attempted = true;
@@ -1133,6 +1165,7 @@ pipeline_loop(WaPipeline *pl)
 		long		timeout;
 
 		notice_shutdown(pl);
+		stop_if_dying();
 		for (int l = 0; l < pl->cy->nlanes; l++)
 			if (may_claim(pl, &pl->cy->lanes[l]))
 				claim_next_batch(pl, &pl->cy->lanes[l]);
@@ -1500,6 +1533,42 @@ maintain_if_due(double until)
 	return until;
 }
 
+/*
+ * review_resend: queue again the 'review' messages whose status never came
+ * although webhooks flow (wa_notify._review_requeue(), 60_review.sql), at
+ * most once every WA_REVIEW_RECHECK s.  Returns when to look again (0: no
+ * message in review): the next one's due time, or, while some stay in
+ * review, the next wake-up (a callback that proves the flow later is seen
+ * then, WA_IDLE_RECHECK at the latest).  An idle worker with nothing in
+ * review runs it once per wake-up and is never woken by it.
+ */
+static double review_checked_at = 0;	/* 0: check at the next cycle */
+static double review_next_due = 0;
+static bool review_pending = false;		/* messages stayed in review */
+
+static double
+requeue_unanswered_reviews(void)
+{
+	double		now = wa_now();
+	int			requeued;
+
+	if (now - review_checked_at < WA_REVIEW_RECHECK &&
+		(review_next_due <= 0 || now < review_next_due))
+		return review_pending ? review_checked_at + WA_REVIEW_RECHECK : review_next_due;
+	review_checked_at = now;
+	begin_tx();
+	exec_sql("SELECT requeued, extract(epoch FROM next_due), remaining FROM wa_notify._review_requeue()",
+			 SPI_OK_SELECT);
+	requeued = atoi(col(0, 1));
+	review_next_due = col_f(0, 2);
+	review_pending = atoi(col(0, 3)) > 0;
+	end_tx();
+	if (requeued > 0)
+		elog(LOG, "wa_notify worker: %d message(s) in review queued again: no status within review_window while webhooks arrived",
+			 requeued);
+	return review_next_due;
+}
+
 /* One dispatch decision; returns the time to wait until (0: go on now). */
 static double
 dispatch_once(void)
@@ -1624,6 +1693,7 @@ wa_worker_main(Datum main_arg)
 	while (!ShutdownRequestPending)
 	{
 		double		until;
+		double		review_due;
 
 		handle_signals();
 		MemoryContextSwitchTo(cycle_cxt);
@@ -1670,11 +1740,15 @@ wa_worker_main(Datum main_arg)
 			if (n > 0)
 				elog(LOG, "wa_notify worker: %d message(s) left 'sending' by a previous worker recovered", n);
 			recovered = true;
+			review_checked_at = 0;
 			reported_activity[0] = '\0';
 			next_check_at = 0;
 		}
 
+		review_due = requeue_unanswered_reviews();
 		until = maintain_if_due(dispatch_once());
+		if (until > 0 && review_due > 0)
+			until = Min(until, review_due);
 		if (until > 0 && !ShutdownRequestPending)
 			wait_until(until);
 	}

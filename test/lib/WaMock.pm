@@ -2,7 +2,7 @@
 # TAP tests, and set up a node whose wa_notify worker talks to it.
 #
 #   my $mock = WaMock->new;                      # listens on 127.0.0.1
-#   my $node = WaMock::setup_node('name', $mock, %settings);
+#   my $node = WaMock::setup_node('name', $mock, %settings);   # request_timeout => s (default 2)
 #   $mock->control({rules => {'5511...' => {code => 131026}}});
 #   my $reqs = $mock->wait_posts(3);             # polls with a deadline
 package WaMock;
@@ -131,8 +131,9 @@ END { local $?; $_->stop for @instances; }
 sub setup_node
 {
 	my ($name, $mock, %set) = @_;
+	my $request_timeout = delete $set{request_timeout} // 2;
 	my $node = WaNode::preloaded($name, allows_streaming => delete $set{allows_streaming},
-		conf => (delete($set{conf}) // '') . "\nwa_notify.request_timeout = 2\n");
+		conf => (delete($set{conf}) // '') . "\nwa_notify.request_timeout = $request_timeout\n");
 	$node->safe_psql('postgres', 'CREATE EXTENSION wa_notify');
 	configure($node, access_token => $TOKEN, phone_number_id => $PNID,
 		business_account_id => $WABA, api_base_url => $mock->base_url,
@@ -231,15 +232,33 @@ our $APP_SECRET = 'test-app-secret-for-webhooks';
 sub webhook_failed
 {
 	my ($node, $wamid, $recipient, $code) = @_;
+	return _webhook($node, { id => $wamid, status => 'failed', timestamp => '1700000000',
+		recipient_id => $recipient,
+		errors => [ { code => $code + 0, title => "Title $code", message => "Message $code",
+			error_data => { details => "Details $code." } } ] });
+}
+
+# Post a signed status (sent, delivered, read) for a message, with the
+# biz_opaque_callback_data the request carried (undef: none), the way Meta
+# sends it ("Status messages webhook reference",
+# https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/status/).
+sub webhook_status
+{
+	my ($node, $wamid, $recipient, $status, $callback_data) = @_;
+	my %st = (id => $wamid, status => $status, timestamp => '1700000000', recipient_id => $recipient);
+	$st{biz_opaque_callback_data} = $callback_data if defined $callback_data;
+	return _webhook($node, \%st);
+}
+
+sub _webhook
+{
+	my ($node, $status) = @_;
 	my $body = encode_json({
 		object => 'whatsapp_business_account',
 		entry => [ { id => $WABA, changes => [ { field => 'messages', value => {
 			messaging_product => 'whatsapp',
 			metadata => { display_phone_number => '15550783881', phone_number_id => $PNID },
-			statuses => [ { id => $wamid, status => 'failed', timestamp => '1700000000',
-				recipient_id => $recipient,
-				errors => [ { code => $code + 0, title => "Title $code", message => "Message $code",
-					error_data => { details => "Details $code." } } ] } ] } } ] } ] });
+			statuses => [ $status ] } } ] } ] });
 	my $sig = 'sha256=' . hmac_sha256_hex($body, $APP_SECRET);
 	$node->safe_psql('postgres',
 		"UPDATE wa_notify.setting SET value = '$APP_SECRET' WHERE name = 'app_secret' AND value IS DISTINCT FROM '$APP_SECRET'");

@@ -7,6 +7,7 @@
 #   my ($code, $body) = $relay->handshake($verify_token, '1158201444');
 #   my $relay = WaRelay->start($node, request_timeout => 4, ...);  # config keys
 #   my $relay = WaRelay->start($node, cli => ['--path', '/x'], cli_path => '/x');
+#   my $relay = WaRelay->start($node, conninfo => 'host=a,b port=1,2 ... target_session_attrs=read-write');
 #   my ($code, $body) = $relay->http(url => $relay->base . '/healthz');
 #   ($code) = $relay->post_signed(WaRelay::status_payload('wamid.X', 'delivered', 1700000000), $secret);
 #   my %st = $relay->proc_status;            # /proc/PID/status: VmRSS, VmHWM (kB)
@@ -95,7 +96,10 @@ sub start
 	$self->{path} = delete $conf{cli_path} if exists $conf{cli_path};
 	open(my $cf, '>', "$tmp/relay.conf") or die;
 	print $cf "# wa_notify_relay test configuration\nlisten = 127.0.0.1:$port\npath = /hook\n";
-	print $cf "conninfo = host=@{[$node->host]} port=@{[$node->port]} dbname=postgres user=$user\n";
+	# conninfo => '...': another libpq connection string (e.g. several hosts)
+	my $conninfo = delete $conf{conninfo}
+	  // "host=@{[$node->host]} port=@{[$node->port]} dbname=postgres user=$user";
+	print $cf "conninfo = $conninfo\n";
 	print $cf "$_ = $conf{$_}\n" for sort keys %conf;
 	close($cf);
 	$self->{h} = IPC::Run::start([ 'wa_notify_relay', '--config', "$tmp/relay.conf", @cli ],

@@ -38,16 +38,31 @@ Control (not logged):
      {"tokens": {"<phone_number_id>": "bearer token"}}: the token each number
        expects (a wrong one: 401, code 190), on top of "token".
   GET  /_stats     {"requests": n}
+
+Status webhooks (as Meta sends them for every message it accepts):
+  {"webhook": {"url": "http://127.0.0.1:PORT/hook", "secret": "app secret",
+               "delay": 0.2, "retry_for": 60}}   ({"webhook": null}: off)
+  after each accepted POST /messages (a 200 with a wamid), a signed 'sent'
+  status for that wamid, recipient_id = to, echoing the request's
+  biz_opaque_callback_data, is POSTed to url (X-Hub-Signature-256), "delay"
+  s after the answer, and again every 0.3 s while the answer is not a 200
+  (Meta retries), for "retry_for" s at most.  Every attempt is logged as
+  {"t", "method": "WEBHOOK", "path": url, "status": HTTP code (0: no
+  answer), "wamid", "to"}.
 """
 import argparse
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 
 CONFIG = {"rules": {}, "sender_rules": {}, "tokens": {}, "phone_info": None, "templates": [],
-          "token": None, "throughput_level": None}
+          "token": None, "throughput_level": None, "webhook": None}
 STATE = {"n": 0, "wamid": 0}
 LOG = None
 
@@ -101,14 +116,14 @@ def handle(method, target, headers, body):
         cfg = json.loads(body or b"{}")
         if cfg.get("reset"):
             CONFIG.update({"rules": {}, "sender_rules": {}, "tokens": {}, "phone_info": None,
-                           "templates": [], "token": None, "throughput_level": None})
+                           "templates": [], "token": None, "throughput_level": None, "webhook": None})
         for table in ("rules", "sender_rules", "tokens"):
             for k, v in cfg.get(table, {}).items():
                 if v is None:
                     CONFIG[table].pop(k, None)
                 else:
                     CONFIG[table][k] = v
-        for k in ("phone_info", "templates", "token", "throughput_level"):
+        for k in ("phone_info", "templates", "token", "throughput_level", "webhook"):
             if k in cfg:
                 CONFIG[k] = cfg[k]
         return 0, respond(200, {"ok": True})
@@ -150,6 +165,9 @@ def handle(method, target, headers, body):
             if "http" in rule and rule["http"] != 200:
                 return delay, respond(rule["http"], raw=rule.get("raw", "").encode())
         STATE["wamid"] += 1
+        if CONFIG["webhook"]:
+            schedule_status(CONFIG["webhook"], "wamid.MOCK%08d" % STATE["wamid"], to,
+                            req.get("biz_opaque_callback_data"), delay, parts[1])
         wa_id = (rule or {}).get("wa_id", to)
         contact = {"input": to, "wa_id": wa_id}
         if (rule or {}).get("user_id"):
@@ -182,6 +200,49 @@ def handle(method, target, headers, body):
             info["throughput"] = {"level": CONFIG["throughput_level"]}
         return 0, respond(200, info)
     return 0, respond(404, graph_error(100, "Unknown path", "no such endpoint"))
+
+
+def post_webhook(url, secret, body):
+    """One signed POST (in a thread); the HTTP status, 0 when none came."""
+    sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "X-Hub-Signature-256": sig})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except Exception:
+        return 0
+
+
+async def send_status(hook, wamid, to, callback_data, wait, pnid):
+    await asyncio.sleep(wait + hook.get("delay", 0.2))
+    status = {"id": wamid, "status": "sent", "timestamp": str(int(time.time())),
+              "recipient_id": to,
+              "pricing": {"billable": True, "pricing_model": "PMP", "category": "utility"}}
+    if callback_data is not None:
+        status["biz_opaque_callback_data"] = callback_data
+    body = json.dumps({"object": "whatsapp_business_account", "entry": [{
+        "id": hook.get("waba", "102290129340398"), "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": pnid},
+            "statuses": [status]}}]}]}).encode()
+    deadline = time.time() + hook.get("retry_for", 60)
+    loop = asyncio.get_running_loop()
+    while True:
+        code = await loop.run_in_executor(None, post_webhook, hook["url"], hook["secret"], body)
+        LOG.write(json.dumps({"t": time.time(), "method": "WEBHOOK", "path": hook["url"],
+                              "query": "", "headers": {}, "body": "", "status": code,
+                              "wamid": wamid, "to": to}) + "\n")
+        LOG.flush()
+        if code == 200 or time.time() > deadline:
+            return
+        await asyncio.sleep(0.3)
+
+
+def schedule_status(hook, wamid, to, callback_data, wait, pnid):
+    asyncio.ensure_future(send_status(dict(hook), wamid, to, callback_data, wait, pnid))
 
 
 class GraphProtocol(asyncio.Protocol):

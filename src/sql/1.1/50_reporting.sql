@@ -5,7 +5,8 @@
 -- api_version_warning, billable_this_month, estimated_cost_this_month,
 -- cost_currency, template_warnings (the 2026 Cloud API); secrets_source,
 -- secrets_to_set (secrets); worker_started_at, worker_restarts; capture_problems
--- (capture_queue damage, broken watches); worker_service (the launcher:
+-- (capture_queue damage, broken watches); review_reasons (60_review.sql);
+-- worker_service (the launcher:
 -- 'served', or why this database is not, such as wa_notify.max_databases);
 -- history_problems (80_retention.sql:
 -- rows in the archive's default partition, maintenance deferred or late).
@@ -40,7 +41,8 @@ queue AS (
     SELECT count(*) FILTER (WHERE status IN ('queued', 'sending')) AS pending,
            count(*) FILTER (WHERE status = 'queued' AND held_reason IS NOT NULL) AS held,
            string_agg(DISTINCT held_reason, '; ') FILTER (WHERE status = 'queued') AS held_reasons,
-           count(*) FILTER (WHERE status = 'review') AS review
+           count(*) FILTER (WHERE status = 'review') AS review,
+           string_agg(DISTINCT held_reason, '; ') FILTER (WHERE status = 'review') AS review_reasons
       FROM wa_notify.message
      WHERE status IN ('queued', 'sending', 'review'))
 SELECT s.api_status,
@@ -111,7 +113,9 @@ SELECT s.api_status,
        w.service AS worker_service,
        -- 1.1 (80_retention.sql): what keeps the history from being archived,
        -- anonymized or shed (NULL: nothing)
-       wa_notify._history_problems() AS history_problems
+       wa_notify._history_problems() AS history_problems,
+       -- 1.1 (60_review.sql): why messages stay in review past review_window
+       queue.review_reasons
   FROM wa_notify.state s, cfg, sent_today, queue, wa_notify._worker_shared() w,
        LATERAL wa_notify._api_version_status(cfg.api_version) AS ver,
        -- this month's billable messages and their cost, as costs() counts

@@ -1,0 +1,132 @@
+-- 60_metrics.sql: what Prometheus reads, through Debian's
+-- prometheus-postgres-exporter and contrib/prometheus/wa_notify_queries.yaml
+-- (one query per view below; doc/monitoring.md).  The exporter's role needs
+-- no right on the log: members of pg_monitor (the exporter's usual role) may
+-- read these views, which carry no phone, name or secret.
+--
+-- Why the figures cost the same with a year of history as with none: each
+-- view reads only bounded sets through an index:
+-- - the queue: the queued rows (message_due, WHERE queued) and the claimed,
+--   unanswered ones (_message_unconfirmed, index message_unconfirmed);
+-- - the message counters: today's messages only (message_created, a range
+--   from local midnight in the setting timezone), the figures counts() gives
+--   for today.  They are exported as Prometheus counters that start again at
+--   local midnight: rate() and increase() read the drop as a counter reset;
+-- - the sender's state: the one-row wa_notify.state; the worker: shared
+--   memory and pg_stat_activity.
+-- No view scans the log, so a scrape every 15 s is cheap; a message created
+-- before midnight and delivered after it is counted on the day it was
+-- created (as counts() counts it).
+--
+-- Per sender: every view has a sender column.  Until wa_notify.sender and
+-- message.sender exist (the senders fragment) there is one sender,
+-- 'default', and its state is wa_notify.state's.
+
+-- The messages claimed for sending and not answered (in flight, or in
+-- review): a partial index and the view that is its predicate's one home
+-- (60_review.sql reads it too).  The index names claimed_at, wamid, sent_at
+-- and failed_at, never status: a webhook moving a message sent -> delivered
+-- -> read changes none of them, so that update stays HOT (as 1.0's
+-- "queued" column keeps it).  It holds 'sending' and 'review' rows only: a
+-- retry or a requeue clears claimed_at, a send sets wamid and sent_at, a
+-- failure failed_at.
+CREATE INDEX message_unconfirmed ON wa_notify.message (claimed_at)
+    WHERE claimed_at IS NOT NULL AND wamid IS NULL AND sent_at IS NULL AND failed_at IS NULL;
+
+-- the messages claimed for sending and not answered (in flight, or review):
+-- the one home of the index's predicate (the metrics views read it too)
+CREATE VIEW wa_notify._message_unconfirmed AS
+SELECT m.id, m.status, m.claimed_at, m.held_reason FROM wa_notify.message m
+ WHERE m.claimed_at IS NOT NULL AND m.wamid IS NULL AND m.sent_at IS NULL AND m.failed_at IS NULL;
+COMMENT ON VIEW wa_notify._message_unconfirmed IS
+    'internal: messages claimed and not answered (sending, review), read through the index message_unconfirmed';
+REVOKE ALL ON wa_notify._message_unconfirmed FROM PUBLIC;
+
+CREATE VIEW wa_notify.metrics_queue AS
+WITH queued AS (
+    SELECT 'default'::text AS sender,
+           count(*) AS queued, count(*) FILTER (WHERE m.held_reason IS NOT NULL) AS held
+      FROM wa_notify.message m
+     WHERE m.queued),
+unconfirmed AS (
+    SELECT 'default'::text AS sender,
+           count(*) FILTER (WHERE m.status = 'sending') AS sending,
+           count(*) FILTER (WHERE m.status = 'review') AS review
+      FROM wa_notify._message_unconfirmed m)
+SELECT q.sender, s.status,
+       CASE s.status WHEN 'queued' THEN q.queued WHEN 'held' THEN q.held
+                     WHEN 'sending' THEN u.sending ELSE u.review END AS messages
+  FROM queued q
+  JOIN unconfirmed u USING (sender)
+ CROSS JOIN (VALUES (1, 'queued'), (2, 'held'), (3, 'sending'), (4, 'review')) AS s(ord, status)
+ ORDER BY q.sender, s.ord;
+COMMENT ON VIEW wa_notify.metrics_queue IS
+    'Prometheus: messages waiting per sender: queued (held included), held, sending (in flight), review';
+
+CREATE VIEW wa_notify.metrics_messages AS
+WITH today AS (
+    SELECT date_trunc('day', now() AT TIME ZONE z.tz) AT TIME ZONE z.tz AS start
+      FROM (SELECT max(value) FILTER (WHERE name = 'timezone') AS tz FROM wa_notify.setting) z),
+day AS (
+    SELECT 'default'::text AS sender,
+           count(*) FILTER (WHERE m.sent_at IS NOT NULL) AS sent,
+           count(*) FILTER (WHERE m.delivered_at IS NOT NULL OR m.status IN ('delivered', 'read')) AS delivered,
+           count(*) FILTER (WHERE m.read_at IS NOT NULL OR m.status = 'read') AS read,
+           count(*) FILTER (WHERE m.status = 'failed') AS failed
+      FROM wa_notify.message m, today
+     WHERE m.created_at >= today.start),
+-- OFFSET 0 keeps the planner from finding the minimum by walking
+-- message_created from the oldest row, through the whole log, to the first
+-- queued one: the queued rows are read (index message_due) and their
+-- minimum taken
+oldest AS (
+    SELECT 'default'::text AS sender, min(q.created_at) AS created_at
+      FROM (SELECT m.created_at FROM wa_notify.message m WHERE m.queued OFFSET 0) q)
+SELECT d.sender,
+       d.sent AS sent_today, d.delivered AS delivered_today, d.read AS read_today, d.failed AS failed_today,
+       coalesce(extract(epoch FROM now() - o.created_at), 0)::float8 AS oldest_queued_age_seconds,
+       extract(epoch FROM now() - s.webhook_last_callback)::float8 AS webhook_last_callback_age_seconds
+  FROM day d
+  JOIN oldest o USING (sender)
+ CROSS JOIN wa_notify.state s;
+COMMENT ON VIEW wa_notify.metrics_messages IS
+    'Prometheus: per sender, today''s messages sent, delivered, read, failed (created since local midnight: counters reset then), the oldest queued message''s age and the last webhook callback''s age (NULL: never)';
+
+CREATE VIEW wa_notify.metrics_failures AS
+WITH today AS (
+    SELECT date_trunc('day', now() AT TIME ZONE z.tz) AT TIME ZONE z.tz AS start
+      FROM (SELECT max(value) FILTER (WHERE name = 'timezone') AS tz FROM wa_notify.setting) z)
+SELECT 'default'::text AS sender, coalesce(m.error_class, 'unclassified') AS error_class,
+       count(*) AS failed_today
+  FROM wa_notify.message m, today
+ WHERE m.created_at >= today.start AND m.status = 'failed'
+ GROUP BY 1, 2
+ ORDER BY 1, 2;
+COMMENT ON VIEW wa_notify.metrics_failures IS
+    'Prometheus: per sender and error class (graph_errors), today''s failed messages';
+
+CREATE VIEW wa_notify.metrics_sender AS
+SELECT 'default'::text AS sender,
+       s.api_status,
+       coalesce(s.quality_rating, 'unknown') AS quality_rating,
+       coalesce(s.messaging_limit, 'unknown') AS messaging_limit,
+       coalesce(s.throughput_level, 'unknown') AS throughput_level,
+       (s.api_status = 'connected')::integer AS connected,
+       (s.paused_reason IS NOT NULL OR coalesce(s.pause_until > now(), false))::integer AS paused,
+       coalesce((SELECT value FROM wa_notify.setting WHERE name = 'enabled'), 'true')::boolean::integer AS enabled
+  FROM wa_notify.state s;
+COMMENT ON VIEW wa_notify.metrics_sender IS
+    'Prometheus: per sender, the connection status, quality rating, messaging limit (tier) and throughput as labels; connected, paused (account pause or cool-down), enabled as 0/1';
+
+CREATE VIEW wa_notify.metrics_worker AS
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                WHERE a.backend_type = 'wa_notify worker' AND a.datname = current_database())::integer AS running,
+       coalesce(greatest(w.starts - 1, 0), 0) AS restarts,
+       extract(epoch FROM w.started_at)::float8 AS started_at_seconds
+  FROM wa_notify._worker_shared() w;
+COMMENT ON VIEW wa_notify.metrics_worker IS
+    'Prometheus: the worker: running (0/1), restarts since the server started (as the status card''s worker_restarts), its start time';
+
+GRANT USAGE ON SCHEMA wa_notify TO pg_monitor;
+GRANT SELECT ON wa_notify.metrics_queue, wa_notify.metrics_messages, wa_notify.metrics_failures,
+                wa_notify.metrics_sender, wa_notify.metrics_worker TO pg_monitor;
