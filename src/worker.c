@@ -967,6 +967,9 @@ run_pipeline(WaCycle *cy, const WaSendPlan *plan)
 	}
 	PG_END_TRY();
 	record(&pl->head, true);
+	/* how much of the size was in flight (auto max_in_flight, in_flight.c) */
+	wa_in_flight_observe_batch(&response_time, plan->in_flight, pl->finished,
+							   wa_now() - pl->t0, !pl->exhausted && !pl->stop && !plan->paced);
 	/* anything left (answers that never came at shutdown) stays 'sending' */
 	while (pl->head)
 	{
