@@ -61,7 +61,7 @@
 #define WA_RESPONSE_WEIGHT	0.05	/* EWMA weight of a new answer */
 #define WA_UNCAPPED_BATCH	(PG_INT32_MAX / 2)
 #define WA_OCCUPANCY_MIN	0.25	/* the size is at most 4x Little's figure */
-#define WA_OCCUPANCY_WEIGHT 0.3		/* EWMA weight of a batch's occupancy */
+#define WA_OCCUPANCY_WEIGHT 0.5		/* EWMA weight of a batch's occupancy */
 #define WA_OCCUPANCY_SECS	0.5		/* a batch shorter than this says little */
 
 double
