@@ -1,6 +1,10 @@
 -- message_log, counts(from, to) and the status card.
 \set SHOW_CONTEXT never
-SELECT wa_notify.configure(timezone => 'UTC');
+-- "today" in a time zone where it is about noon now: rows up to 3 hours
+-- old are today's whenever the suite runs (in UTC they were yesterday's
+-- between midnight and 3 am)
+SELECT wa_notify.configure(timezone => CASE WHEN h >= 12 THEN 'Etc/GMT+' || (h - 12) ELSE 'Etc/GMT-' || (12 - h) END)
+  FROM (SELECT extract(hour FROM now() AT TIME ZONE 'UTC')::int AS h) AS utc;
 INSERT INTO wa_notify.message (event, order_key, phone, params, status, created_at, sent_at, delivered_at, read_at,
                                failed_at, error_code, error_message, tracking)
 VALUES ('order_placed', '1001', '5511987650001', '{}', 'read', now() - interval '3 hours',

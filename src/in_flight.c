@@ -30,6 +30,15 @@
  *	  rate; with a cap the starts are spaced and the size gets some headroom
  *	  so that it never is the bottleneck.  Always within [1, WA_IN_FLIGHT_CAP].
  *
+ *	  Occupancy.  The dispatcher does not keep its size in flight all the
+ *	  time: it claims and records in transactions of its own between the
+ *	  starts, and a batch ends when its answers are in.  Little's law, read
+ *	  the other way on a batch that had work enough (answers per second
+ *	  times the response time, over the size), gives the share of the size
+ *	  really in flight; the size is divided by it (an EWMA, kept within
+ *	  [WA_OCCUPANCY_MIN, 1]), so that the average in flight is what the
+ *	  rate needs -- no more: the rate stays the level's.
+ *
  *	  SQL entry point: wa_notify._in_flight_for() (tests).
  *-------------------------------------------------------------------------
  */
@@ -51,6 +60,9 @@
 #define WA_RESPONSE_GUESS	0.1		/* s: before the first answer */
 #define WA_RESPONSE_WEIGHT	0.05	/* EWMA weight of a new answer */
 #define WA_UNCAPPED_BATCH	(PG_INT32_MAX / 2)
+#define WA_OCCUPANCY_MIN	0.25	/* the size is at most 4x Little's figure */
+#define WA_OCCUPANCY_WEIGHT 0.5		/* EWMA weight of a batch's occupancy */
+#define WA_OCCUPANCY_SECS	0.5		/* a batch shorter than this says little */
 
 double
 wa_level_rate(const char *throughput_level)
@@ -95,6 +107,27 @@ wa_response_time_observe(WaResponseTime *rt, double secs)
 		rt->samples++;
 }
 
+/*
+ * After a batch: how much of the size was in flight on average.  Only a
+ * batch that had work for its whole run (the queue was not exhausted) and
+ * ran long enough tells.
+ */
+void
+wa_in_flight_observe_batch(WaResponseTime *rt, int size, int answered, double secs,
+						   bool queue_left)
+{
+	double		occupancy;
+
+	if (!queue_left || size <= 1 || secs < WA_OCCUPANCY_SECS || rt->samples == 0)
+		return;
+	occupancy = (answered / secs) * rt->ewma / size;
+	occupancy = Min(Max(occupancy, WA_OCCUPANCY_MIN), 1.0);
+	if (rt->occupancy <= 0)
+		rt->occupancy = occupancy;
+	else
+		rt->occupancy += WA_OCCUPANCY_WEIGHT * (occupancy - rt->occupancy);
+}
+
 /* Requests in flight for one sender (the dispatcher asks before each batch). */
 int
 wa_sender_in_flight(const WaPacing *pacing, const WaResponseTime *rt, double rate_factor)
@@ -119,6 +152,8 @@ wa_sender_in_flight(const WaPacing *pacing, const WaResponseTime *rt, double rat
 		headroom = WA_SPACING_HEADROOM;
 	}
 	n = ceil(rate * rate_factor * response * headroom - 1e-9);	/* 95.000...01 is 95 */
+	if (rt->occupancy > 0)
+		n = ceil(n / rt->occupancy - 1e-9);
 	return (int) Min(Max(n, 1), WA_IN_FLIGHT_CAP);
 }
 

@@ -17,6 +17,7 @@ typedef struct WaResponseTime
 {
 	double		ewma;			/* seconds */
 	int			samples;
+	double		occupancy;		/* measured in flight / size (0: not yet) */
 } WaResponseTime;
 
 /* A sender's pacing, once its level's defaults are applied. */
@@ -34,6 +35,8 @@ extern double wa_level_rate(const char *throughput_level);
 extern void wa_pacing_for_level(const WaSettings *set, const char *throughput_level,
 								WaPacing *out);
 extern void wa_response_time_observe(WaResponseTime *rt, double secs);
+extern void wa_in_flight_observe_batch(WaResponseTime *rt, int size, int answered,
+									   double secs, bool queue_left);
 extern int	wa_sender_in_flight(const WaPacing *pacing, const WaResponseTime *rt,
 								double rate_factor);
 

@@ -157,6 +157,7 @@ typedef struct WaLane
 	int			claimed;
 	int			unstarted;		/* claimed, neither started nor skipped */
 	int			in_flight;
+	int			answered;		/* answers in this cycle (occupancy) */
 	bool		stop;			/* start nothing more of this sender */
 	bool		exhausted;		/* its queue had nothing more to claim */
 	double		exhausted_at;	/* when it last found it empty */
@@ -434,8 +435,7 @@ sender_memory_of(const char *sender)
 
 		strlcpy(m->sender, sender, sizeof(m->sender));
 		m->last_start = m->next_gap = 0;
-		m->response_time.ewma = 0;
-		m->response_time.samples = 0;
+		memset(&m->response_time, 0, sizeof(m->response_time));
 		return m;
 	}
 	return &sender_memory[WA_MAX_SENDERS - 1];
@@ -1122,6 +1122,7 @@ collect_answers(WaPipeline *pl, long timeout)
 									 wa_now() - it->req.started_at);
 		it->finished = true;
 		it->lane->in_flight--;
+		it->lane->answered++;
 		it->err = classify(&it->req);
 		pl->finished++;
 		pl->unrecorded++;
@@ -1230,6 +1231,16 @@ run_pipeline(WaCycle *cy, bool paced, int budget)
 	}
 	PG_END_TRY();
 	record(cy->lanes, cy->nlanes, true);
+	/* how much of each size was in flight (auto max_in_flight, in_flight.c) */
+	for (int l = 0; l < cy->nlanes; l++)
+	{
+		WaLane	   *ln = &cy->lanes[l];
+
+		if (ln->due)
+			wa_in_flight_observe_batch(&ln->memory->response_time, ln->in_flight_cap,
+									   ln->answered, wa_now() - pl->t0,
+									   !ln->exhausted && !pl->stop && !paced);
+	}
 	/* anything left (answers that never came at shutdown) stays 'sending' */
 	for (int l = 0; l < cy->nlanes; l++)
 		while (cy->lanes[l].head)

@@ -25,6 +25,8 @@ ap.add_argument("--messages", type=int, default=20000)
 ap.add_argument("--latency", type=float, default=0.1)
 ap.add_argument("--level", default="HIGH")
 ap.add_argument("--port", type=int, default=54988)
+ap.add_argument("--max-rate", type=float, default=None,
+                help="set max_rate (default: left at its default), for comparison")
 ap.add_argument("--in-flight", type=int, default=None,
                 help="set max_in_flight (default: left at its default, auto), for comparison")
 a = ap.parse_args()
@@ -100,6 +102,9 @@ try:
     if a.in_flight is not None:
         psql("UPDATE wa_notify.setting SET value = '%d', updated_at = now() WHERE name = 'max_in_flight'"
              % a.in_flight)
+    if a.max_rate is not None:
+        psql("UPDATE wa_notify.setting SET value = '%g', updated_at = now() WHERE name = 'max_rate'"
+             % a.max_rate)
     wait_for("SELECT throughput_level = '%s' FROM wa_notify.state" % a.level)
     print("defaults: " + psql("SELECT string_agg(name || '=' || coalesce(value, '') || "
                               "CASE WHEN value IS DISTINCT FROM default_value THEN ' (set)' ELSE '' END, ', ' ORDER BY name) "
