@@ -18,9 +18,10 @@
 -- before midnight and delivered after it is counted on the day it was
 -- created (as counts() counts it).
 --
--- Per sender: every view has a sender column.  Until wa_notify.sender and
--- message.sender exist (the senders fragment) there is one sender,
--- 'default', and its state is wa_notify.state's.
+-- Per sender: every view has a sender column, one row (or one row per
+-- status) for each sender of wa_notify.sender (25_senders.sql), zeros
+-- included; a sender's state is what the senders view shows.  The
+-- webhook's last callback is the database's (one relay: state).
 
 -- The messages claimed for sending and not answered (in flight, or in
 -- review): a partial index and the view that is its predicate's one home
@@ -36,7 +37,7 @@ CREATE INDEX message_unconfirmed ON wa_notify.message (claimed_at)
 -- the messages claimed for sending and not answered (in flight, or review):
 -- the one home of the index's predicate (the metrics views read it too)
 CREATE VIEW wa_notify._message_unconfirmed AS
-SELECT m.id, m.status, m.claimed_at, m.held_reason FROM wa_notify.message m
+SELECT m.id, m.sender, m.status, m.claimed_at, m.held_reason FROM wa_notify.message m
  WHERE m.claimed_at IS NOT NULL AND m.wamid IS NULL AND m.sent_at IS NULL AND m.failed_at IS NULL;
 COMMENT ON VIEW wa_notify._message_unconfirmed IS
     'internal: messages claimed and not answered (sending, review), read through the index message_unconfirmed';
@@ -44,22 +45,25 @@ REVOKE ALL ON wa_notify._message_unconfirmed FROM PUBLIC;
 
 CREATE VIEW wa_notify.metrics_queue AS
 WITH queued AS (
-    SELECT 'default'::text AS sender,
+    SELECT m.sender,
            count(*) AS queued, count(*) FILTER (WHERE m.held_reason IS NOT NULL) AS held
       FROM wa_notify.message m
-     WHERE m.queued),
+     WHERE m.queued
+     GROUP BY m.sender),
 unconfirmed AS (
-    SELECT 'default'::text AS sender,
+    SELECT m.sender,
            count(*) FILTER (WHERE m.status = 'sending') AS sending,
            count(*) FILTER (WHERE m.status = 'review') AS review
-      FROM wa_notify._message_unconfirmed m)
-SELECT q.sender, s.status,
-       CASE s.status WHEN 'queued' THEN q.queued WHEN 'held' THEN q.held
-                     WHEN 'sending' THEN u.sending ELSE u.review END AS messages
-  FROM queued q
-  JOIN unconfirmed u USING (sender)
+      FROM wa_notify._message_unconfirmed m
+     GROUP BY m.sender)
+SELECT sd.sender, s.status,
+       coalesce(CASE s.status WHEN 'queued' THEN q.queued WHEN 'held' THEN q.held
+                              WHEN 'sending' THEN u.sending ELSE u.review END, 0) AS messages
+  FROM wa_notify.sender sd
+  LEFT JOIN queued q USING (sender)
+  LEFT JOIN unconfirmed u USING (sender)
  CROSS JOIN (VALUES (1, 'queued'), (2, 'held'), (3, 'sending'), (4, 'review')) AS s(ord, status)
- ORDER BY q.sender, s.ord;
+ ORDER BY sd.sender, s.ord;
 COMMENT ON VIEW wa_notify.metrics_queue IS
     'Prometheus: messages waiting per sender: queued (held included), held, sending (in flight), review';
 
@@ -68,27 +72,32 @@ WITH today AS (
     SELECT date_trunc('day', now() AT TIME ZONE z.tz) AT TIME ZONE z.tz AS start
       FROM (SELECT max(value) FILTER (WHERE name = 'timezone') AS tz FROM wa_notify.setting) z),
 day AS (
-    SELECT 'default'::text AS sender,
+    SELECT m.sender,
            count(*) FILTER (WHERE m.sent_at IS NOT NULL) AS sent,
            count(*) FILTER (WHERE m.delivered_at IS NOT NULL OR m.status IN ('delivered', 'read')) AS delivered,
            count(*) FILTER (WHERE m.read_at IS NOT NULL OR m.status = 'read') AS read,
            count(*) FILTER (WHERE m.status = 'failed') AS failed
       FROM wa_notify.message m, today
-     WHERE m.created_at >= today.start),
+     WHERE m.created_at >= today.start
+     GROUP BY m.sender),
 -- OFFSET 0 keeps the planner from finding the minimum by walking
 -- message_created from the oldest row, through the whole log, to the first
 -- queued one: the queued rows are read (index message_due) and their
 -- minimum taken
 oldest AS (
-    SELECT 'default'::text AS sender, min(q.created_at) AS created_at
-      FROM (SELECT m.created_at FROM wa_notify.message m WHERE m.queued OFFSET 0) q)
-SELECT d.sender,
-       d.sent AS sent_today, d.delivered AS delivered_today, d.read AS read_today, d.failed AS failed_today,
+    SELECT q.sender, min(q.created_at) AS created_at
+      FROM (SELECT m.sender, m.created_at FROM wa_notify.message m WHERE m.queued OFFSET 0) q
+     GROUP BY q.sender)
+SELECT sd.sender,
+       coalesce(d.sent, 0) AS sent_today, coalesce(d.delivered, 0) AS delivered_today,
+       coalesce(d.read, 0) AS read_today, coalesce(d.failed, 0) AS failed_today,
        coalesce(extract(epoch FROM now() - o.created_at), 0)::float8 AS oldest_queued_age_seconds,
        extract(epoch FROM now() - s.webhook_last_callback)::float8 AS webhook_last_callback_age_seconds
-  FROM day d
-  JOIN oldest o USING (sender)
- CROSS JOIN wa_notify.state s;
+  FROM wa_notify.sender sd
+  LEFT JOIN day d USING (sender)
+  LEFT JOIN oldest o USING (sender)
+ CROSS JOIN wa_notify.state s
+ ORDER BY sd.sender;
 COMMENT ON VIEW wa_notify.metrics_messages IS
     'Prometheus: per sender, today''s messages sent, delivered, read, failed (created since local midnight: counters reset then), the oldest queued message''s age and the last webhook callback''s age (NULL: never)';
 
@@ -96,7 +105,7 @@ CREATE VIEW wa_notify.metrics_failures AS
 WITH today AS (
     SELECT date_trunc('day', now() AT TIME ZONE z.tz) AT TIME ZONE z.tz AS start
       FROM (SELECT max(value) FILTER (WHERE name = 'timezone') AS tz FROM wa_notify.setting) z)
-SELECT 'default'::text AS sender, coalesce(m.error_class, 'unclassified') AS error_class,
+SELECT m.sender, coalesce(m.error_class, 'unclassified') AS error_class,
        count(*) AS failed_today
   FROM wa_notify.message m, today
  WHERE m.created_at >= today.start AND m.status = 'failed'
@@ -106,15 +115,16 @@ COMMENT ON VIEW wa_notify.metrics_failures IS
     'Prometheus: per sender and error class (graph_errors), today''s failed messages';
 
 CREATE VIEW wa_notify.metrics_sender AS
-SELECT 'default'::text AS sender,
-       s.api_status,
+SELECT s.sender,
+       coalesce(s.api_status, 'unknown') AS api_status,
        coalesce(s.quality_rating, 'unknown') AS quality_rating,
        coalesce(s.messaging_limit, 'unknown') AS messaging_limit,
        coalesce(s.throughput_level, 'unknown') AS throughput_level,
        (s.api_status = 'connected')::integer AS connected,
        (s.paused_reason IS NOT NULL OR coalesce(s.pause_until > now(), false))::integer AS paused,
-       coalesce((SELECT value FROM wa_notify.setting WHERE name = 'enabled'), 'true')::boolean::integer AS enabled
-  FROM wa_notify.state s;
+       (s.enabled AND coalesce((SELECT value FROM wa_notify.setting WHERE name = 'enabled'), 'true')::boolean)::integer
+           AS enabled
+  FROM wa_notify.senders s;
 COMMENT ON VIEW wa_notify.metrics_sender IS
     'Prometheus: per sender, the connection status, quality rating, messaging limit (tier) and throughput as labels; connected, paused (account pause or cool-down), enabled as 0/1';
 
