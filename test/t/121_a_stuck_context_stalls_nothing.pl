@@ -64,13 +64,14 @@ is(join(',', sort map { $_->{json}{to} } @$posts), '5511987654321,5511987654322,
 ok($node->poll_query_until('postgres',
 	q{SELECT count(*) = 0 FROM wa_notify.message WHERE resolved_at IS NULL}),
 	'every capture resolved');
-is($node->safe_psql('postgres', q{
+# the blocked context: lock_timeout and the context's time limit are the
+# same length (capture_context.c), so either may fire first on a busy machine
+like($node->safe_psql('postgres', q{
 SELECT string_agg(concat_ws('|', event, left(order_key, 8), status, error_message), E'\n' ORDER BY id)
   FROM wa_notify.message WHERE status = 'failed'}),
-	join("\n",
-		'order_cancelled|A-1|failed|context query failed: context query did not finish within 2 s',
-		'order_processing|B-2|failed|context query failed: canceling statement due to lock timeout',
-		q{order_placed|failed|the order key is 3000 bytes long, over the 1024 bytes wa_notify accepts (it begins 'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk')}),
+	qr/\A\Qorder_cancelled|A-1|failed|context query failed: context query did not finish within 2 s\E
+\Qorder_processing|B-2|failed|context query failed: \E(?:\Qcanceling statement due to lock timeout\E|\Qcontext query did not finish within 2 s\E)
+\Qorder_placed|failed|the order key is 3000 bytes long, over the 1024 bytes wa_notify accepts (it begins 'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk')\E\z/,
 	'the sleeping and the blocked context failed their own message; the 3 kB key failed without breaking the index');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM wa_notify.capture_queue}), '0', 'nothing left staged');
 
