@@ -1265,6 +1265,23 @@ collect_secrets(const WhPayload *p, bool parsed, const WhSettings *set,
 	}
 }
 
+/* the same, freeing the payload (malloc'd) when it fails: a statement timeout must not leak it */
+static pg_noinline void
+collect_secrets_or_free(WhPayload *p, bool parsed, const WhSettings *set,
+						WhSecrets *ss, WhRouting *route)
+{
+	PG_TRY();
+	{
+		collect_secrets(p, parsed, set, ss, route);
+	}
+	PG_CATCH();
+	{
+		wh_payload_free(p);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
 static void
 secrets_wipe(WhSecrets *ss)
 {
@@ -1383,16 +1400,7 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 		memset(&payload, 0, sizeof(payload));
 		pr = WH_MALFORMED;
 	}
-	PG_TRY();
-	{
-		collect_secrets(&payload, pr == WH_OK, &set, &secrets, &route);
-	}
-	PG_CATCH();
-	{
-		wh_payload_free(&payload);	/* malloc'd: a statement timeout must not leak it */
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	collect_secrets_or_free(&payload, pr == WH_OK, &set, &secrets, &route);
 	if (secrets.n == 0)
 	{
 		wh_payload_free(&payload);
