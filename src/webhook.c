@@ -49,9 +49,11 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/jsonb.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -1006,83 +1008,155 @@ record_callback(int unknown, int unknown_numbers)
  * so a sender's secret never moves another sender's messages.  A number
  * that is no sender's is ignored and counted (state.webhook_unknown_numbers).
  *
- * The number -> sender answers are kept per settings snapshot
- * (wa_settings_version(): a change to wa_notify.sender or the settings
- * loads them again), so the common call costs no query for them.
+ * The numbers of a body are looked up before its signature is checked
+ * (they say whose secrets may have signed it), so that costs one statement
+ * at most, whatever the body holds: the distinct numbers not known yet go
+ * to _sender_for_phone_number_id() together.  The numbers that are a
+ * sender's are kept per settings snapshot (wa_settings_version(): a change
+ * to wa_notify.sender or the settings drops them), so the common call
+ * costs no query for them; the others are not kept (a forged body full of
+ * made-up numbers fills nothing).
  */
 #define WH_ROUTES_CACHED 64
+#define WH_NUMBER_MAX 64		/* a phone_number_id is ~15 digits; longer: no sender's */
 
 static struct
 {
 	uint64		version;
 	int			n;
 	char	   *number[WH_ROUTES_CACHED];	/* malloc'd */
-	char	   *sender[WH_ROUTES_CACHED];	/* malloc'd; NULL: no sender's */
+	char	   *sender[WH_ROUTES_CACHED];	/* malloc'd */
 }			route_cache;
 
 static SPIPlanPtr plan_sender_for_number;
 static SPIPlanPtr plan_senders;
 
-static void
-route_cache_reset(uint64 version)
+typedef struct WhNumber
 {
-	for (int i = 0; i < route_cache.n; i++)
-	{
-		free(route_cache.number[i]);
-		free(route_cache.sender[i]);
-	}
-	route_cache.n = 0;
-	route_cache.version = version;
-}
+	char		number[WH_NUMBER_MAX];	/* hash key */
+	char	   *sender;			/* NULL: no sender's */
+	bool		resolved;
+} WhNumber;
 
-/* The sender whose number this is, or NULL (palloc'd or cached). */
 static const char *
-sender_of_number(const char *number, const WhSettings *set)
+route_cache_find(const char *number)
 {
-	uint64		version = wa_settings_version();
-	Oid			t = TEXTOID;
-	Datum		v;
-	bool		isnull;
-	Datum		d;
-	char	   *sender = NULL;
-
-	if (number == NULL)
-		return "default";
-	if (route_cache.version != version || version == 0)
-		route_cache_reset(version);
 	for (int i = 0; i < route_cache.n; i++)
 		if (strcmp(route_cache.number[i], number) == 0)
-			return route_cache.sender[i] ? pstrdup(route_cache.sender[i]) : NULL;
+			return route_cache.sender[i];
+	return NULL;
+}
 
-	v = txt(number);
-	/* as fresh as the settings snapshot the answer is kept with (settings.c) */
-	if (SPI_execute_snapshot(prep(&plan_sender_for_number,
-								  "SELECT wa_notify._sender_for_phone_number_id($1)", 1, &t),
-							 &v, NULL, GetLatestSnapshot(), InvalidSnapshot,
-							 true, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "webhook: cannot look the sender of a number up");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		sender = TextDatumGetCString(d);
-	else if (set->phone_number_id == NULL)
-		sender = pstrdup("default");	/* the default's number is not named */
+static void
+route_cache_add(const char *number, const char *sender)
+{
+	char	   *n;
+	char	   *sd;
 
-	if (version != 0 && route_cache.n < WH_ROUTES_CACHED)
+	if (route_cache.version == 0 || route_cache.n >= WH_ROUTES_CACHED)
+		return;
+	n = strdup(number);
+	sd = strdup(sender);
+	if (n == NULL || sd == NULL)
 	{
-		char	   *n = strdup(number);
-		char	   *sd = sender ? strdup(sender) : NULL;
-
-		if (n != NULL && (sender == NULL || sd != NULL))
-		{
-			route_cache.number[route_cache.n] = n;
-			route_cache.sender[route_cache.n] = sd;
-			route_cache.n++;
-			return sender;
-		}
 		free(n);
 		free(sd);
+		return;
 	}
-	return sender;
+	route_cache.number[route_cache.n] = n;
+	route_cache.sender[route_cache.n] = sd;
+	route_cache.n++;
+}
+
+/*
+ * The sender of every number the payload names, in a hash table of
+ * WhNumber (NULL when it names none).  One query for the numbers not kept.
+ */
+static HTAB *
+resolve_numbers(const WhPayload *p, const WhSettings *set)
+{
+	uint64		version = wa_settings_version();
+	HASHCTL		ctl;
+	HTAB	   *numbers;
+	WhNumber  **asked = palloc(sizeof(WhNumber *) * (p->nstatuses + p->ninbound + 1));
+	int			nasked = 0;
+	ArrayBuildState *ask = NULL;
+
+	if (route_cache.version != version || version == 0)
+	{
+		for (int i = 0; i < route_cache.n; i++)
+		{
+			free(route_cache.number[i]);
+			free(route_cache.sender[i]);
+		}
+		route_cache.n = 0;
+		route_cache.version = version;
+	}
+	ctl.keysize = WH_NUMBER_MAX;
+	ctl.entrysize = sizeof(WhNumber);
+	ctl.hcxt = CurrentMemoryContext;
+	numbers = hash_create("wa_notify webhook numbers", 16, &ctl,
+						  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	for (size_t i = 0; i < p->nstatuses + p->ninbound; i++)
+	{
+		const char *number = i < p->nstatuses ? p->statuses[i].phone_number_id
+			: p->inbound[i - p->nstatuses].phone_number_id;
+		bool		found;
+		const char *cached;
+		WhNumber   *e;
+
+		if (number == NULL || strlen(number) >= WH_NUMBER_MAX)
+			continue;
+		e = hash_search(numbers, number, HASH_ENTER, &found);
+		if (found)
+			continue;
+		cached = route_cache_find(number);
+		e->sender = cached ? pstrdup(cached) : NULL;
+		if (cached == NULL)
+		{
+			asked[nasked++] = e;
+			ask = accumArrayResult(ask, txt(number), false, TEXTOID, CurrentMemoryContext);
+		}
+	}
+	if (nasked > 0)
+	{
+		Oid			t = TEXTARRAYOID;
+		Datum		v = makeArrayResult(ask, CurrentMemoryContext);
+
+		/* as fresh as the settings snapshot the answers are kept with (settings.c) */
+		if (SPI_execute_snapshot(prep(&plan_sender_for_number,
+									  "SELECT wa_notify._sender_for_phone_number_id(n)"
+									  " FROM unnest($1) WITH ORDINALITY AS u(n, i) ORDER BY i",
+									  1, &t),
+								 &v, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								 true, false, 0) != SPI_OK_SELECT || SPI_processed != (uint64) nasked)
+			elog(ERROR, "webhook: cannot look the senders of numbers up");
+		for (int r = 0; r < nasked; r++)
+		{
+			char	   *sender = col_text(r, 1);
+
+			if (sender == NULL && set->phone_number_id == NULL)
+				sender = pstrdup("default");	/* the default's number is not named */
+			asked[r]->sender = sender;
+			if (sender != NULL)
+				route_cache_add(asked[r]->number, sender);
+		}
+	}
+	return numbers;
+}
+
+/* The sender of a change's number (NULL: no sender's), from resolve_numbers(). */
+static const char *
+sender_of_number(HTAB *numbers, const char *number)
+{
+	WhNumber   *e;
+
+	if (number == NULL)
+		return "default";		/* a change without metadata */
+	if (strlen(number) >= WH_NUMBER_MAX)
+		return NULL;
+	e = hash_search(numbers, number, HASH_FIND, NULL);
+	return e ? e->sender : NULL;
 }
 
 /* The app secrets a body may be signed with, each once (wiped by secrets_wipe()). */
@@ -1161,10 +1235,17 @@ collect_secrets(const WhPayload *p, bool parsed, const WhSettings *set,
 	ss->sender = palloc0(sizeof(char *) * max);
 	ss->secret_of = palloc0(sizeof(int) * max);
 	ss->secret = palloc0(sizeof(char *) * max);
-	for (size_t i = 0; parsed && i < p->nstatuses; i++)
-		name_sender(ss, route->status_sender[i] = sender_of_number(p->statuses[i].phone_number_id, set));
-	for (size_t i = 0; parsed && i < p->ninbound; i++)
-		name_sender(ss, route->inbound_sender[i] = sender_of_number(p->inbound[i].phone_number_id, set));
+	if (parsed)
+	{
+		HTAB	   *numbers = resolve_numbers(p, set);
+
+		for (size_t i = 0; i < p->nstatuses; i++)
+			name_sender(ss, route->status_sender[i] =
+						sender_of_number(numbers, p->statuses[i].phone_number_id));
+		for (size_t i = 0; i < p->ninbound; i++)
+			name_sender(ss, route->inbound_sender[i] =
+						sender_of_number(numbers, p->inbound[i].phone_number_id));
+	}
 	if (ss->nsenders > 0)
 		return;
 
@@ -1182,6 +1263,23 @@ collect_secrets(const WhPayload *p, bool parsed, const WhSettings *set,
 		for (uint64 r = 0; r < nrows; r++)
 			secrets_add(ss, wa_secret_get(names[r], "app_secret"));
 	}
+}
+
+/* the same, freeing the payload (malloc'd) when it fails: a statement timeout must not leak it */
+static pg_noinline void
+collect_secrets_or_free(WhPayload *p, bool parsed, const WhSettings *set,
+						WhSecrets *ss, WhRouting *route)
+{
+	PG_TRY();
+	{
+		collect_secrets(p, parsed, set, ss, route);
+	}
+	PG_CATCH();
+	{
+		wh_payload_free(p);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 static void
@@ -1302,7 +1400,7 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 		memset(&payload, 0, sizeof(payload));
 		pr = WH_MALFORMED;
 	}
-	collect_secrets(&payload, pr == WH_OK, &set, &secrets, &route);
+	collect_secrets_or_free(&payload, pr == WH_OK, &set, &secrets, &route);
 	if (secrets.n == 0)
 	{
 		wh_payload_free(&payload);
