@@ -117,18 +117,23 @@ BEGIN
 END $f$;
 """ % {"pnid": PNID}
 
-# The history: 13 months back from now, the oldest holding 3/10 of the rows,
-# the other twelve (this one included, up to now) the rest evenly; a message
+# The history: 13 months back from now, the oldest calendar month holding
+# 3/10 of the rows, the time since (today included) the rest evenly; a message
 # created d ago was sent then, delivered or read (a few failed), anonymized
 # when older than 90 days, archived when older than 8 (as maintain() leaves
 # them), live otherwise.  The archive's partitions are made by maintain()'s
 # own function.
 LOAD = r"""
 SELECT wa_notify._archive_partition_for(now() - m * interval '1 month') FROM generate_series(0, 12) m;
+-- slice 12: the oldest calendar month (what retention drops); slices 0-11:
+-- the time from its end to now, in twelve equal spans (the same rows per
+-- day throughout, today included, whatever day of the month this is)
 CREATE TABLE bench_months AS
-SELECT m, lo, least(lo + interval '1 month', now()) AS hi,
-       CASE WHEN m = 12 THEN %(big)s ELSE %(rest)s END AS n
-  FROM (SELECT m, wa_notify._month_start(now() - m * interval '1 month') AS lo FROM generate_series(0, 12) m) x;
+SELECT 12 AS m, wa_notify._month_start(now() - interval '12 months') AS lo,
+       wa_notify._month_start(now() - interval '11 months') AS hi, %(big)s AS n
+UNION ALL
+SELECT m, e + (now() - e) * (11 - m) / 12.0, e + (now() - e) * (12 - m) / 12.0, %(rest)s
+  FROM generate_series(0, 11) m, (SELECT wa_notify._month_start(now() - interval '11 months') AS e) x;
 """
 
 
