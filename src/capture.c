@@ -387,7 +387,8 @@ stage_capture(int64 watch_id, const char *event, Datum event_text, const char *k
 	damage = queue_damage;
 	if (damage)
 	{
-		table_close(rel, RowExclusiveLock);
+		/* the lock stays until the (sub)transaction ends, as recorded above */
+		table_close(rel, NoLock);
 		ereport(WARNING,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("wa_notify could not capture %s: %s", event, damage),
