@@ -135,8 +135,7 @@ typedef struct WaLane
 	char	   *sender;
 	char	   *url;			/* {base}/{version}/{pnid}/messages */
 	bool		ready;			/* phone number ID and token set */
-	WaPacing	pacing;			/* rate and in-flight size (in_flight.c) */
-	double		max_rate;		/* msg/s, 0: no cap (pacing.max_rate) */
+	WaPacing	pacing;			/* rate (0: no cap) and in-flight size (in_flight.c) */
 	int			daily_limit;	/* its portfolio's, 0: none */
 	char	   *paused_reason;	/* NULL: not paused */
 	double		pause_until;	/* 0: none */
@@ -453,7 +452,6 @@ lane_pacing(WaLane *ln, double max_rate, bool max_rate_inherited, int max_in_fli
 	if (!max_rate_inherited)
 		ln->pacing.max_rate = max_rate;
 	ln->pacing.max_in_flight = Max(max_in_flight, 0);
-	ln->max_rate = ln->pacing.max_rate;
 }
 
 /* The senders that may send, from wa_notify._dispatch_senders() (by column name). */
@@ -545,7 +543,7 @@ load_cycle(WaCycle *cy)
 	{
 		WaPacing	pacing;
 
-		wa_pacing_for_level(wa_settings(), col_named("throughput_level"), &pacing);
+		wa_pacing_for_level(set, col_named("throughput_level"), &pacing);
 		cy->min_delay = pacing.min_delay;
 		cy->max_delay = pacing.max_delay;
 		cy->max_per_batch = pacing.max_per_batch;
@@ -1429,7 +1427,7 @@ plan_lane(const WaCycle *cy, WaLane *ln, double now, int budget, double *until)
 	int			n;
 
 	ln->in_flight_cap = lane_in_flight_cap(ln);
-	ln->spacing = ln->max_rate > 0 ? 1.0 / (ln->max_rate * ln->rate_factor) : 0;
+	ln->spacing = ln->pacing.max_rate > 0 ? 1.0 / (ln->pacing.max_rate * ln->rate_factor) : 0;
 	if (paced)
 	{
 		start_at = ln->memory->last_start + Max(ln->memory->next_gap, ln->spacing);

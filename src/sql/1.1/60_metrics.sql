@@ -20,7 +20,9 @@
 --
 -- Per sender: every view has a sender column, one row (or one row per
 -- status) for each sender of wa_notify.sender (25_senders.sql), zeros
--- included; a sender's state is what the senders view shows.  The
+-- included; a sender's state comes from _sender_effective(), the one
+-- place that knows where it lives (not the senders view, whose today's
+-- counts a scrape does not need).  The
 -- webhook's last callback is the database's (one relay: state).
 
 -- The messages claimed for sending and not answered (in flight, or in
@@ -124,7 +126,7 @@ SELECT s.sender,
        (s.paused_reason IS NOT NULL OR coalesce(s.pause_until > now(), false))::integer AS paused,
        (s.enabled AND coalesce((SELECT value FROM wa_notify.setting WHERE name = 'enabled'), 'true')::boolean)::integer
            AS enabled
-  FROM wa_notify.senders s;
+  FROM wa_notify._sender_effective() s;
 COMMENT ON VIEW wa_notify.metrics_sender IS
     'Prometheus: per sender, the connection status, quality rating, messaging limit (tier) and throughput as labels; connected, paused (account pause or cool-down), enabled as 0/1';
 
