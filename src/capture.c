@@ -71,6 +71,8 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "utils/tuplestore.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -340,21 +342,33 @@ wa_notify_capture_queue_damage(PG_FUNCTION_ARGS)
 }
 
 /*
- * Append one row to wa_notify.capture_queue.  The table has no index, no
- * trigger and no constraint beyond NOT NULL, so a heap insert is all an
- * INSERT would do; it is WAL-logged and rolls back with the shop's
- * transaction like any other row.  When the table is missing or damaged,
- * nothing can be staged: a WARNING, and the shop's write goes on.
+ * The rows one call of the trigger stages (every row of a statement-level
+ * call, one row's watches for a row-level one), written together when the
+ * call ends (heap_multi_insert: one WAL record and one buffer lookup per
+ * page, not per row), or every WA_STAGE_BATCH rows.  The table is opened
+ * and checked at the first row and stays open for the call.
  */
-static void
-stage_capture(int64 watch_id, const char *event, Datum event_text, const char *key, Datum source_row,
-			  bool has_row, const char *error)
+#define WA_STAGE_BATCH 1000
+
+typedef struct StageBatch
+{
+	MemoryContext cxt;			/* the call's: the tuples outlive each row */
+	Relation	rel;			/* NULL until the first row is staged */
+	HeapTuple	tuples[WA_STAGE_BATCH];
+	int			ntuples;
+} StageBatch;
+
+static StageBatch *stage_batch = NULL;	/* the running call's */
+
+/*
+ * wa_notify.capture_queue, opened and locked (once per (sub)transaction: a
+ * lock is held until its end) and checked; NULL and a WARNING when it is
+ * missing or damaged: nothing can be staged, and the shop's write goes on.
+ */
+static Relation
+open_capture_queue(const char *event)
 {
 	Relation	rel;
-	Datum		values[6];
-	bool		nulls[6] = {false, false, false, false, false, false};
-	HeapTuple	tup;
-	const char *damage;
 
 	if (!OidIsValid(queue_relid))
 	{
@@ -367,9 +381,8 @@ stage_capture(int64 watch_id, const char *event, Datum event_text, const char *k
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("wa_notify could not capture %s: wa_notify.capture_queue does not exist", event),
 				 errhint("Is the wa_notify extension installed in this database?")));
-		return;
+		return NULL;
 	}
-	/* locked once per (sub)transaction: a lock is held until its end */
 	if (queue_locked_lxid == MyProc->lxid && queue_locked_subxid == GetCurrentSubTransactionId())
 		rel = table_open(queue_relid, NoLock);
 	else
@@ -384,18 +397,87 @@ stage_capture(int64 watch_id, const char *event, Datum event_text, const char *k
 		queue_damage = capture_queue_damage(rel);
 		queue_checked = true;
 	}
-	damage = queue_damage;
-	if (damage)
+	if (queue_damage)
 	{
 		/* the lock stays until the (sub)transaction ends, as recorded above */
 		table_close(rel, NoLock);
 		ereport(WARNING,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("wa_notify could not capture %s: %s", event, damage),
+				 errmsg("wa_notify could not capture %s: %s", event, queue_damage),
 				 errdetail("The shop's write goes on; this capture is lost."),
 				 errhint("wa_notify.capture_queue must have its six columns and no index, trigger, rule or policy; the status card shows the damage.")));
-		return;
+		return NULL;
 	}
+	return rel;
+}
+
+/*
+ * Write the batch's rows.  The table has no index, no trigger and no
+ * constraint beyond NOT NULL, so a heap insert is all an INSERT would do;
+ * the rows are WAL-logged and roll back with the shop's transaction like
+ * any other row.
+ */
+static void
+multi_insert(Relation rel, TupleTableSlot **slots, HeapTuple *tuples, int ntuples)
+{
+	/* the slots own the batch's tuples until they are written */
+	for (int i = 0; i < ntuples; i++)
+		ExecStoreHeapTuple(tuples[i], slots[i], true);
+	PG_TRY();
+	{
+		heap_multi_insert(rel, slots, ntuples, GetCurrentCommandId(true), 0, NULL);
+	}
+	PG_FINALLY();
+	{
+		/* never left holding a tuple of a call's memory */
+		for (int i = 0; i < ntuples; i++)
+			ExecClearTuple(slots[i]);
+	}
+	PG_END_TRY();
+}
+
+static void
+flush_stage_batch(StageBatch *b)
+{
+	/* heap_multi_insert's slots, made once per backend (no descriptor pin per row) */
+	static TupleTableSlot *slots[WA_STAGE_BATCH];
+	static int	nslots = 0;
+
+	if (b->ntuples == 0)
+		return;
+	if (b->ntuples == 1)
+		simple_heap_insert(b->rel, b->tuples[0]);
+	else
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		while (nslots < b->ntuples)
+		{
+			static TupleDesc desc = NULL;
+
+			if (desc == NULL)
+				desc = CreateTupleDescCopy(RelationGetDescr(b->rel));
+			slots[nslots++] = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+		}
+		MemoryContextSwitchTo(old);
+		multi_insert(b->rel, slots, b->tuples, b->ntuples);
+	}
+	b->ntuples = 0;
+	wa_wake_worker_at_commit();
+}
+
+/* stage one capture: a row of wa_notify.capture_queue, written with the batch */
+static void
+stage_capture(int64 watch_id, const char *event, Datum event_text, const char *key, Datum source_row,
+			  bool has_row, const char *error)
+{
+	StageBatch *b = stage_batch;
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
+	MemoryContext old;
+
+	if (b->rel == NULL && (b->rel = open_capture_queue(event)) == NULL)
+		return;
 	values[0] = Int64GetDatum(watch_id);
 	values[1] = event_text;
 	if (key)
@@ -409,10 +491,11 @@ stage_capture(int64 watch_id, const char *event, Datum event_text, const char *k
 	else
 		nulls[4] = true;
 	values[5] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-	simple_heap_insert(rel, tup);
-	table_close(rel, NoLock);
-	wa_wake_worker_at_commit();
+	old = MemoryContextSwitchTo(b->cxt);
+	b->tuples[b->ntuples++] = heap_form_tuple(RelationGetDescr(b->rel), values, nulls);
+	MemoryContextSwitchTo(old);
+	if (b->ntuples == WA_STAGE_BATCH)
+		flush_stage_batch(b);
 }
 
 typedef struct KeyQuery
@@ -735,24 +818,52 @@ capture_group(TriggerData *trigdata)
 	return g;
 }
 
-/* the row being captured, its whole-row values built only when needed */
+/*
+ * The row being captured: its slots (a row-level call's own, or a
+ * statement-level call's read from its transition tables), its heap tuples
+ * and whole-row values taken only when needed.
+ */
 typedef struct CaptureRow
 {
 	TriggerData *trigdata;
-	HeapTuple	newtup;
-	HeapTuple	oldtup;			/* UPDATE only */
 	TupleTableSlot *newslot;
 	TupleTableSlot *oldslot;	/* UPDATE only */
+	HeapTuple	newtup;			/* NULL until taken */
+	HeapTuple	oldtup;
 	Datum		newrow;			/* (Datum) 0 until built */
 	Datum		oldrow;
 } CaptureRow;
+
+static HeapTuple
+new_row_tuple(CaptureRow *r)
+{
+	bool		should_free;
+
+	if (r->newtup == NULL)
+		r->newtup = ExecFetchSlotHeapTuple(r->newslot, false, &should_free);
+	return r->newtup;
+}
 
 static Datum
 new_row_datum(CaptureRow *r)
 {
 	if (r->newrow == (Datum) 0)
-		r->newrow = heap_copy_tuple_as_datum(r->newtup, RelationGetDescr(r->trigdata->tg_relation));
+		r->newrow = heap_copy_tuple_as_datum(new_row_tuple(r), RelationGetDescr(r->trigdata->tg_relation));
 	return r->newrow;
+}
+
+static Datum
+old_row_datum(CaptureRow *r)
+{
+	bool		should_free;
+
+	if (r->oldrow == (Datum) 0)
+	{
+		if (r->oldtup == NULL)
+			r->oldtup = ExecFetchSlotHeapTuple(r->oldslot, false, &should_free);
+		r->oldrow = heap_copy_tuple_as_datum(r->oldtup, RelationGetDescr(r->trigdata->tg_relation));
+	}
+	return r->oldrow;
 }
 
 /* fires_when of a watch: does the row fire, and with which error? */
@@ -810,9 +921,8 @@ capture_watch(CaptureGroup *g, CaptureWatch *w, CaptureRow *r)
 		CaptureEntry *e = capture_entry(w->watch_id, r->trigdata->tg_relation->rd_rel->reltype,
 										w->key);
 
-		if (r->oldtup && r->oldrow == (Datum) 0)
-			r->oldrow = heap_copy_tuple_as_datum(r->oldtup, desc);
-		if (!run_key_query(e, new_row_datum(r), r->oldrow, r->oldtup != NULL, &key, &error))
+		if (!run_key_query(e, new_row_datum(r), r->oldslot ? old_row_datum(r) : (Datum) 0,
+						   r->oldslot != NULL, &key, &error))
 			return;
 	}
 	else
@@ -823,7 +933,7 @@ capture_watch(CaptureGroup *g, CaptureWatch *w, CaptureRow *r)
 		error = fw_error;
 
 	if (keep_row && error == NULL)
-		jrow = staged_row(&g->to_jsonb, r->newtup, desc,
+		jrow = staged_row(&g->to_jsonb, new_row_tuple(r), desc,
 						  w->keep[0] == 'j' ? new_row_datum(r) : (Datum) 0, w->keep, &error);
 	if (error && key)
 		error = psprintf("%s (order %s)", error, key);
@@ -832,22 +942,95 @@ capture_watch(CaptureGroup *g, CaptureWatch *w, CaptureRow *r)
 				  keep_row && jrow != (Datum) 0 && error == NULL, error);
 }
 
+/* every watch of the trigger on one row */
+static void
+capture_row(CaptureGroup *g, CaptureRow *r)
+{
+	for (int i = 0; i < g->nwatches; i++)
+		capture_watch(g, &g->watches[i], r);
+}
+
+/*
+ * A statement-level call: every row of the statement, read from its
+ * transition tables (UPDATE: the old and the new table hold the rows in
+ * the same order), each row's memory freed before the next.
+ */
+static void
+capture_statement(CaptureGroup *g, TriggerData *trigdata)
+{
+	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
+	Tuplestorestate *newts = trigdata->tg_newtable;
+	Tuplestorestate *oldts = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_oldtable : NULL;
+	TupleTableSlot *newslot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	TupleTableSlot *oldslot = oldts ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
+	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext, "wa_notify capture row",
+												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old;
+	int			newptr;
+	int			oldptr = 0;
+
+	/* read pointers of our own: another trigger may read the same tables */
+	newptr = tuplestore_alloc_read_pointer(newts, EXEC_FLAG_REWIND);
+	tuplestore_select_read_pointer(newts, newptr);
+	tuplestore_rescan(newts);
+	if (oldts)
+	{
+		oldptr = tuplestore_alloc_read_pointer(oldts, EXEC_FLAG_REWIND);
+		tuplestore_select_read_pointer(oldts, oldptr);
+		tuplestore_rescan(oldts);
+	}
+	for (;;)
+	{
+		CaptureRow	r;
+
+		tuplestore_select_read_pointer(newts, newptr);
+		if (!tuplestore_gettupleslot(newts, true, false, newslot))
+			break;
+		if (oldts)
+		{
+			tuplestore_select_read_pointer(oldts, oldptr);
+			if (!tuplestore_gettupleslot(oldts, true, false, oldslot))
+				break;
+		}
+		memset(&r, 0, sizeof(r));
+		r.trigdata = trigdata;
+		r.newslot = newslot;
+		r.oldslot = oldslot;
+		old = MemoryContextSwitchTo(rowcxt);
+		capture_row(g, &r);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
+	}
+	tuplestore_select_read_pointer(newts, 0);
+	if (oldts)
+		tuplestore_select_read_pointer(oldts, 0);
+	ExecDropSingleTupleTableSlot(newslot);
+	if (oldslot)
+		ExecDropSingleTupleTableSlot(oldslot);
+	MemoryContextDelete(rowcxt);
+}
+
 PG_FUNCTION_INFO_V1(wa_notify_capture);
 Datum
 wa_notify_capture(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	CaptureGroup *g;
-	CaptureRow	r;
+	StageBatch *outer = stage_batch;
+	StageBatch *batch;
+	bool		per_statement;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("wa_notify._capture() must be called as a trigger")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+	per_statement = TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event);
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		(per_statement && trigdata->tg_newtable == NULL) ||
+		(per_statement && TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && trigdata->tg_oldtable == NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("wa_notify._capture() must be an AFTER ... FOR EACH ROW trigger")));
+				 errmsg("wa_notify._capture() must be an AFTER ... FOR EACH ROW trigger, or FOR EACH STATEMENT with its transition tables")));
 	/* the parsed trigger, kept for the statement's other rows */
 	g = (CaptureGroup *) fcinfo->flinfo->fn_extra;
 	if (g == NULL || !g->valid || g->tgoid != trigdata->tg_trigger->tgoid)
@@ -856,31 +1039,49 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 		fcinfo->flinfo->fn_extra = g;
 	}
 
-	memset(&r, 0, sizeof(r));
-	r.trigdata = trigdata;
-	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-	{
-		r.oldtup = trigdata->tg_trigtuple;
-		r.oldslot = trigdata->tg_trigslot;
-		r.newtup = trigdata->tg_newtuple;
-		r.newslot = trigdata->tg_newslot;
-	}
-	else
-	{
-		r.newtup = trigdata->tg_trigtuple;
-		r.newslot = trigdata->tg_trigslot;
-	}
+	batch = palloc(sizeof(StageBatch));
+	batch->cxt = CurrentMemoryContext;
+	batch->rel = NULL;
+	batch->ntuples = 0;
 	g->busy++;
+	stage_batch = batch;
 	PG_TRY();
 	{
-		for (int i = 0; i < g->nwatches; i++)
-			capture_watch(g, &g->watches[i], &r);
+		if (per_statement)
+			capture_statement(g, trigdata);
+		else
+		{
+			CaptureRow	r;
+
+			memset(&r, 0, sizeof(r));
+			r.trigdata = trigdata;
+			if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+			{
+				r.oldtup = trigdata->tg_trigtuple;
+				r.oldslot = trigdata->tg_trigslot;
+				r.newtup = trigdata->tg_newtuple;
+				r.newslot = trigdata->tg_newslot;
+			}
+			else
+			{
+				r.newtup = trigdata->tg_trigtuple;
+				r.newslot = trigdata->tg_trigslot;
+			}
+			capture_row(g, &r);
+		}
+		if (batch->rel)
+		{
+			flush_stage_batch(batch);
+			table_close(batch->rel, NoLock);
+		}
 	}
 	PG_FINALLY();
 	{
 		g->busy--;
+		stage_batch = outer;
 	}
 	PG_END_TRY();
+	pfree(batch);
 	return PointerGetDatum(NULL);
 }
 

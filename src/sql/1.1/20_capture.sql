@@ -141,8 +141,14 @@ GRANT EXECUTE ON FUNCTION wa_notify._watch_problem(bigint) TO PUBLIC;
 -- 'k' column or 'e' query, the key, what of the row to stage, fires_when
 -- as the admin wrote it or '', the recorded schemas, the alias the
 -- expressions use) and no WHEN clause: the trigger decides each watch's
--- transition in C, so a row costs one trigger event however many watches
--- the table has, and no column is named.
+-- transition in C, and no column is named.  On a table of its own (not a
+-- partition, parent or child) the triggers are FOR EACH STATEMENT with
+-- their transition tables: a statement costs one call, a row a copy into
+-- the transition table (no trigger event, no re-fetch of the row), and the
+-- statement's captures are staged together.  On a partitioned or
+-- inheritance table they are FOR EACH ROW (cloned to every partition, so a
+-- write to a partition itself is captured): a row costs one trigger event
+-- however many watches the table has.
 
 -- a trigger's arguments (pg_trigger.tgargs: each ends in a NUL byte)
 CREATE FUNCTION wa_notify._trigger_args(tgargs bytea) RETURNS text[]
@@ -214,6 +220,12 @@ DECLARE
     entries      jsonb;            -- what the triggers hold now, and what they will
     flat         text;
     k            text;
+    -- a table of its own (no partition, parent or child): one call per
+    -- statement over its transition tables; else one per row
+    per_statement boolean := EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = source AND c.relkind = 'r'
+                                                           AND NOT c.relispartition)
+                             AND NOT EXISTS (SELECT 1 FROM pg_inherits i
+                                              WHERE i.inhrelid = source OR i.inhparent = source);
 BEGIN
     SELECT array_agg(DISTINCT c.trigger_oid),
            coalesce(jsonb_agg(jsonb_build_object('kind', c.kind, 'watch_id', c.watch_id, 'args', c.args))
@@ -235,9 +247,13 @@ BEGIN
                unnest(e.args) WITH ORDINALITY AS u(a, pos)
          WHERE e.kind = k;
         IF flat IS NOT NULL THEN
-            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION wa_notify._capture(%s)',
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s %s EXECUTE FUNCTION wa_notify._capture(%s)',
                            'wa_notify_capture_' || k, CASE k WHEN 'ins' THEN 'INSERT' ELSE 'UPDATE' END,
-                           source, flat);
+                           source,
+                           CASE WHEN NOT per_statement THEN 'FOR EACH ROW'
+                                WHEN k = 'ins' THEN 'REFERENCING NEW TABLE AS wa_notify_new FOR EACH STATEMENT'
+                                ELSE 'REFERENCING OLD TABLE AS wa_notify_old NEW TABLE AS wa_notify_new FOR EACH STATEMENT' END,
+                           flat);
         END IF;
     END LOOP;
     RETURN true;
