@@ -695,6 +695,8 @@ typedef struct CaptureGroup
 	CaptureWatch *watches;
 	char	   *relname;		/* schema-qualified, for error texts */
 	FmgrInfo	to_jsonb;		/* to_jsonb() of the relation's row type */
+	TupleTableSlot *newslot;	/* a statement-level call's, made at its first call */
+	TupleTableSlot *oldslot;
 } CaptureGroup;
 
 static HTAB *group_cache = NULL;
@@ -781,6 +783,7 @@ capture_group(TriggerData *trigdata)
 	g->relid = RelationGetRelid(rel);
 	g->cxt = AllocSetContextCreate(CacheMemoryContext, "wa_notify capture trigger",
 								   ALLOCSET_SMALL_SIZES);
+	g->newslot = g->oldslot = NULL;
 	old = MemoryContextSwitchTo(g->cxt);
 	g->relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 											RelationGetRelationName(rel));
@@ -961,14 +964,39 @@ capture_statement(CaptureGroup *g, TriggerData *trigdata)
 	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
 	Tuplestorestate *newts = trigdata->tg_newtable;
 	Tuplestorestate *oldts = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_oldtable : NULL;
-	TupleTableSlot *newslot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
-	TupleTableSlot *oldslot = oldts ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
+	TupleTableSlot *newslot;
+	TupleTableSlot *oldslot;
 	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext, "wa_notify capture row",
 												 ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old;
 	int			newptr;
 	int			oldptr = 0;
 
+	/*
+	 * The group's slots (over a copy of the descriptor: no pin to release),
+	 * unless a call of the same trigger is already running (a key query
+	 * writing to the table): then slots of this call's own.
+	 */
+	if (g->busy > 1)
+	{
+		newslot = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc), &TTSOpsMinimalTuple);
+		oldslot = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc), &TTSOpsMinimalTuple);
+	}
+	else
+	{
+		if (g->newslot == NULL)
+		{
+			MemoryContext gold = MemoryContextSwitchTo(g->cxt);
+
+			g->newslot = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc), &TTSOpsMinimalTuple);
+			g->oldslot = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc), &TTSOpsMinimalTuple);
+			MemoryContextSwitchTo(gold);
+		}
+		newslot = g->newslot;
+		oldslot = g->oldslot;
+	}
+	if (!oldts)
+		oldslot = NULL;
 	/* read pointers of our own: another trigger may read the same tables */
 	newptr = tuplestore_alloc_read_pointer(newts, EXEC_FLAG_REWIND);
 	tuplestore_select_read_pointer(newts, newptr);
@@ -1002,11 +1030,12 @@ capture_statement(CaptureGroup *g, TriggerData *trigdata)
 		MemoryContextReset(rowcxt);
 	}
 	tuplestore_select_read_pointer(newts, 0);
+	ExecClearTuple(newslot);
 	if (oldts)
+	{
 		tuplestore_select_read_pointer(oldts, 0);
-	ExecDropSingleTupleTableSlot(newslot);
-	if (oldslot)
-		ExecDropSingleTupleTableSlot(oldslot);
+		ExecClearTuple(oldslot);
+	}
 	MemoryContextDelete(rowcxt);
 }
 
@@ -1017,7 +1046,8 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	CaptureGroup *g;
 	StageBatch *outer = stage_batch;
-	StageBatch *batch;
+	StageBatch	batch_data;		/* on the stack: a one-row call allocates nothing for it */
+	StageBatch *batch = &batch_data;
 	bool		per_statement;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
@@ -1039,7 +1069,6 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 		fcinfo->flinfo->fn_extra = g;
 	}
 
-	batch = palloc(sizeof(StageBatch));
 	batch->cxt = CurrentMemoryContext;
 	batch->rel = NULL;
 	batch->ntuples = 0;
@@ -1081,7 +1110,6 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 		stage_batch = outer;
 	}
 	PG_END_TRY();
-	pfree(batch);
 	return PointerGetDatum(NULL);
 }
 
