@@ -114,6 +114,38 @@ UPDATE sshop_order SET status = 'canceled' WHERE false;
 SELECT event, order_key FROM wa_notify.capture_queue ORDER BY event, order_key;
 DELETE FROM wa_notify.capture_queue;
 
+-- an UPDATE that sets no column fires_when reads cannot fire it (nothing
+-- is read); but a column a BEFORE trigger changes, or a generated column
+-- fed by a set column, fires it, and a fires_when that no longer compiles
+-- stages its error whatever the UPDATE sets
+INSERT INTO sshop_order (id) VALUES (7001), (7002);
+DELETE FROM wa_notify.capture_queue;
+UPDATE sshop_order SET note = '0' WHERE id IN (7001, 7002);
+SELECT count(*) AS staged_for_note_only FROM wa_notify.capture_queue;
+CREATE FUNCTION sshop_before_upd() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.qty = 0 THEN NEW.status := 'canceled'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER sshop_before_upd BEFORE UPDATE ON sshop_order FOR EACH ROW EXECUTE FUNCTION sshop_before_upd();
+UPDATE sshop_order SET qty = 0 WHERE id = 7001;
+SELECT event, order_key FROM wa_notify.capture_queue ORDER BY event, order_key;
+DELETE FROM wa_notify.capture_queue;
+DROP TRIGGER sshop_before_upd ON sshop_order;
+DROP FUNCTION sshop_before_upd();
+ALTER TABLE sshop_order ADD COLUMN big boolean GENERATED ALWAYS AS (qty > 100) STORED;
+SELECT wa_notify.watch('order_processing', 'sshop_order', 'id',
+  $$SELECT 'x' AS phone FROM sshop_order o WHERE o.id = $1::int$$, $$big$$) > 0 AS ok;
+UPDATE sshop_order SET qty = 500 WHERE id = 7002;
+SELECT event, order_key FROM wa_notify.capture_queue ORDER BY event, order_key;
+DELETE FROM wa_notify.capture_queue;
+ALTER TABLE sshop_order RENAME COLUMN status TO state;
+UPDATE sshop_order SET note = '1' WHERE id = 7002;
+SELECT event, order_key, error LIKE 'fires_when of watch % (order_cancelled on public.sshop_order) failed: %' AS fires_when_failed
+  FROM wa_notify.capture_queue ORDER BY event;
+DELETE FROM wa_notify.capture_queue;
+ALTER TABLE sshop_order RENAME COLUMN state TO status;
+
 -- a partitioned table keeps one call per row (cloned to each partition, so
 -- a write to a partition itself is captured)
 CREATE TABLE sshop_part (id int, status text) PARTITION BY RANGE (id);

@@ -835,6 +835,7 @@ typedef struct CaptureRow
 	HeapTuple	oldtup;
 	Datum		newrow;			/* (Datum) 0 until built */
 	Datum		oldrow;
+	const bool *live;			/* per watch: may it fire in this call? */
 } CaptureRow;
 
 static HeapTuple
@@ -945,12 +946,46 @@ capture_watch(CaptureGroup *g, CaptureWatch *w, CaptureRow *r)
 				  keep_row && jrow != (Datum) 0 && error == NULL, error);
 }
 
-/* every watch of the trigger on one row */
+/* every watch of the trigger that may fire in this call, on one row */
 static void
 capture_row(CaptureGroup *g, CaptureRow *r)
 {
 	for (int i = 0; i < g->nwatches; i++)
-		capture_watch(g, &g->watches[i], r);
+		if (r->live[i])
+			capture_watch(g, &g->watches[i], r);
+}
+
+/*
+ * Which watches may fire in this call; false when none may.  An UPDATE
+ * that changed none of the columns a watch's compiled fires_when reads
+ * (tg_updatedcols: the statement's SET columns and the generated columns
+ * they feed) leaves what it gives unchanged on every row, so the watch
+ * cannot fire: unless a BEFORE UPDATE trigger of the table may have
+ * changed other columns, which is decided row by row as always.
+ */
+static bool
+live_watches(CaptureGroup *g, TriggerData *trigdata, bool *live)
+{
+	const Bitmapset *changed = trigdata->tg_updatedcols;
+	TriggerDesc *trigdesc = trigdata->tg_relation->trigdesc;
+	bool		narrowed = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && changed != NULL &&
+		!(trigdesc && trigdesc->trig_update_before_row);
+	bool		any = false;
+
+	for (int i = 0; i < g->nwatches; i++)
+	{
+		CaptureWatch *w = &g->watches[i];
+
+		live[i] = true;
+		if (narrowed && w->fires_when[0] != '\0')
+		{
+			if (w->fw == NULL || !wa_fires_current(w->fw))
+				w->fw = wa_fires_lookup(w->watch_id, g->relid, w->fires_when, w->path, w->alias);
+			live[i] = wa_fires_reads_any(w->fw, changed);
+		}
+		any |= live[i];
+	}
+	return any;
 }
 
 /*
@@ -959,7 +994,7 @@ capture_row(CaptureGroup *g, CaptureRow *r)
  * the same order), each row's memory freed before the next.
  */
 static void
-capture_statement(CaptureGroup *g, TriggerData *trigdata)
+capture_statement(CaptureGroup *g, TriggerData *trigdata, const bool *live)
 {
 	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
 	Tuplestorestate *newts = trigdata->tg_newtable;
@@ -1024,6 +1059,7 @@ capture_statement(CaptureGroup *g, TriggerData *trigdata)
 		r.trigdata = trigdata;
 		r.newslot = newslot;
 		r.oldslot = oldslot;
+		r.live = live;
 		old = MemoryContextSwitchTo(rowcxt);
 		capture_row(g, &r);
 		MemoryContextSwitchTo(old);
@@ -1048,6 +1084,7 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 	StageBatch *outer = stage_batch;
 	StageBatch	batch_data;		/* on the stack: a one-row call allocates nothing for it */
 	StageBatch *batch = &batch_data;
+	bool	   *live;
 	bool		per_statement;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
@@ -1069,6 +1106,9 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 		fcinfo->flinfo->fn_extra = g;
 	}
 
+	live = palloc(sizeof(bool) * g->nwatches);
+	if (!live_watches(g, trigdata, live))
+		return PointerGetDatum(NULL);	/* the statement (or row) cannot fire any */
 	batch->cxt = CurrentMemoryContext;
 	batch->rel = NULL;
 	batch->ntuples = 0;
@@ -1077,13 +1117,14 @@ wa_notify_capture(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		if (per_statement)
-			capture_statement(g, trigdata);
+			capture_statement(g, trigdata, live);
 		else
 		{
 			CaptureRow	r;
 
 			memset(&r, 0, sizeof(r));
 			r.trigdata = trigdata;
+			r.live = live;
 			if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 			{
 				r.oldtup = trigdata->tg_trigtuple;

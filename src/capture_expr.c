@@ -78,6 +78,8 @@ struct WaFiresWhen
 	ExprState  *state;
 	bool		safe;
 	ExprContext *econtext;
+	Bitmapset  *columns;		/* the columns it reads (attno - FirstLowInvalidHeapAttributeNumber) */
+	bool		whole_row;		/* it reads the whole row: any change may matter */
 };
 
 static HTAB *fires_cache = NULL;
@@ -288,6 +290,25 @@ typedef struct BuildArgs
 	Relation	rel;
 } BuildArgs;
 
+/* the columns an expression reads (every Var's: fires_when has one table) */
+static bool
+columns_walker(Node *node, WaFiresWhen *e)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var))
+	{
+		Var		   *v = (Var *) node;
+
+		if (v->varattno == InvalidAttrNumber)
+			e->whole_row = true;
+		else
+			e->columns = bms_add_member(e->columns, v->varattno - FirstLowInvalidHeapAttributeNumber);
+		return false;
+	}
+	return expression_tree_walker(node, columns_walker, (void *) e);
+}
+
 static void
 build_entry(void *arg)
 {
@@ -298,6 +319,9 @@ build_entry(void *arg)
 
 	planned = copyObject(planned);
 	e->safe = !unsafe_walker((Node *) planned, NULL);
+	(void) columns_walker((Node *) planned, e);
+	if (contain_volatile_functions((Node *) planned))
+		e->whole_row = true;	/* may differ on equal rows */
 	e->state = ExecInitExpr(planned, NULL);
 	MemoryContextSwitchTo(old);
 }
@@ -335,6 +359,8 @@ wa_fires_lookup(int64 watch_id, Oid relid, const char *expr, const char *path,
 	e->parse_error = NULL;
 	e->state = NULL;
 	e->safe = false;
+	e->columns = NULL;
+	e->whole_row = false;
 	e->econtext = CreateStandaloneExprContext();
 	MemoryContextSwitchTo(old);
 
@@ -402,6 +428,21 @@ wa_fires_eval(WaFiresWhen *e, TupleTableSlot *newslot, TupleTableSlot *oldslot, 
 	else if (!wa_run_protected(eval_transition, &a, error))
 		return true;
 	return a.fires;
+}
+
+/*
+ * Can an UPDATE that changed only these columns (tg_updatedcols) change
+ * what the expression gives?  Not when it reads none of them: it is
+ * compiled only when it has no subquery and no volatile function, so on
+ * the old and the new row, equal in every column it reads, it gives the
+ * same.  (A BEFORE trigger may change other columns: the caller checks
+ * that the table has none.)  True when it did not compile: the error is
+ * the capture's.
+ */
+bool
+wa_fires_reads_any(WaFiresWhen *e, const Bitmapset *columns)
+{
+	return e->parse_error != NULL || e->whole_row || bms_overlap(e->columns, columns);
 }
 
 /* false once a change of the table, a function, an operator or a type made it stale */

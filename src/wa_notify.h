@@ -122,6 +122,7 @@ extern WaFiresWhen *wa_fires_lookup(int64 watch_id, Oid relid, const char *expr,
 extern bool wa_fires_eval(WaFiresWhen *e, struct TupleTableSlot *newslot,
 						  struct TupleTableSlot *oldslot, char **error);
 extern bool wa_fires_current(WaFiresWhen *e);
+extern bool wa_fires_reads_any(WaFiresWhen *e, const struct Bitmapset *columns);
 
 /* worker.c */
 extern PGDLLEXPORT void wa_worker_main(Datum main_arg);
