@@ -159,6 +159,23 @@ INSERT INTO sshop_part VALUES (1, 'new');
 INSERT INTO sshop_part_1 VALUES (2, 'new');
 SELECT event, order_key FROM wa_notify.capture_queue ORDER BY order_key;
 
+-- statement-level triggers block no DDL: a watched table may become a
+-- partition or an inheritance parent; watch() again makes its triggers
+-- per row
+CREATE TABLE sshop_solo (id int, status text);
+GRANT SELECT ON sshop_solo TO wa_notify_context;
+SELECT wa_notify.watch('order_placed', 'sshop_solo', 'id',
+  $$SELECT 'x' AS phone FROM sshop_solo o WHERE o.id = $1::int$$) > 0 AS ok;
+CREATE TABLE sshop_parent (id int, status text) PARTITION BY RANGE (id);
+ALTER TABLE sshop_parent ATTACH PARTITION sshop_solo FOR VALUES FROM (0) TO (1000);
+CREATE TABLE sshop_kid () INHERITS (sshop_order);
+SELECT wa_notify.watch('order_placed', 'sshop_solo', 'id',
+  $$SELECT 'x' AS phone FROM sshop_solo o WHERE o.id = $1::int$$) > 0 AS ok;
+SELECT tgrelid::regclass, tgname, pg_get_triggerdef(oid) ~ 'FOR EACH ROW' AS per_row
+  FROM pg_trigger WHERE tgrelid = 'sshop_solo'::regclass ORDER BY 2;
+SELECT wa_notify.unwatch('order_placed', 'sshop_solo');
+DROP TABLE sshop_parent, sshop_kid;
+
 -- clean up
 SELECT wa_notify.unwatch(w.event, w.source::regclass) FROM (VALUES ('order_placed', 'sshop_order'), ('order_cancelled', 'sshop_order'),
   ('order_processing', 'sshop_order'), ('order_placed', 'sshop_part')) w(event, source);

@@ -1,12 +1,19 @@
 /*-------------------------------------------------------------------------
  * capture.c
- *	  Capture: the row trigger that watch() attaches to a shop's table, and
+ *	  Capture: the trigger that watch() attaches to a shop's table, and
  *	  the C helpers watch() uses to validate a mapping.
  *
  *	  One trigger per table and event kind (wa_notify_capture_ins, AFTER
  *	  INSERT, every watch of the table; wa_notify_capture_upd, AFTER UPDATE,
- *	  the watches with a fires_when), so a row costs one trigger event
- *	  however many watches its table has.  The trigger does the least it
+ *	  the watches with a fires_when).  On a table of its own it is FOR EACH
+ *	  STATEMENT with its transition tables: one call per statement reads
+ *	  every row (an UPDATE's old and new tables in step), with no trigger
+ *	  event and no re-fetch per row; on a partitioned or inheritance table
+ *	  it is FOR EACH ROW (cloned to the partitions), one trigger event per
+ *	  row however many watches.  An UPDATE that set none of the columns a
+ *	  watch's fires_when reads skips the watch (unless a BEFORE UPDATE
+ *	  trigger may have changed others), and a call where no watch may fire
+ *	  reads nothing.  The trigger does the least it
  *	  can in the shop's transaction, and nothing it does can fail the
  *	  shop's statement but PostgreSQL's own resource errors.  For each
  *	  watch it decides the transition itself: fires_when compiled in C
@@ -18,11 +25,12 @@
  *	  that may raise runs in a subtransaction, one proven unable to raise
  *	  directly.  Then it takes the order key (a column of the row, or an
  *	  expression run from a cached plan, prepared and run in a
- *	  subtransaction), and appends one row (watch, event, order key, as
+ *	  subtransaction), and stages one row (watch, event, order key, as
  *	  much of the row as jsonb as the context reads of $2, or the error)
- *	  to the index-less staging table wa_notify.capture_queue with a direct
- *	  heap insert (no executor, no SPI, no privilege on wa_notify needed by
- *	  the shop's role), then asks for the worker to be woken at commit.  A
+ *	  for the index-less staging table wa_notify.capture_queue; a call's
+ *	  rows are written together at its end (heap_multi_insert, no
+ *	  executor, no SPI, no privilege on wa_notify needed by the shop's
+ *	  role), and the worker is woken at commit.  A
  *	  damaged staging table (index, trigger, changed columns) stages
  *	  nothing: a WARNING, and the shop's write goes on.  After commit,
  *	  wa_notify._resolve_pending moves staged rows into wa_notify.message
