@@ -22,7 +22,9 @@ SELECT wa_notify.watch('order_processing', 'sshop_order', 'id',
 SELECT tgname, pg_get_triggerdef(oid) ~ 'REFERENCING .* FOR EACH STATEMENT' AS per_statement
   FROM pg_trigger WHERE tgrelid = 'sshop_order'::regclass ORDER BY tgname;
 
--- 2500 rows in one statement (three batches): each staged once, its own key
+-- 2500 rows in one statement (three batches): each staged once, its own
+-- key; with a small work_mem the transition tables spill to disk
+SET work_mem = '64kB';
 INSERT INTO sshop_order (id) SELECT g FROM generate_series(1, 2500) g;
 SELECT event, count(*) AS staged, count(DISTINCT order_key) AS keys, min(order_key::int), max(order_key::int),
        count(*) FILTER (WHERE error IS NOT NULL) AS errors
@@ -35,6 +37,7 @@ DELETE FROM wa_notify.capture_queue;
 UPDATE sshop_order SET status = 'canceled' WHERE id <= 10;
 DELETE FROM wa_notify.capture_queue;
 UPDATE sshop_order SET status = CASE WHEN id % 2 = 0 OR id <= 10 THEN 'canceled' ELSE 'new' END, note = '0';
+RESET work_mem;
 SELECT event, count(*) AS staged, min(order_key::int), max(order_key::int),
        bool_and(order_key::int % 2 = 0 AND order_key::int > 10) AS only_even_new_ones
   FROM wa_notify.capture_queue GROUP BY event ORDER BY event;

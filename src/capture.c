@@ -1011,7 +1011,6 @@ capture_statement(CaptureGroup *g, TriggerData *trigdata, const bool *live)
 	TupleTableSlot *oldslot;
 	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext, "wa_notify capture row",
 												 ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old;
 	int			newptr;
 	int			oldptr = 0;
 
@@ -1050,36 +1049,48 @@ capture_statement(CaptureGroup *g, TriggerData *trigdata, const bool *live)
 		tuplestore_select_read_pointer(oldts, oldptr);
 		tuplestore_rescan(oldts);
 	}
-	for (;;)
+	PG_TRY();
 	{
-		CaptureRow	r;
+		for (;;)
+		{
+			CaptureRow	r;
+			MemoryContext old;
 
-		tuplestore_select_read_pointer(newts, newptr);
-		if (!tuplestore_gettupleslot(newts, true, false, newslot))
-			break;
+			tuplestore_select_read_pointer(newts, newptr);
+			if (!tuplestore_gettupleslot(newts, true, false, newslot))
+				break;
+			if (oldts)
+			{
+				tuplestore_select_read_pointer(oldts, oldptr);
+				if (!tuplestore_gettupleslot(oldts, true, false, oldslot))
+					break;
+			}
+			memset(&r, 0, sizeof(r));
+			r.trigdata = trigdata;
+			r.newslot = newslot;
+			r.oldslot = oldslot;
+			r.live = live;
+			old = MemoryContextSwitchTo(rowcxt);
+			capture_row(g, &r);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+		}
+	}
+	PG_FINALLY();
+	{
+		/*
+		 * Kept slots never hold a tuple past the call (one read from a
+		 * transition table spilled to disk belongs to the slot).
+		 */
+		tuplestore_select_read_pointer(newts, 0);
+		ExecClearTuple(newslot);
 		if (oldts)
 		{
-			tuplestore_select_read_pointer(oldts, oldptr);
-			if (!tuplestore_gettupleslot(oldts, true, false, oldslot))
-				break;
+			tuplestore_select_read_pointer(oldts, 0);
+			ExecClearTuple(oldslot);
 		}
-		memset(&r, 0, sizeof(r));
-		r.trigdata = trigdata;
-		r.newslot = newslot;
-		r.oldslot = oldslot;
-		r.live = live;
-		old = MemoryContextSwitchTo(rowcxt);
-		capture_row(g, &r);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(rowcxt);
 	}
-	tuplestore_select_read_pointer(newts, 0);
-	ExecClearTuple(newslot);
-	if (oldts)
-	{
-		tuplestore_select_read_pointer(oldts, 0);
-		ExecClearTuple(oldslot);
-	}
+	PG_END_TRY();
 	MemoryContextDelete(rowcxt);
 }
 
