@@ -1680,6 +1680,13 @@ wa_worker_main(Datum main_arg)
 	if (args.probe)
 		probe();
 	pgstat_report_appname("wa_notify worker");
+	/*
+	 * The worker's queries are small and run many times; a plan whose cost
+	 * estimate passes jit_above_cost (the senders' functions nest, and their
+	 * estimates multiply) was compiled again at every cycle, a tenth of the
+	 * worker's time at full speed.
+	 */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
 	my_slot = wa_worker_attach(dboid);
 	if (my_slot == NULL)
 		proc_exit(0);			/* another worker serves this database */

@@ -78,6 +78,13 @@ def rss(pid):
     return 0
 
 
+def cpu_s(pid):
+    """user + system CPU seconds a process has used"""
+    with open("/proc/%s/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for(sql, timeout=900):
     dl = time.time() + timeout
     while time.time() < dl:
@@ -127,14 +134,31 @@ def batch(tag, senders):
              "SELECT 'order_placed', '%s-%s-' || g, (5511900000000 + %d + g)::text, "
              "jsonb_build_object('customer_name', 'Cliente ' || g, 'order_number', g::text, 'total', '99,90'), "
              "'%s' FROM generate_series(1, %d) g" % (tag, s, 100000 * SENDERS.index(s), s, a.messages))
+    # statistics as autovacuum would have them on a shop's database that
+    # has been running for a while (a fresh cluster's first minute has
+    # none: the worker's plans would be made for an empty table)
+    psql("ANALYZE wa_notify.message")
     skip = lines(log)
+    c0 = cpu_s(pid)
     t0 = time.time()
     psql("UPDATE wa_notify.setting SET value = 'true', updated_at = now() WHERE name = 'enabled'")
+    # the mock's log tells when every request came: a query scanning the
+    # message table ten times a second would take the worker's CPU
+    want = a.messages * len(senders)
+    with open(log) as f:
+        f.seek(0, 2)
+        seen = 0
+        while seen < want:
+            chunk = f.read()
+            seen += chunk.count("\n")
+            if not chunk:
+                time.sleep(0.05)
     wait_for("SELECT count(*) = 0 FROM wa_notify.message WHERE status IN ('queued', 'sending')")
     wall = time.time() - t0
+    cpu = cpu_s(pid) - c0
     st = psql("SELECT string_agg(status || '=' || n, ' ') FROM (SELECT status, count(*) n FROM wa_notify.message "
               "WHERE order_key LIKE '%s-%%' GROUP BY 1 ORDER BY 1) s" % tag)
-    return posts_since(log, skip), wall, st
+    return posts_since(log, skip), wall, st, cpu
 
 
 mock = None
@@ -143,7 +167,7 @@ try:
     with open(os.path.join(data, "postgresql.conf"), "a") as f:
         f.write("shared_preload_libraries = 'wa_notify'\nwa_notify.database = 'postgres'\n"
                 "listen_addresses = ''\nunix_socket_directories = '%s'\nport = %s\n"
-                "shared_buffers = 256MB\n" % (sock, PORT))
+                "shared_buffers = 256MB\ntrack_functions = 'all'\n" % (sock, PORT))
     run(os.path.join(bindir, "pg_ctl"), "-D", data, "-l", os.path.join(work, "log"), "-w", "start")
     log = os.path.join(work, "requests.jsonl")
     portfile = os.path.join(work, "mockport")
@@ -176,15 +200,23 @@ try:
 
     alone = {}
     for s in SENDERS:
-        posts, wall, st = batch("A" + s, [s])
+        posts, wall, st, cpu = batch("A" + s, [s])
         r, _ = rates(posts)
         alone[s] = r[s][1]
-        print("alone    %-8s %5d POSTs, %7.0f msg/s (wall %.2f s; %s)" % (s, r[s][0], r[s][1], wall, st))
+        print("alone    %-8s %5d POSTs, %7.0f msg/s (wall %.2f s; %s); worker CPU %.0f us/message"
+              % (s, r[s][0], r[s][1], wall, st, cpu * 1e6 / max(len(posts), 1)))
 
-    posts, wall, st = batch("ALL", SENDERS)
+    psql("SELECT pg_stat_reset()")
+    posts, wall, st, cpu = batch("ALL", SENDERS)
     r, agg = rates(posts)
-    print("together %d senders: %d POSTs, aggregate %.0f msg/s at the mock, %.0f msg/s wall (%.2f s; %s)"
-          % (len(SENDERS), len(posts), agg, len(posts) / wall, wall, st))
+    print("together %d senders: %d POSTs, aggregate %.0f msg/s at the mock, %.0f msg/s wall (%.2f s; %s); "
+          "worker CPU %.0f us/message (%.0f%% of a core)"
+          % (len(SENDERS), len(posts), agg, len(posts) / wall, wall, st,
+             cpu * 1e6 / max(len(posts), 1), 100 * cpu / wall))
+    # where the worker's SQL time went (track_functions), per message
+    print(psql("SELECT string_agg(format('%s: %s calls, %s us/message', funcname, calls, "
+               "round(total_time * 1000 / " + str(max(len(posts), 1)) + ")), '; ' ORDER BY total_time DESC) "
+               "FROM (SELECT * FROM pg_stat_user_functions ORDER BY total_time DESC LIMIT 6) f"))
     worst = 1e9
     for s in SENDERS:
         ratio = r[s][1] / alone[s] if alone[s] else 0

@@ -38,16 +38,29 @@ COMMENT ON FUNCTION wa_notify._graph_error(integer, integer) IS
 DROP FUNCTION wa_notify._spam_cooldown();
 
 -------------------------------------------------------------------------------
--- may this message be sent at all? (NULL: yes)  _claim and _resolve_pending
+-- may this message be sent at all? (NULL: yes)  _claim and _resolve_pending;
+-- the rule is _skip_reasons(), which _claim applies to a batch in one query
 -------------------------------------------------------------------------------
+CREATE FUNCTION wa_notify._skip_reasons(events text[], phones text[])
+RETURNS TABLE (ord bigint, reason text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wa_notify AS $$
+BEGIN
+    -- plpgsql, not sql: the backend keeps the plan (a sql function is planned at every call)
+    RETURN QUERY
+    SELECT x.ord, coalesce(
+               CASE WHEN NOT e.enabled THEN format('event %s is disabled', e.event) END,
+               CASE WHEN b.phone_key IS NOT NULL
+                    THEN format('phone %s is blacklisted (%s%s)', x.phone, b.source, coalesce(': ' || b.reason, '')) END)
+      FROM unnest(events, phones) WITH ORDINALITY AS x(event, phone, ord)
+      LEFT JOIN wa_notify.event e ON e.event = x.event
+      LEFT JOIN wa_notify.blocked b ON b.phone_key = wa_notify.phone_key(x.phone);
+END $$;
+COMMENT ON FUNCTION wa_notify._skip_reasons(text[], text[]) IS
+    'internal: the skip rule for many messages at once (element i: event i to phone i): why each is skipped (disabled event, blacklisted number), NULL when it may be sent';
+
 CREATE FUNCTION wa_notify._skip_reason(event text, phone text) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, wa_notify AS $$
-    SELECT coalesce(
-        (SELECT format('event %s is disabled', e.event)
-           FROM wa_notify.event e WHERE e.event = _skip_reason.event AND NOT e.enabled),
-        (SELECT format('phone %s is blacklisted (%s%s)', _skip_reason.phone, b.source,
-                       coalesce(': ' || b.reason, ''))
-           FROM wa_notify.blocked b WHERE b.phone_key = wa_notify.phone_key(_skip_reason.phone)))
+    SELECT s.reason FROM wa_notify._skip_reasons(ARRAY[event], ARRAY[phone]) s
 $$;
 COMMENT ON FUNCTION wa_notify._skip_reason(text, text) IS
     'internal: why a message of this event to this phone is skipped (disabled event, blacklisted number), NULL when it may be sent';
@@ -225,15 +238,16 @@ BEGIN
            error_code = NULL, error_message = NULL, error_class = NULL,
            next_attempt_at = NULL, held_reason = NULL, updated_at = now()
       FROM unnest(ids, ok, http, wamids, wa_ids, user_ids) AS x(id, ok, http, wamid, wa_id, user_id)
-     WHERE m.id = x.id AND x.ok;
+     WHERE m.id = x.id AND x.ok
+       AND m.id = ANY (ids);   -- the batch's rows by their key, whatever the statistics say
     sent := ARRAY(SELECT DISTINCT m.sender FROM wa_notify.message m, unnest(ids, ok) AS x(id, ok)
-                   WHERE m.id = x.id AND x.ok);
+                   WHERE m.id = x.id AND x.ok AND m.id = ANY (ids));
 
     -- requests never started (pause or shutdown mid-batch): back to the queue
     UPDATE wa_notify.message m
        SET status = 'queued', attempts = greatest(m.attempts - 1, 0), claimed_at = NULL, updated_at = now()
       FROM unnest(ids, attempted) AS x(id, attempted)
-     WHERE m.id = x.id AND NOT x.attempted AND m.status = 'sending';
+     WHERE m.id = x.id AND NOT x.attempted AND m.status = 'sending' AND m.id = ANY (ids);
 
     FOR r IN SELECT * FROM unnest(ids, attempted, ok, http, codes, errors)
                 AS x(id, attempted, ok, http, code, error)
@@ -256,6 +270,39 @@ COMMENT ON FUNCTION wa_notify._record(bigint[], boolean[], boolean[], integer[],
 -------------------------------------------------------------------------------
 -- claim: up to n due messages, marked 'sending' and committed by the caller
 -------------------------------------------------------------------------------
+-- the body _claim hands the worker: _render()'s, as the text POSTed
+CREATE FUNCTION wa_notify._render_body(event text, phone text, params jsonb, message_id bigint)
+    RETURNS text AS 'MODULE_PATHNAME', 'wa_notify_render_body' LANGUAGE C STABLE;
+COMMENT ON FUNCTION wa_notify._render_body(text, text, jsonb, bigint) IS
+    'internal: _render()''s request body as text, as POSTed (the worker''s claim)';
+
+-- the head of one sender's queue: up to k due messages, locked (others'
+-- locks skipped), in queue order.  The planner must walk message_due_sender
+-- in its order and stop after k rows: with the table's statistics taken
+-- while the queue was short (the usual case before a burst), it would
+-- rather read every queued row and sort them, at every claim, which made a
+-- claim cost as much as the queue is long.  enable_sort = off leaves it the
+-- index walk (the function's one query; plpgsql keeps its plan).
+CREATE FUNCTION wa_notify._queue_head(sender text, k integer, oldest timestamptz)
+RETURNS TABLE (id bigint, event text, phone text, params jsonb, watch_id bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify SET enable_sort = off AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT m.id, m.event, m.phone, m.params, m.watch_id
+      FROM wa_notify.message m
+     WHERE m.queued AND m.status = 'queued' AND m.sender = _queue_head.sender
+       AND (m.watch_id IS NULL OR m.resolved_at IS NOT NULL)
+       AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
+       AND m.held_reason IS NULL
+       AND m.created_at >= oldest
+     ORDER BY m.next_attempt_at NULLS FIRST, m.id
+     LIMIT greatest(k, 0)
+       FOR UPDATE SKIP LOCKED;
+END $$;
+COMMENT ON FUNCTION wa_notify._queue_head(text, integer, timestamptz) IS
+    'internal: _claim''s candidates, the due head of one sender''s queue, locked, in queue order';
+
 -- one sender's messages (25_senders.sql); daily_recipient_limit is its
 -- portfolio's, counted over the messages of every sender of the portfolio
 DROP FUNCTION wa_notify._claim(integer, float8, integer);
@@ -277,7 +324,6 @@ DECLARE
         (SELECT value FROM wa_notify.setting WHERE name = 'lookback_days')::integer, 3));
     e164 text;
     b text;
-    skip text;
     ids bigint[] := '{}';
     phones text[] := '{}';
     events text[] := '{}';
@@ -290,6 +336,16 @@ DECLARE
     portfolio text[] := wa_notify._portfolio_members(sender);
     fail_ids bigint[] := '{}';
     fail_msgs text[] := '{}';
+    -- the candidates, locked, in queue order (element i of each: one message)
+    c_ids bigint[];
+    c_events text[];
+    c_phones text[];
+    c_params jsonb[];
+    c_watches bigint[];
+    skipped text;
+    shared boolean;
+    gap_open boolean;
+    renormalized boolean := false;     -- a hand-inserted phone changed in this batch
 BEGIN
     IF daily_recipient_limit > 0 THEN
         recent := ARRAY(SELECT DISTINCT wa_notify.phone_key(x.phone) FROM wa_notify.message x
@@ -297,21 +353,38 @@ BEGIN
                            AND x.sender = ANY (portfolio));
         nrecent := cardinality(recent);
     END IF;
+    SELECT array_agg(h.id ORDER BY h.ord), array_agg(h.event ORDER BY h.ord),
+           array_agg(h.phone ORDER BY h.ord), array_agg(h.params ORDER BY h.ord),
+           array_agg(h.watch_id ORDER BY h.ord)
+      INTO c_ids, c_events, c_phones, c_params, c_watches
+      FROM wa_notify._queue_head(_claim.sender, greatest(n, 0) * 2 + 10, oldest) WITH ORDINALITY
+           AS h(id, event, phone, params, watch_id, ord);
+    -- the rules that read other rows, applied to the whole head in one
+    -- query each (a query per message cost more than the rest of the claim):
+    -- the skip rule, whether another candidate has the same phone, whether
+    -- the recipient gap is still open
     FOR r IN
-        SELECT m.id, m.event, m.phone, m.params, m.watch_id
-          FROM wa_notify.message m
-         WHERE m.queued AND m.status = 'queued' AND m.sender = _claim.sender
-           AND (m.watch_id IS NULL OR m.resolved_at IS NOT NULL)
-           AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
-           AND m.held_reason IS NULL
-           AND m.created_at >= oldest
-         ORDER BY m.next_attempt_at NULLS FIRST, m.id
-         LIMIT greatest(n, 0) * 2 + 10
-           FOR UPDATE SKIP LOCKED
+        SELECT c.id, c.event, c.phone, c.params, c.watch_id, s.reason AS skip,
+               count(*) OVER (PARTITION BY c.phone) > 1 AS shared,
+               g.last_claim > now() - make_interval(secs => recipient_gap) AS gap_open
+          FROM unnest(c_ids, c_events, c_phones, c_params, c_watches)
+               WITH ORDINALITY AS c(id, event, phone, params, watch_id, ord)
+          JOIN wa_notify._skip_reasons(c_events, c_phones) s ON s.ord = c.ord
+          -- the recipient's last claim: one probe of message_phone_claimed
+          -- per candidate, whatever the statistics say (a condition on
+          -- claimed_at would be planned on message_claimed, estimated from
+          -- statistics that know no message of the last seconds, and read
+          -- every message claimed within the gap: thousands at full speed)
+          LEFT JOIN LATERAL (SELECT max(x.claimed_at) AS last_claim FROM wa_notify.message x
+                              WHERE recipient_gap > 0 AND x.phone = c.phone) g ON true
+         ORDER BY c.ord
     LOOP
         EXIT WHEN cardinality(ids) >= n;
         CONTINUE WHEN r.event = ANY (held);
         e164 := r.phone;
+        skipped := r.skip;
+        shared := r.shared;
+        gap_open := r.gap_open;
         IF r.watch_id IS NULL THEN          -- inserted by hand: normalise here
             BEGIN
                 e164 := wa_notify.normalize_phone(r.phone, cc);
@@ -325,21 +398,24 @@ BEGIN
             END IF;
             IF e164 IS DISTINCT FROM r.phone THEN
                 UPDATE wa_notify.message SET phone = e164 WHERE message.id = r.id;
+                -- another number than the one the query looked at
+                renormalized := true;
+                skipped := wa_notify._skip_reason(r.event, e164);
+                gap_open := recipient_gap > 0 AND EXISTS (
+                    SELECT 1 FROM wa_notify.message x
+                     WHERE x.phone = e164 AND x.claimed_at > now() - make_interval(secs => recipient_gap));
             END IF;
         END IF;
-        skip := wa_notify._skip_reason(r.event, e164);
-        IF skip IS NOT NULL THEN
+        IF skipped IS NOT NULL THEN
             UPDATE wa_notify.message
-               SET status = 'skipped', error_message = skip, updated_at = now()
+               SET status = 'skipped', error_message = skipped, updated_at = now()
              WHERE message.id = r.id;
             CONTINUE;
         END IF;
         CONTINUE WHEN e164 = ANY (pair_wait);   -- pair rate limit: this recipient waits
         IF recipient_gap > 0 THEN
-            CONTINUE WHEN e164 = ANY (phones);
-            CONTINUE WHEN EXISTS (SELECT 1 FROM wa_notify.message x
-                                   WHERE x.phone = e164
-                                     AND x.claimed_at > now() - make_interval(secs => recipient_gap));
+            CONTINUE WHEN (shared OR renormalized) AND e164 = ANY (phones);
+            CONTINUE WHEN gap_open;
         END IF;
         IF daily_recipient_limit > 0 AND NOT (wa_notify.phone_key(e164) = ANY (recent)) THEN
             CONTINUE WHEN nrecent >= daily_recipient_limit;
@@ -347,7 +423,7 @@ BEGIN
             nrecent := nrecent + 1;
         END IF;
         BEGIN
-            b := wa_notify._render(r.event, e164, coalesce(r.params, '{}'), r.id)::text;
+            b := wa_notify._render_body(r.event, e164, coalesce(r.params, '{}'), r.id);
         EXCEPTION WHEN OTHERS THEN
             b := NULL;
             fail_ids := fail_ids || r.id;
@@ -378,7 +454,10 @@ END $$;
 REVOKE ALL ON FUNCTION wa_notify._graph_error(integer, integer), wa_notify._skip_reason(text, text),
                        wa_notify._apply_error(bigint, integer, integer, text, text, integer, text),
                        wa_notify._record(bigint[], boolean[], boolean[], integer[], integer[], text[], text[], text[], text[], integer),
-                       wa_notify._claim(integer, float8, integer, text)
+                       wa_notify._claim(integer, float8, integer, text),
+                       wa_notify._skip_reasons(text[], text[]),
+                       wa_notify._queue_head(text, integer, timestamptz),
+                       wa_notify._render_body(text, text, jsonb, bigint)
       FROM PUBLIC;
 -- pure, as 1.0's _graph_errors() was: the view calls it
 GRANT EXECUTE ON FUNCTION wa_notify._graph_error_table() TO PUBLIC;
