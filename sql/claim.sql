@@ -52,4 +52,16 @@ UPDATE wa_notify.message SET status = 'queued', claimed_at = NULL WHERE id IN (1
 SELECT id FROM wa_notify._claim(2, 0) ORDER BY id;
 -- another sender's queue is not touched
 SELECT count(*) AS claimed_for_other FROM wa_notify._claim(10, 0, 0, 'store_2');
+
+-- a message that cannot be rendered fails alone: the batch's bodies are
+-- rendered together, and again one by one when one of them fails
+UPDATE wa_notify.message SET status = 'sent' WHERE status IN ('queued', 'sending');
+SELECT wa_notify.configure_event('order_placed', header_document => 'invoice_url', header_filename => '');
+INSERT INTO wa_notify.message (id, event, order_key, phone, params) VALUES
+ (21, 'order_placed', 'R21', '5511987650021', '{"customer_name": "Hugo", "order_number": "R21", "total": "5", "invoice_url": "https://shop.example.com/nfe/21.pdf"}'),
+ (22, 'order_placed', 'R22', '5511987650022', '{"customer_name": "Iara", "order_number": "R22", "total": "5", "invoice_url": "http://shop.example.com/nfe/22.pdf"}'),
+ (23, 'order_placed', 'R23', '5511987650023', '{"customer_name": "Joel", "order_number": "R23", "total": "5", "invoice_url": "https://shop.example.com/nfe/23.pdf"}');
+SELECT id, body::jsonb #>> '{template,components,0,parameters,0,document,link}' AS document
+  FROM wa_notify._claim(10, 0) ORDER BY id;
+SELECT id, status, error_message FROM wa_notify.message WHERE id BETWEEN 21 AND 23 ORDER BY id;
 ROLLBACK;

@@ -270,6 +270,12 @@ COMMENT ON FUNCTION wa_notify._record(bigint[], boolean[], boolean[], integer[],
 -------------------------------------------------------------------------------
 -- claim: up to n due messages, marked 'sending' and committed by the caller
 -------------------------------------------------------------------------------
+-- normalize_phone()'s number, NULL where it raises (no subtransaction per message)
+CREATE FUNCTION wa_notify._phone_e164(phone text, default_country_code text)
+    RETURNS text AS 'MODULE_PATHNAME', 'wa_notify_phone_e164' LANGUAGE C IMMUTABLE;
+COMMENT ON FUNCTION wa_notify._phone_e164(text, text) IS
+    'internal: normalize_phone(), NULL for a number it refuses';
+
 -- the body _claim hands the worker: _render()'s, as the text POSTed
 CREATE FUNCTION wa_notify._render_body(event text, phone text, params jsonb, message_id bigint)
     RETURNS text AS 'MODULE_PATHNAME', 'wa_notify_render_body' LANGUAGE C STABLE;
@@ -322,7 +328,6 @@ DECLARE
                                  AND e.template_status IN ('PENDING', 'REJECTED', 'PAUSED', 'DISABLED')));
     oldest timestamptz := now() - make_interval(days => coalesce(
         (SELECT value FROM wa_notify.setting WHERE name = 'lookback_days')::integer, 3));
-    e164 text;
     b text;
     ids bigint[] := '{}';
     phones text[] := '{}';
@@ -342,10 +347,13 @@ DECLARE
     c_phones text[];
     c_params jsonb[];
     c_watches bigint[];
-    skipped text;
-    shared boolean;
-    gap_open boolean;
-    renormalized boolean := false;     -- a hand-inserted phone changed in this batch
+    c_e164 text[];     -- the numbers as sent (a hand-inserted one normalised; NULL: invalid)
+    params jsonb[] := '{}';
+    renamed_ids bigint[] := '{}';
+    renamed_phones text[] := '{}';
+    k_ids bigint[];
+    k_phones text[];
+    k_events text[];
 BEGIN
     IF daily_recipient_limit > 0 THEN
         recent := ARRAY(SELECT DISTINCT wa_notify.phone_key(x.phone) FROM wa_notify.message x
@@ -355,86 +363,97 @@ BEGIN
     END IF;
     SELECT array_agg(h.id ORDER BY h.ord), array_agg(h.event ORDER BY h.ord),
            array_agg(h.phone ORDER BY h.ord), array_agg(h.params ORDER BY h.ord),
-           array_agg(h.watch_id ORDER BY h.ord)
-      INTO c_ids, c_events, c_phones, c_params, c_watches
+           array_agg(h.watch_id ORDER BY h.ord),
+           -- a captured message's number was normalised when it was resolved
+           array_agg(CASE WHEN h.watch_id IS NULL THEN wa_notify._phone_e164(h.phone, cc) ELSE h.phone END
+                     ORDER BY h.ord)
+      INTO c_ids, c_events, c_phones, c_params, c_watches, c_e164
       FROM wa_notify._queue_head(_claim.sender, greatest(n, 0) * 2 + 10, oldest) WITH ORDINALITY
            AS h(id, event, phone, params, watch_id, ord);
     -- the rules that read other rows, applied to the whole head in one
     -- query each (a query per message cost more than the rest of the claim):
-    -- the skip rule, whether another candidate has the same phone, whether
+    -- the skip rule, whether another candidate has the same number, whether
     -- the recipient gap is still open
     FOR r IN
-        SELECT c.id, c.event, c.phone, c.params, c.watch_id, s.reason AS skip,
-               count(*) OVER (PARTITION BY c.phone) > 1 AS shared,
+        SELECT c.id, c.event, c.phone, c.e164, c.params, c.watch_id, s.reason AS skip,
+               count(*) OVER (PARTITION BY c.e164) > 1 AS shared,
                g.last_claim > now() - make_interval(secs => recipient_gap) AS gap_open
-          FROM unnest(c_ids, c_events, c_phones, c_params, c_watches)
-               WITH ORDINALITY AS c(id, event, phone, params, watch_id, ord)
-          JOIN wa_notify._skip_reasons(c_events, c_phones) s ON s.ord = c.ord
+          FROM unnest(c_ids, c_events, c_phones, c_e164, c_params, c_watches)
+               WITH ORDINALITY AS c(id, event, phone, e164, params, watch_id, ord)
+          JOIN wa_notify._skip_reasons(c_events, c_e164) s ON s.ord = c.ord
           -- the recipient's last claim: one probe of message_phone_claimed
           -- per candidate, whatever the statistics say (a condition on
           -- claimed_at would be planned on message_claimed, estimated from
           -- statistics that know no message of the last seconds, and read
           -- every message claimed within the gap: thousands at full speed)
           LEFT JOIN LATERAL (SELECT max(x.claimed_at) AS last_claim FROM wa_notify.message x
-                              WHERE recipient_gap > 0 AND x.phone = c.phone) g ON true
+                              WHERE recipient_gap > 0 AND x.phone = c.e164) g ON true
          ORDER BY c.ord
     LOOP
         EXIT WHEN cardinality(ids) >= n;
         CONTINUE WHEN r.event = ANY (held);
-        e164 := r.phone;
-        skipped := r.skip;
-        shared := r.shared;
-        gap_open := r.gap_open;
-        IF r.watch_id IS NULL THEN          -- inserted by hand: normalise here
-            BEGIN
-                e164 := wa_notify.normalize_phone(r.phone, cc);
-            EXCEPTION WHEN OTHERS THEN
-                e164 := NULL;
-            END;
-            IF e164 IS NULL THEN
+        IF r.watch_id IS NULL THEN          -- inserted by hand
+            IF r.e164 IS NULL THEN
                 fail_ids := fail_ids || r.id;
                 fail_msgs := fail_msgs || format('invalid phone number %s: expected E.164 digits or a national number', coalesce(quote_literal(r.phone), 'NULL'));
                 CONTINUE;
             END IF;
-            IF e164 IS DISTINCT FROM r.phone THEN
-                UPDATE wa_notify.message SET phone = e164 WHERE message.id = r.id;
-                -- another number than the one the query looked at
-                renormalized := true;
-                skipped := wa_notify._skip_reason(r.event, e164);
-                gap_open := recipient_gap > 0 AND EXISTS (
-                    SELECT 1 FROM wa_notify.message x
-                     WHERE x.phone = e164 AND x.claimed_at > now() - make_interval(secs => recipient_gap));
+            IF r.e164 IS DISTINCT FROM r.phone THEN   -- stored normalised, sent or not
+                renamed_ids := renamed_ids || r.id;
+                renamed_phones := renamed_phones || r.e164;
             END IF;
         END IF;
-        IF skipped IS NOT NULL THEN
+        IF r.skip IS NOT NULL THEN
             UPDATE wa_notify.message
-               SET status = 'skipped', error_message = skipped, updated_at = now()
+               SET status = 'skipped', error_message = r.skip, updated_at = now()
              WHERE message.id = r.id;
             CONTINUE;
         END IF;
-        CONTINUE WHEN e164 = ANY (pair_wait);   -- pair rate limit: this recipient waits
+        CONTINUE WHEN r.e164 = ANY (pair_wait);   -- pair rate limit: this recipient waits
         IF recipient_gap > 0 THEN
-            CONTINUE WHEN (shared OR renormalized) AND e164 = ANY (phones);
-            CONTINUE WHEN gap_open;
+            CONTINUE WHEN r.shared AND r.e164 = ANY (phones);
+            CONTINUE WHEN r.gap_open;
         END IF;
-        IF daily_recipient_limit > 0 AND NOT (wa_notify.phone_key(e164) = ANY (recent)) THEN
+        IF daily_recipient_limit > 0 AND NOT (wa_notify.phone_key(r.e164) = ANY (recent)) THEN
             CONTINUE WHEN nrecent >= daily_recipient_limit;
-            recent := recent || wa_notify.phone_key(e164);
+            recent := recent || wa_notify.phone_key(r.e164);
             nrecent := nrecent + 1;
         END IF;
-        BEGIN
-            b := wa_notify._render_body(r.event, e164, coalesce(r.params, '{}'), r.id);
-        EXCEPTION WHEN OTHERS THEN
-            b := NULL;
-            fail_ids := fail_ids || r.id;
-            fail_msgs := fail_msgs || ('could not render the message: ' || SQLERRM);
-            CONTINUE;
-        END;
         ids := ids || r.id;
-        phones := phones || e164;
+        phones := phones || r.e164;
         events := events || r.event;
-        bodies := bodies || b;
+        params := params || coalesce(r.params, '{}');
     END LOOP;
+
+    IF cardinality(renamed_ids) > 0 THEN
+        UPDATE wa_notify.message m SET phone = x.phone
+          FROM unnest(renamed_ids, renamed_phones) AS x(id, phone)
+         WHERE m.id = x.id AND m.id = ANY (renamed_ids);
+    END IF;
+
+    -- the bodies, rendered together (one subtransaction); when one of them
+    -- fails, the batch is rendered again message by message, and only
+    -- those that fail are left out (failed, with the error)
+    BEGIN
+        bodies := ARRAY(SELECT wa_notify._render_body(x.event, x.phone, x.params, x.id)
+                          FROM unnest(ids, events, phones, params) WITH ORDINALITY AS x(id, event, phone, params, ord)
+                         ORDER BY x.ord);
+    EXCEPTION WHEN OTHERS THEN
+        k_ids := '{}'; k_phones := '{}'; k_events := '{}'; bodies := '{}';
+        FOR i IN 1 .. cardinality(ids) LOOP
+            BEGIN
+                b := wa_notify._render_body(events[i], phones[i], params[i], ids[i]);
+                k_ids := k_ids || ids[i];
+                k_phones := k_phones || phones[i];
+                k_events := k_events || events[i];
+                bodies := bodies || b;
+            EXCEPTION WHEN OTHERS THEN
+                fail_ids := fail_ids || ids[i];
+                fail_msgs := fail_msgs || ('could not render the message: ' || SQLERRM);
+            END;
+        END LOOP;
+        ids := k_ids; phones := k_phones; events := k_events;
+    END;
 
     IF cardinality(fail_ids) > 0 THEN
         UPDATE wa_notify.message m
@@ -457,7 +476,8 @@ REVOKE ALL ON FUNCTION wa_notify._graph_error(integer, integer), wa_notify._skip
                        wa_notify._claim(integer, float8, integer, text),
                        wa_notify._skip_reasons(text[], text[]),
                        wa_notify._queue_head(text, integer, timestamptz),
-                       wa_notify._render_body(text, text, jsonb, bigint)
+                       wa_notify._render_body(text, text, jsonb, bigint),
+                       wa_notify._phone_e164(text, text)
       FROM PUBLIC;
 -- pure, as 1.0's _graph_errors() was: the view calls it
 GRANT EXECUTE ON FUNCTION wa_notify._graph_error_table() TO PUBLIC;
