@@ -14,11 +14,22 @@
  *	  output is never enabled.  libcurl callbacks never palloc or ereport
  *	  (no longjmp through libcurl): the response is kept in a malloc'd buffer
  *	  per pool slot, capped, reused from one request to the next.
+ *	  Transfers are driven by events (curl_multi_socket_action with an
+ *	  epoll set of the sockets libcurl names, and libcurl's own timer), so
+ *	  that a wait or a start costs what is ready, not what is in flight:
+ *	  with a thousand requests in flight, curl_multi_perform and
+ *	  curl_multi_poll would visit every one of them at every turn.  Where
+ *	  there is no epoll the client falls back to curl_multi_poll.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include <sys/time.h>
+#include <unistd.h>
+#ifdef HAVE_SYS_EPOLL_H
+#include <sys/epoll.h>
+#define WA_EVENT_DRIVEN 1
+#endif
 #include <curl/curl.h>
 
 #include "fmgr.h"
@@ -41,6 +52,7 @@
 typedef struct WaSlot
 {
 	CURL	   *easy;
+	int			index;			/* in the client's slots[] */
 	bool		busy;
 	char	   *buf;			/* malloc'd response buffer */
 	size_t		len;
@@ -58,8 +70,12 @@ struct WaGraphClient
 								 * pointers to it (WRITEDATA, PRIVATE,
 								 * ERRORBUFFER) */
 	int			nslots;
+	int		   *free_slots;		/* malloc'd stack of idle slots' indexes */
+	int			nfree;
 	int			max_in_flight;
 	int			in_flight;
+	int			epfd;			/* the sockets libcurl waits on; -1: none */
+	double		timer_at;		/* when libcurl wants its timeout action; < 0: never */
 	struct curl_slist *headers;
 	char	   *url;			/* malloc'd */
 	long		connect_timeout_ms;
@@ -184,6 +200,47 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
+#ifdef WA_EVENT_DRIVEN
+/*
+ * libcurl names a socket to wait on, changes what to wait for, or drops it
+ * (CURLMOPT_SOCKETFUNCTION).  socketp is non-NULL once the socket is in the
+ * epoll set.  Never ereports (called inside libcurl): a failed epoll_ctl
+ * leaves the socket to libcurl's timeouts.
+ */
+static int
+socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	WaGraphClient *c = (WaGraphClient *) userp;
+	struct epoll_event ev;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (socketp)
+			epoll_ctl(c->epfd, EPOLL_CTL_DEL, fd, NULL);
+		curl_multi_assign(c->multi, fd, NULL);
+		return 0;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = fd;
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	if (epoll_ctl(c->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0)
+		epoll_ctl(c->epfd, socketp ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+	if (socketp == NULL)
+		curl_multi_assign(c->multi, fd, c);
+	return 0;
+}
+
+/* libcurl's timer (CURLMOPT_TIMERFUNCTION): when to call its timeout action. */
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	WaGraphClient *c = (WaGraphClient *) userp;
+
+	c->timer_at = timeout_ms < 0 ? -1 : wa_now() + timeout_ms / 1000.0;
+	return 0;
+}
+#endif
+
 WaGraphClient *
 wa_graph_client_create(void)
 {
@@ -198,7 +255,78 @@ wa_graph_client_create(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not create a libcurl multi handle")));
+	c->epfd = -1;
+	c->timer_at = -1;
+#ifdef WA_EVENT_DRIVEN
+	c->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (c->epfd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create an epoll set for the Graph API client: %m")));
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+#endif
 	return c;
+}
+
+/*
+ * Let libcurl act on what is due: its timer if it expired (a new transfer
+ * is due at once), else nothing.  Without epoll, one pass over every
+ * transfer.
+ */
+static void
+drive_due(WaGraphClient *c)
+{
+	int			running;
+
+#ifdef WA_EVENT_DRIVEN
+	if (c->timer_at >= 0 && wa_now() >= c->timer_at)
+	{
+		c->timer_at = -1;
+		curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+#else
+	curl_multi_perform(c->multi, &running);
+#endif
+}
+
+/* Wait up to timeout_ms for a socket or libcurl's timer, and act on what is ready. */
+static void
+drive_ready(WaGraphClient *c, long timeout_ms)
+{
+	int			running;
+#ifdef WA_EVENT_DRIVEN
+	struct epoll_event evs[256];
+	int			n;
+
+	if (c->timer_at >= 0)
+	{
+		long		until_timer = (long) ((c->timer_at - wa_now()) * 1000.0 + 0.999);
+
+		timeout_ms = Max(0, Min(timeout_ms, until_timer));
+	}
+	n = epoll_wait(c->epfd, evs, lengthof(evs), (int) timeout_ms);
+	for (int i = 0; i < n; i++)
+	{
+		int			mask = 0;
+
+		if (evs[i].events & EPOLLIN)
+			mask |= CURL_CSELECT_IN;
+		if (evs[i].events & EPOLLOUT)
+			mask |= CURL_CSELECT_OUT;
+		if (evs[i].events & (EPOLLERR | EPOLLHUP))
+			mask |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(c->multi, evs[i].data.fd, mask, &running);
+	}
+	drive_due(c);
+#else
+	int			numfds;
+
+	curl_multi_poll(c->multi, NULL, 0, (int) timeout_ms, &numfds);
+	curl_multi_perform(c->multi, &running);
+#endif
 }
 
 /*
@@ -232,16 +360,23 @@ wa_graph_client_configure(WaGraphClient *c, const char *token, const char *url,
 	{
 		/* grow the array of pointers only: the slots themselves stay put */
 		WaSlot	  **ns = realloc(c->slots, sizeof(WaSlot *) * max_in_flight);
+		int		   *nf;
 
 		if (ns == NULL)
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 		c->slots = ns;
+		nf = realloc(c->free_slots, sizeof(int) * max_in_flight);
+		if (nf == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		c->free_slots = nf;
 		while (c->nslots < max_in_flight)
 		{
 			WaSlot	   *slot = calloc(1, sizeof(WaSlot));
 
 			if (slot == NULL)
 				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+			slot->index = c->nslots;
+			c->free_slots[c->nfree++] = c->nslots;
 			c->slots[c->nslots++] = slot;
 		}
 	}
@@ -284,16 +419,10 @@ wa_graph_start(WaGraphClient *c, WaGraphRequest *r)
 	int			i;
 	CURLMcode	mc;
 
-	if (c->in_flight >= c->max_in_flight)
+	if (c->in_flight >= c->max_in_flight || c->nfree == 0)
 		return false;
-	for (i = 0; i < c->max_in_flight && i < c->nslots; i++)
-		if (!c->slots[i]->busy)
-		{
-			s = c->slots[i];
-			break;
-		}
-	if (s == NULL)
-		return false;
+	i = c->free_slots[c->nfree - 1];
+	s = c->slots[i];
 	if (s->easy == NULL)
 	{
 		s->easy = curl_easy_init();
@@ -337,13 +466,10 @@ wa_graph_start(WaGraphClient *c, WaGraphRequest *r)
 				 errmsg("could not start a request: %s", curl_multi_strerror(mc))));
 	}
 	s->busy = true;
+	c->nfree--;
 	c->in_flight++;
 	/* get the request on the wire now, not at the next wait */
-	{
-		int			running;
-
-		curl_multi_perform(c->multi, &running);
-	}
+	drive_due(c);
 	return true;
 }
 
@@ -456,30 +582,18 @@ release_slot(WaGraphClient *c, WaSlot *s)
 	curl_multi_remove_handle(c->multi, s->easy);
 	s->busy = false;
 	s->req = NULL;
+	c->free_slots[c->nfree++] = s->index;
 	c->in_flight--;
 }
 
-/*
- * Drive transfers for up to timeout_ms; put finished requests into
- * completed[] (at most max_completed) and return how many.
- */
-int
-wa_graph_wait(WaGraphClient *c, long timeout_ms, WaGraphRequest **completed, int max_completed)
+/* Move finished transfers' requests into completed[] (at most max_completed). */
+static int
+take_finished(WaGraphClient *c, WaGraphRequest **completed, int max_completed)
 {
-	int			running = 0;
 	int			n = 0;
 	CURLMsg    *msg;
 	int			left;
 
-	curl_multi_perform(c->multi, &running);
-	if (c->in_flight > 0 && timeout_ms > 0)
-	{
-		int			numfds;
-
-		/* is anything already finished? then do not wait */
-		curl_multi_poll(c->multi, NULL, 0, (int) timeout_ms, &numfds);
-		curl_multi_perform(c->multi, &running);
-	}
 	while (n < max_completed && (msg = curl_multi_info_read(c->multi, &left)) != NULL)
 	{
 		WaSlot	   *s = NULL;
@@ -492,6 +606,25 @@ wa_graph_wait(WaGraphClient *c, long timeout_ms, WaGraphRequest **completed, int
 		parse_outcome(s->req, s, msg->data.result);
 		completed[n++] = s->req;
 		release_slot(c, s);
+	}
+	return n;
+}
+
+/*
+ * Drive transfers for up to timeout_ms; put finished requests into
+ * completed[] (at most max_completed) and return how many.
+ */
+int
+wa_graph_wait(WaGraphClient *c, long timeout_ms, WaGraphRequest **completed, int max_completed)
+{
+	int			n;
+
+	drive_due(c);
+	n = take_finished(c, completed, max_completed);
+	if (n == 0 && c->in_flight > 0)
+	{
+		drive_ready(c, Max(timeout_ms, 0));
+		n = take_finished(c, completed, max_completed);
 	}
 	return n;
 }

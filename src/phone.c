@@ -220,6 +220,24 @@ wa_notify_normalize_phone(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(out));
 }
 
+/* wa_notify._phone_e164(): normalize_phone()'s number, NULL where it would raise (_claim: no subtransaction per message) */
+PG_FUNCTION_INFO_V1(wa_notify_phone_e164);
+Datum
+wa_notify_phone_e164(PG_FUNCTION_ARGS)
+{
+	char	   *cc = NULL;
+	char		out[WA_PHONE_MAXLEN];
+	const char *error;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (!PG_ARGISNULL(1))
+		cc = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (!wa_phone_normalize(text_to_cstring(PG_GETARG_TEXT_PP(0)), cc, out, sizeof(out), &error))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(out));
+}
+
 PG_FUNCTION_INFO_V1(wa_notify_phone_key);
 Datum
 wa_notify_phone_key(PG_FUNCTION_ARGS)

@@ -655,27 +655,47 @@ wa_render_body(const char *event, const char *phone, Jsonb *params, int64 messag
 	return result;
 }
 
-PG_FUNCTION_INFO_V1(wa_notify_render);
-Datum
-wa_notify_render(PG_FUNCTION_ARGS)
+/* The body of (event, phone, params, message id) from SQL arguments; NULL: no event. */
+static char *
+render_args(FunctionCallInfo fcinfo)
 {
-	char	   *event;
 	char	   *phone = NULL;
 	Jsonb	   *params = NULL;
 	int64		id = -1;
-	char	   *body;
 
 	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
-	event = text_to_cstring(PG_GETARG_TEXT_PP(0));
+		return NULL;
 	if (!PG_ARGISNULL(1))
 		phone = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	if (!PG_ARGISNULL(2))
 		params = PG_GETARG_JSONB_P(2);
 	if (!PG_ARGISNULL(3))
 		id = PG_GETARG_INT64(3);
-	body = wa_render_body(event, phone, params, id);
+	return wa_render_body(text_to_cstring(PG_GETARG_TEXT_PP(0)), phone, params, id);
+}
+
+/* wa_notify._render(): the body as jsonb (preview, tests) */
+PG_FUNCTION_INFO_V1(wa_notify_render);
+Datum
+wa_notify_render(PG_FUNCTION_ARGS)
+{
+	char	   *body = render_args(fcinfo);
+
+	if (body == NULL)
+		PG_RETURN_NULL();
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(body)));
+}
+
+/* wa_notify._render_body(): the same body as the text POSTed (_claim: no jsonb parse and print) */
+PG_FUNCTION_INFO_V1(wa_notify_render_body);
+Datum
+wa_notify_render_body(PG_FUNCTION_ARGS)
+{
+	char	   *body = render_args(fcinfo);
+
+	if (body == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(body));
 }
 
 /* wa_notify._tracking_url(carrier, tracking): the URL a customer gets */

@@ -144,5 +144,6 @@ extern const char *wa_secrets_problem(void);
 extern char *wa_secret_get(const char *sender, const char *name);
 extern char *wa_callback_data(int64 message_id);
 extern bool wa_callback_data_check(const char *data, int64 *message_id);
+extern void wa_hmac_sha256(const char *key, const void *data, size_t len, unsigned char out[32]);
 
 #endif							/* WA_NOTIFY_H */

@@ -1318,16 +1318,6 @@ route_changes(const WhPayload *p, const WhSecrets *ss, int signed_by, WhRouting 
 /* ------------------------------------------------------- SQL functions */
 
 static void
-hmac_sha256(const char *key, const unsigned char *data, size_t len, unsigned char out[32])
-{
-	unsigned int outlen = 32;
-
-	if (HMAC(EVP_sha256(), key, (int) strlen(key), data, len, out, &outlen) == NULL ||
-		outlen != 32)
-		elog(ERROR, "webhook: HMAC-SHA256 failed");
-}
-
-static void
 sha256(const char *s, unsigned char out[32])
 {
 	unsigned int outlen = 32;
@@ -1429,7 +1419,7 @@ wa_notify_webhook_receive(PG_FUNCTION_ARGS)
 		memset(given, 0, sizeof(given));
 	for (int i = 0; i < secrets.n && signed_by < 0; i++)
 	{
-		hmac_sha256(secrets.secret[i], (const unsigned char *) data, len, mac);
+		wa_hmac_sha256(secrets.secret[i], data, len, mac);
 		if (CRYPTO_memcmp(mac, given, sizeof(mac)) == 0)
 			signed_by = i;
 	}

@@ -33,6 +33,8 @@
  */
 #include "postgres.h"
 
+#include <sys/resource.h>
+
 #include <math.h>
 #include <signal.h>
 
@@ -213,6 +215,27 @@ wa_worker_define_gucs(void)
 }
 
 static WaDbSlot *my_slot = NULL;	/* this database's slot (launcher.c) */
+
+/*
+ * Each request in flight holds a socket, outside PostgreSQL's own file
+ * accounting: several senders at their full auto size (up to 512 each,
+ * in_flight.c) need more than the usual soft limit of 1024 descriptors,
+ * and every socket() refused there failed a request (measured: four
+ * senders allowed 250 each lost most of their requests).  The worker lifts
+ * its own soft limit to the hard one.
+ */
+static void
+raise_open_files_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+	{
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			elog(DEBUG1, "wa_notify worker: could not raise its open files limit: %m");
+	}
+}
 
 static void
 wa_worker_detach(int code, Datum arg)
@@ -1680,6 +1703,14 @@ wa_worker_main(Datum main_arg)
 	if (args.probe)
 		probe();
 	pgstat_report_appname("wa_notify worker");
+	/*
+	 * The worker's queries are small and run many times; a plan whose cost
+	 * estimate passes jit_above_cost (the senders' functions nest, and their
+	 * estimates multiply) was compiled again at every cycle, a tenth of the
+	 * worker's time at full speed.
+	 */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
+	raise_open_files_limit();
 	my_slot = wa_worker_attach(dboid);
 	if (my_slot == NULL)
 		proc_exit(0);			/* another worker serves this database */

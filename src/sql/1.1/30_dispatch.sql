@@ -38,16 +38,29 @@ COMMENT ON FUNCTION wa_notify._graph_error(integer, integer) IS
 DROP FUNCTION wa_notify._spam_cooldown();
 
 -------------------------------------------------------------------------------
--- may this message be sent at all? (NULL: yes)  _claim and _resolve_pending
+-- may this message be sent at all? (NULL: yes)  _claim and _resolve_pending;
+-- the rule is _skip_reasons(), which _claim applies to a batch in one query
 -------------------------------------------------------------------------------
+CREATE FUNCTION wa_notify._skip_reasons(events text[], phones text[])
+RETURNS TABLE (ord bigint, reason text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, wa_notify AS $$
+BEGIN
+    -- plpgsql, not sql: the backend keeps the plan (a sql function is planned at every call)
+    RETURN QUERY
+    SELECT x.ord, coalesce(
+               CASE WHEN NOT e.enabled THEN format('event %s is disabled', e.event) END,
+               CASE WHEN b.phone_key IS NOT NULL
+                    THEN format('phone %s is blacklisted (%s%s)', x.phone, b.source, coalesce(': ' || b.reason, '')) END)
+      FROM unnest(events, phones) WITH ORDINALITY AS x(event, phone, ord)
+      LEFT JOIN wa_notify.event e ON e.event = x.event
+      LEFT JOIN wa_notify.blocked b ON b.phone_key = wa_notify.phone_key(x.phone);
+END $$;
+COMMENT ON FUNCTION wa_notify._skip_reasons(text[], text[]) IS
+    'internal: the skip rule for many messages at once (element i: event i to phone i): why each is skipped (disabled event, blacklisted number), NULL when it may be sent';
+
 CREATE FUNCTION wa_notify._skip_reason(event text, phone text) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, wa_notify AS $$
-    SELECT coalesce(
-        (SELECT format('event %s is disabled', e.event)
-           FROM wa_notify.event e WHERE e.event = _skip_reason.event AND NOT e.enabled),
-        (SELECT format('phone %s is blacklisted (%s%s)', _skip_reason.phone, b.source,
-                       coalesce(': ' || b.reason, ''))
-           FROM wa_notify.blocked b WHERE b.phone_key = wa_notify.phone_key(_skip_reason.phone)))
+    SELECT s.reason FROM wa_notify._skip_reasons(ARRAY[event], ARRAY[phone]) s
 $$;
 COMMENT ON FUNCTION wa_notify._skip_reason(text, text) IS
     'internal: why a message of this event to this phone is skipped (disabled event, blacklisted number), NULL when it may be sent';
@@ -225,15 +238,16 @@ BEGIN
            error_code = NULL, error_message = NULL, error_class = NULL,
            next_attempt_at = NULL, held_reason = NULL, updated_at = now()
       FROM unnest(ids, ok, http, wamids, wa_ids, user_ids) AS x(id, ok, http, wamid, wa_id, user_id)
-     WHERE m.id = x.id AND x.ok;
+     WHERE m.id = x.id AND x.ok
+       AND m.id = ANY (ids);   -- the batch's rows by their key, whatever the statistics say
     sent := ARRAY(SELECT DISTINCT m.sender FROM wa_notify.message m, unnest(ids, ok) AS x(id, ok)
-                   WHERE m.id = x.id AND x.ok);
+                   WHERE m.id = x.id AND x.ok AND m.id = ANY (ids));
 
     -- requests never started (pause or shutdown mid-batch): back to the queue
     UPDATE wa_notify.message m
        SET status = 'queued', attempts = greatest(m.attempts - 1, 0), claimed_at = NULL, updated_at = now()
       FROM unnest(ids, attempted) AS x(id, attempted)
-     WHERE m.id = x.id AND NOT x.attempted AND m.status = 'sending';
+     WHERE m.id = x.id AND NOT x.attempted AND m.status = 'sending' AND m.id = ANY (ids);
 
     FOR r IN SELECT * FROM unnest(ids, attempted, ok, http, codes, errors)
                 AS x(id, attempted, ok, http, code, error)
@@ -256,6 +270,45 @@ COMMENT ON FUNCTION wa_notify._record(bigint[], boolean[], boolean[], integer[],
 -------------------------------------------------------------------------------
 -- claim: up to n due messages, marked 'sending' and committed by the caller
 -------------------------------------------------------------------------------
+-- normalize_phone()'s number, NULL where it raises (no subtransaction per message)
+CREATE FUNCTION wa_notify._phone_e164(phone text, default_country_code text)
+    RETURNS text AS 'MODULE_PATHNAME', 'wa_notify_phone_e164' LANGUAGE C IMMUTABLE;
+COMMENT ON FUNCTION wa_notify._phone_e164(text, text) IS
+    'internal: normalize_phone(), NULL for a number it refuses';
+
+-- the body _claim hands the worker: _render()'s, as the text POSTed
+CREATE FUNCTION wa_notify._render_body(event text, phone text, params jsonb, message_id bigint)
+    RETURNS text AS 'MODULE_PATHNAME', 'wa_notify_render_body' LANGUAGE C STABLE;
+COMMENT ON FUNCTION wa_notify._render_body(text, text, jsonb, bigint) IS
+    'internal: _render()''s request body as text, as POSTed (the worker''s claim)';
+
+-- the head of one sender's queue: up to k due messages, locked (others'
+-- locks skipped), in queue order.  The planner must walk message_due_sender
+-- in its order and stop after k rows: with the table's statistics taken
+-- while the queue was short (the usual case before a burst), it would
+-- rather read every queued row and sort them, at every claim, which made a
+-- claim cost as much as the queue is long.  enable_sort = off leaves it the
+-- index walk (the function's one query; plpgsql keeps its plan).
+CREATE FUNCTION wa_notify._queue_head(sender text, k integer, oldest timestamptz)
+RETURNS TABLE (id bigint, event text, phone text, params jsonb, watch_id bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify SET enable_sort = off AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT m.id, m.event, m.phone, m.params, m.watch_id
+      FROM wa_notify.message m
+     WHERE m.queued AND m.status = 'queued' AND m.sender = _queue_head.sender
+       AND (m.watch_id IS NULL OR m.resolved_at IS NOT NULL)
+       AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
+       AND m.held_reason IS NULL
+       AND m.created_at >= oldest
+     ORDER BY m.next_attempt_at NULLS FIRST, m.id
+     LIMIT greatest(k, 0)
+       FOR UPDATE SKIP LOCKED;
+END $$;
+COMMENT ON FUNCTION wa_notify._queue_head(text, integer, timestamptz) IS
+    'internal: _claim''s candidates, the due head of one sender''s queue, locked, in queue order';
+
 -- one sender's messages (25_senders.sql); daily_recipient_limit is its
 -- portfolio's, counted over the messages of every sender of the portfolio
 DROP FUNCTION wa_notify._claim(integer, float8, integer);
@@ -275,9 +328,7 @@ DECLARE
                                  AND e.template_status IN ('PENDING', 'REJECTED', 'PAUSED', 'DISABLED')));
     oldest timestamptz := now() - make_interval(days => coalesce(
         (SELECT value FROM wa_notify.setting WHERE name = 'lookback_days')::integer, 3));
-    e164 text;
     b text;
-    skip text;
     ids bigint[] := '{}';
     phones text[] := '{}';
     events text[] := '{}';
@@ -290,6 +341,19 @@ DECLARE
     portfolio text[] := wa_notify._portfolio_members(sender);
     fail_ids bigint[] := '{}';
     fail_msgs text[] := '{}';
+    -- the candidates, locked, in queue order (element i of each: one message)
+    c_ids bigint[];
+    c_events text[];
+    c_phones text[];
+    c_params jsonb[];
+    c_watches bigint[];
+    c_e164 text[];     -- the numbers as sent (a hand-inserted one normalised; NULL: invalid)
+    params jsonb[] := '{}';
+    renamed_ids bigint[] := '{}';
+    renamed_phones text[] := '{}';
+    k_ids bigint[];
+    k_phones text[];
+    k_events text[];
 BEGIN
     IF daily_recipient_limit > 0 THEN
         recent := ARRAY(SELECT DISTINCT wa_notify.phone_key(x.phone) FROM wa_notify.message x
@@ -297,68 +361,99 @@ BEGIN
                            AND x.sender = ANY (portfolio));
         nrecent := cardinality(recent);
     END IF;
+    SELECT array_agg(h.id ORDER BY h.ord), array_agg(h.event ORDER BY h.ord),
+           array_agg(h.phone ORDER BY h.ord), array_agg(h.params ORDER BY h.ord),
+           array_agg(h.watch_id ORDER BY h.ord),
+           -- a captured message's number was normalised when it was resolved
+           array_agg(CASE WHEN h.watch_id IS NULL THEN wa_notify._phone_e164(h.phone, cc) ELSE h.phone END
+                     ORDER BY h.ord)
+      INTO c_ids, c_events, c_phones, c_params, c_watches, c_e164
+      FROM wa_notify._queue_head(_claim.sender, greatest(n, 0) * 2 + 10, oldest) WITH ORDINALITY
+           AS h(id, event, phone, params, watch_id, ord);
+    -- the rules that read other rows, applied to the whole head in one
+    -- query each (a query per message cost more than the rest of the claim):
+    -- the skip rule, whether another candidate has the same number, whether
+    -- the recipient gap is still open
     FOR r IN
-        SELECT m.id, m.event, m.phone, m.params, m.watch_id
-          FROM wa_notify.message m
-         WHERE m.queued AND m.status = 'queued' AND m.sender = _claim.sender
-           AND (m.watch_id IS NULL OR m.resolved_at IS NOT NULL)
-           AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
-           AND m.held_reason IS NULL
-           AND m.created_at >= oldest
-         ORDER BY m.next_attempt_at NULLS FIRST, m.id
-         LIMIT greatest(n, 0) * 2 + 10
-           FOR UPDATE SKIP LOCKED
+        SELECT c.id, c.event, c.phone, c.e164, c.params, c.watch_id, s.reason AS skip,
+               count(*) OVER (PARTITION BY c.e164) > 1 AS shared,
+               g.last_claim > now() - make_interval(secs => recipient_gap) AS gap_open
+          FROM unnest(c_ids, c_events, c_phones, c_e164, c_params, c_watches)
+               WITH ORDINALITY AS c(id, event, phone, e164, params, watch_id, ord)
+          JOIN wa_notify._skip_reasons(c_events, c_e164) s ON s.ord = c.ord
+          -- the recipient's last claim: one probe of message_phone_claimed
+          -- per candidate, whatever the statistics say (a condition on
+          -- claimed_at would be planned on message_claimed, estimated from
+          -- statistics that know no message of the last seconds, and read
+          -- every message claimed within the gap: thousands at full speed)
+          LEFT JOIN LATERAL (SELECT max(x.claimed_at) AS last_claim FROM wa_notify.message x
+                              WHERE recipient_gap > 0 AND x.phone = c.e164) g ON true
+         ORDER BY c.ord
     LOOP
         EXIT WHEN cardinality(ids) >= n;
         CONTINUE WHEN r.event = ANY (held);
-        e164 := r.phone;
-        IF r.watch_id IS NULL THEN          -- inserted by hand: normalise here
-            BEGIN
-                e164 := wa_notify.normalize_phone(r.phone, cc);
-            EXCEPTION WHEN OTHERS THEN
-                e164 := NULL;
-            END;
-            IF e164 IS NULL THEN
+        IF r.watch_id IS NULL THEN          -- inserted by hand
+            IF r.e164 IS NULL THEN
                 fail_ids := fail_ids || r.id;
                 fail_msgs := fail_msgs || format('invalid phone number %s: expected E.164 digits or a national number', coalesce(quote_literal(r.phone), 'NULL'));
                 CONTINUE;
             END IF;
-            IF e164 IS DISTINCT FROM r.phone THEN
-                UPDATE wa_notify.message SET phone = e164 WHERE message.id = r.id;
+            IF r.e164 IS DISTINCT FROM r.phone THEN   -- stored normalised, sent or not
+                renamed_ids := renamed_ids || r.id;
+                renamed_phones := renamed_phones || r.e164;
             END IF;
         END IF;
-        skip := wa_notify._skip_reason(r.event, e164);
-        IF skip IS NOT NULL THEN
+        IF r.skip IS NOT NULL THEN
             UPDATE wa_notify.message
-               SET status = 'skipped', error_message = skip, updated_at = now()
+               SET status = 'skipped', error_message = r.skip, updated_at = now()
              WHERE message.id = r.id;
             CONTINUE;
         END IF;
-        CONTINUE WHEN e164 = ANY (pair_wait);   -- pair rate limit: this recipient waits
+        CONTINUE WHEN r.e164 = ANY (pair_wait);   -- pair rate limit: this recipient waits
         IF recipient_gap > 0 THEN
-            CONTINUE WHEN e164 = ANY (phones);
-            CONTINUE WHEN EXISTS (SELECT 1 FROM wa_notify.message x
-                                   WHERE x.phone = e164
-                                     AND x.claimed_at > now() - make_interval(secs => recipient_gap));
+            CONTINUE WHEN r.shared AND r.e164 = ANY (phones);
+            CONTINUE WHEN r.gap_open;
         END IF;
-        IF daily_recipient_limit > 0 AND NOT (wa_notify.phone_key(e164) = ANY (recent)) THEN
+        IF daily_recipient_limit > 0 AND NOT (wa_notify.phone_key(r.e164) = ANY (recent)) THEN
             CONTINUE WHEN nrecent >= daily_recipient_limit;
-            recent := recent || wa_notify.phone_key(e164);
+            recent := recent || wa_notify.phone_key(r.e164);
             nrecent := nrecent + 1;
         END IF;
-        BEGIN
-            b := wa_notify._render(r.event, e164, coalesce(r.params, '{}'), r.id)::text;
-        EXCEPTION WHEN OTHERS THEN
-            b := NULL;
-            fail_ids := fail_ids || r.id;
-            fail_msgs := fail_msgs || ('could not render the message: ' || SQLERRM);
-            CONTINUE;
-        END;
         ids := ids || r.id;
-        phones := phones || e164;
+        phones := phones || r.e164;
         events := events || r.event;
-        bodies := bodies || b;
+        params := params || coalesce(r.params, '{}');
     END LOOP;
+
+    IF cardinality(renamed_ids) > 0 THEN
+        UPDATE wa_notify.message m SET phone = x.phone
+          FROM unnest(renamed_ids, renamed_phones) AS x(id, phone)
+         WHERE m.id = x.id AND m.id = ANY (renamed_ids);
+    END IF;
+
+    -- the bodies, rendered together (one subtransaction); when one of them
+    -- fails, the batch is rendered again message by message, and only
+    -- those that fail are left out (failed, with the error)
+    BEGIN
+        bodies := ARRAY(SELECT wa_notify._render_body(x.event, x.phone, x.params, x.id)
+                          FROM unnest(ids, events, phones, params) WITH ORDINALITY AS x(id, event, phone, params, ord)
+                         ORDER BY x.ord);
+    EXCEPTION WHEN OTHERS THEN
+        k_ids := '{}'; k_phones := '{}'; k_events := '{}'; bodies := '{}';
+        FOR i IN 1 .. cardinality(ids) LOOP
+            BEGIN
+                b := wa_notify._render_body(events[i], phones[i], params[i], ids[i]);
+                k_ids := k_ids || ids[i];
+                k_phones := k_phones || phones[i];
+                k_events := k_events || events[i];
+                bodies := bodies || b;
+            EXCEPTION WHEN OTHERS THEN
+                fail_ids := fail_ids || ids[i];
+                fail_msgs := fail_msgs || ('could not render the message: ' || SQLERRM);
+            END;
+        END LOOP;
+        ids := k_ids; phones := k_phones; events := k_events;
+    END;
 
     IF cardinality(fail_ids) > 0 THEN
         UPDATE wa_notify.message m
@@ -378,7 +473,11 @@ END $$;
 REVOKE ALL ON FUNCTION wa_notify._graph_error(integer, integer), wa_notify._skip_reason(text, text),
                        wa_notify._apply_error(bigint, integer, integer, text, text, integer, text),
                        wa_notify._record(bigint[], boolean[], boolean[], integer[], integer[], text[], text[], text[], text[], integer),
-                       wa_notify._claim(integer, float8, integer, text)
+                       wa_notify._claim(integer, float8, integer, text),
+                       wa_notify._skip_reasons(text[], text[]),
+                       wa_notify._queue_head(text, integer, timestamptz),
+                       wa_notify._render_body(text, text, jsonb, bigint),
+                       wa_notify._phone_e164(text, text)
       FROM PUBLIC;
 -- pure, as 1.0's _graph_errors() was: the view calls it
 GRANT EXECUTE ON FUNCTION wa_notify._graph_error_table() TO PUBLIC;
