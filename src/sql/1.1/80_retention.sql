@@ -120,11 +120,17 @@ $$;
 
 CREATE FUNCTION wa_notify._month_start(t timestamptz) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$ SELECT date_trunc('month', t AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' $$;
+-- the start of the next UTC month: month arithmetic on timestamptz follows
+-- the session's TimeZone, and across a daylight-saving change "+ 1 month"
+-- from a UTC month start lands an hour off (a partition bound that
+-- overlaps the next month's)
+CREATE FUNCTION wa_notify._month_after(t timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$ SELECT (date_trunc('month', t AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC' $$;
 
 -- the month partitions, oldest first, with their bounds
 CREATE FUNCTION wa_notify._archive_partitions(OUT part text, OUT lo timestamptz, OUT hi timestamptz)
 RETURNS SETOF record LANGUAGE sql STABLE SET search_path = pg_catalog, wa_notify AS $$
-    SELECT 'wa_notify.' || c.relname, m.lo, m.lo + interval '1 month'
+    SELECT 'wa_notify.' || c.relname, m.lo, wa_notify._month_after(m.lo)
       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid,
            LATERAL (SELECT to_date(substr(c.relname, 17), 'YYYY_MM')::timestamp AT TIME ZONE 'UTC' AS lo) m
      WHERE i.inhparent = 'wa_notify.message_archive'::regclass
@@ -147,7 +153,7 @@ BEGIN
         RETURN false;
     END IF;
     EXECUTE format('CREATE TABLE wa_notify.%I PARTITION OF wa_notify.message_archive FOR VALUES FROM (%L) TO (%L)',
-                   name, lo, lo + interval '1 month');
+                   name, lo, wa_notify._month_after(lo));
     RETURN true;
 END $$;
 
@@ -242,16 +248,16 @@ BEGIN
                 -- while it was detached: it goes back through the parent
                 EXECUTE 'WITH d AS (DELETE FROM wa_notify.message_archive_default d
                                      WHERE d.created_at >= $1 AND d.created_at < $2 RETURNING d.*)
-                         INSERT INTO wa_notify.message_archive SELECT * FROM d' USING lo, lo + interval '1 month';
+                         INSERT INTO wa_notify.message_archive SELECT * FROM d' USING lo, wa_notify._month_after(lo);
                 CONTINUE;
             END IF;
             EXECUTE format('CREATE TABLE wa_notify.%I (LIKE wa_notify.message_archive)', name);
             EXECUTE format('WITH d AS (DELETE FROM wa_notify.message_archive_default d
                                         WHERE d.created_at >= $1 AND d.created_at < $2 RETURNING d.*)
-                            INSERT INTO wa_notify.%I SELECT * FROM d', name) USING lo, lo + interval '1 month';
+                            INSERT INTO wa_notify.%I SELECT * FROM d', name) USING lo, wa_notify._month_after(lo);
             GET DIAGNOSTICS n = ROW_COUNT;
             EXECUTE format('ALTER TABLE wa_notify.message_archive ATTACH PARTITION wa_notify.%I FOR VALUES FROM (%L) TO (%L)',
-                           name, lo, lo + interval '1 month');
+                           name, lo, wa_notify._month_after(lo));
             r := wa_notify._jsonb_append(r, 'created_partitions', 'wa_notify.' || name);
             r := wa_notify._jsonb_add(r, 'default_rows_moved', n);
         EXCEPTION WHEN lock_not_available THEN
@@ -331,8 +337,9 @@ BEGIN
                  LIMIT wa_notify._maintain_batch() FOR UPDATE SKIP LOCKED) c;
         EXIT WHEN ids IS NULL;
         BEGIN
-            FOR month IN SELECT generate_series(wa_notify._month_start(lo),
-                                                wa_notify._month_start(hi) + interval '1 month', interval '1 month')
+            FOR month IN SELECT g AT TIME ZONE 'UTC'      -- months counted in UTC
+                           FROM generate_series(wa_notify._month_start(lo) AT TIME ZONE 'UTC',
+                                                wa_notify._month_after(hi) AT TIME ZONE 'UTC', interval '1 month') g
             LOOP
                 IF wa_notify._archive_partition_for(month) THEN
                     r := wa_notify._jsonb_append(r, 'created_partitions', 'wa_notify.' || wa_notify._archive_partition_name(month));
