@@ -923,9 +923,10 @@ notice_shutdown(WaPipeline *pl)
 
 /*
  * Is it still this cycle's time to claim?  WA_PIPELINE_SECS, or longer
- * while another sender's requests are in flight: the cycle cannot end
- * before they do, and a slow sender must not hold the others' claims (the
- * longest cycle stays bounded by the request timeout).
+ * while requests are in flight: the cycle cannot end before they do, and a
+ * slow request (another sender's or its own) must not hold the claims of
+ * messages queued meanwhile (the longest cycle stays bounded by the
+ * request timeout).
  */
 static bool
 claim_time_left(const WaPipeline *pl, const WaLane *ln)
@@ -934,20 +935,20 @@ claim_time_left(const WaPipeline *pl, const WaLane *ln)
 
 	if (age < WA_PIPELINE_SECS)
 		return true;
-	return wa_graph_in_flight(client) > ln->in_flight && age < WA_PIPELINE_SECS + wa_request_timeout;
+	return wa_graph_in_flight(client) > 0 && age < WA_PIPELINE_SECS + wa_request_timeout;
 }
 
 /*
  * A sender whose queue was empty looks again now and then while the cycle
- * is held open by another sender's requests: a message queued meanwhile is
- * not kept waiting for them.
+ * is held open by requests in flight (its own or another sender's): a
+ * message queued meanwhile is not kept waiting for them.
  */
 static bool
 queue_worth_a_look(const WaPipeline *pl, const WaLane *ln)
 {
 	if (!ln->exhausted)
 		return true;
-	return !pl->paced && wa_graph_in_flight(client) > ln->in_flight &&
+	return !pl->paced && wa_graph_in_flight(client) > 0 &&
 		wa_now() - ln->exhausted_at >= WA_LOOK_AGAIN_SECS;
 }
 
