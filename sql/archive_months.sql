@@ -19,7 +19,7 @@ SELECT wa_notify._archive_partition_for('2031-03-15 12:00+00') AS march_made,
 SET timezone = 'UTC';
 SELECT part, lo, hi FROM wa_notify._archive_partitions() WHERE lo >= '2031-01-01' ORDER BY lo;
 SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
-  FROM pg_class c WHERE c.relname ~ '^message_archive_2031_' ORDER BY 1;
+  FROM pg_class c WHERE c.relkind = 'r' AND c.relname ~ '^message_archive_2031_' ORDER BY 1;
 SELECT wa_notify._month_after('2031-03-01 00:00+00') AS after_march,
        wa_notify._month_after('2031-10-31 23:30+00') AS after_october;
 ROLLBACK;
