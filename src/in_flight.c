@@ -128,6 +128,29 @@ wa_in_flight_observe_batch(WaResponseTime *rt, int size, int answered, double se
 		rt->occupancy += WA_OCCUPANCY_WEIGHT * (occupancy - rt->occupancy);
 }
 
+/*
+ * The most messages a second the dispatcher starts for a sender (0: no
+ * cap): its max_rate when set; else, with an auto size, its level's rate,
+ * which Meta enforces (the auto size aims at WA_LEVEL_SHARE of it).  The
+ * auto size alone is no bound: sized for the worker's own pauses, it would
+ * run past the level whenever the pauses are shorter.  A max_in_flight set
+ * by hand with max_rate 0 is the admin's own bound, as in 1.0.
+ */
+double
+wa_sender_rate_cap(const WaPacing *pacing)
+{
+	if (pacing->max_rate > 0)
+		return pacing->max_rate;
+	return pacing->max_in_flight > 0 ? 0 : pacing->level_rate;
+}
+
+/* The most requests in flight a sender's size may grow to (the client's pool). */
+int
+wa_in_flight_ceiling(const WaPacing *pacing)
+{
+	return pacing->max_in_flight > 0 ? pacing->max_in_flight : WA_IN_FLIGHT_CAP;
+}
+
 /* Requests in flight for one sender (the dispatcher asks before each batch). */
 int
 wa_sender_in_flight(const WaPacing *pacing, const WaResponseTime *rt, double rate_factor)

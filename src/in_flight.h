@@ -37,6 +37,8 @@ extern void wa_pacing_for_level(const WaSettings *set, const char *throughput_le
 extern void wa_response_time_observe(WaResponseTime *rt, double secs);
 extern void wa_in_flight_observe_batch(WaResponseTime *rt, int size, int answered,
 									   double secs, bool queue_left);
+extern int	wa_in_flight_ceiling(const WaPacing *pacing);
+extern double wa_sender_rate_cap(const WaPacing *pacing);
 extern int	wa_sender_in_flight(const WaPacing *pacing, const WaResponseTime *rt,
 								double rate_factor);
 

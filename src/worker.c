@@ -79,6 +79,7 @@ int			wa_request_timeout = 30;	/* seconds */
 #define WA_CHECK_INTERVAL		300.0	/* connection check period, s */
 #define WA_IDLE_RECHECK			60.0	/* longest idle wait, s */
 #define WA_CLAIM_AHEAD			0.05	/* paced send: claim this early, s */
+#define WA_RATE_BURST			0.05	/* rate cap: starts a pause may save up, s of the rate */
 #define WA_SHUTDOWN_GRACE		3.0		/* in-flight requests on SIGTERM, s */
 #define WA_MAX_BATCH			2000
 #define WA_REVIEW_RECHECK		1.0		/* review requeue check, at most every s */
@@ -120,6 +121,8 @@ typedef struct WaSenderMemory
 	char		sender[64];
 	double		last_start;		/* when its last request started */
 	double		next_gap;		/* the random delay before its next one */
+	double		rate_tokens;	/* its rate cap's bucket (rate_allows) */
+	double		rate_at;		/* when the bucket was last filled; 0: never */
 	WaResponseTime response_time;	/* of its answers (auto max_in_flight) */
 } WaSenderMemory;
 
@@ -147,7 +150,7 @@ typedef struct WaLane
 	/* the plan (plan_sending) */
 	bool		due;			/* sends in this cycle */
 	int			in_flight_cap;
-	double		spacing;		/* rate cap: seconds between starts (0: none) */
+	double		spacing;		/* rate cap: seconds between starts, on average (0: none) */
 	int			batch_n;		/* messages per claim */
 	/* the pipeline */
 	WaGraphAuth *auth;			/* malloc'd at its first claim, freed at the end */
@@ -159,6 +162,8 @@ typedef struct WaLane
 	int			unstarted;		/* claimed, neither started nor skipped */
 	int			in_flight;
 	int			answered;		/* answers in this cycle (occupancy) */
+	double		sized_at;		/* when in_flight_cap was last sized */
+	int			answered_at_size;	/* answered, then */
 	bool		stop;			/* start nothing more of this sender */
 	bool		exhausted;		/* its queue had nothing more to claim */
 	double		exhausted_at;	/* when it last found it empty */
@@ -872,6 +877,7 @@ skip_unstarted(WaLane *lanes, int nlanes, const char *event, const char *phone)
 #define WA_PIPELINE_SECS 2.0
 #define WA_RECORD_EVERY	0.25	/* known outcomes wait at most this long, s */
 #define WA_LOOK_AGAIN_SECS 0.5	/* an empty queue, while others are in flight */
+#define WA_RESIZE_SECS	1.0		/* an auto in-flight size is sized again after, s */
 
 /* The pipeline's state, for its steps below. */
 typedef struct WaPipeline
@@ -880,6 +886,7 @@ typedef struct WaPipeline
 	bool		paced;			/* one message at a time, random delays */
 	int			budget;			/* claims still allowed (per-batch cap) */
 	int			in_flight_cap;	/* the sum of the lanes' */
+	int			pool;			/* the most they may grow to (the client's size) */
 	WaGraphRequest **done;		/* completed requests, from wa_graph_wait */
 	int			claimed;		/* messages claimed */
 	int			unrecorded;		/* finished since the last record() */
@@ -961,10 +968,40 @@ may_claim(const WaPipeline *pl, const WaLane *ln)
 		(ln->claimed == 0 || (!pl->paced && claim_time_left(pl, ln)));
 }
 
+static int	lane_in_flight_cap(const WaLane *ln);
+
+/*
+ * A pipeline lasts as long as its queues do: it sizes each auto sender's
+ * requests in flight again as it goes (at a claim, every WA_RESIZE_SECS),
+ * from how full the size was kept since the last sizing (in_flight.c), as
+ * the end of a pipeline does.  The worker's own pauses (its SQL runs
+ * between the requests) leave part of a size empty; the next size makes
+ * up for it, within the pool the client was given.
+ */
+static void
+resize_lane(WaPipeline *pl, WaLane *ln)
+{
+	double		now = wa_now();
+	int			cap;
+
+	if (pl->paced || ln->pacing.max_in_flight > 0 || now - ln->sized_at < WA_RESIZE_SECS)
+		return;
+	wa_in_flight_observe_batch(&ln->memory->response_time, ln->in_flight_cap,
+							   ln->answered - ln->answered_at_size, now - ln->sized_at, true);
+	cap = Min(lane_in_flight_cap(ln), ln->in_flight_cap + pl->pool - pl->in_flight_cap);
+	pl->in_flight_cap += cap - ln->in_flight_cap;
+	ln->in_flight_cap = cap;
+	ln->sized_at = now;
+	ln->answered_at_size = ln->answered;
+}
+
 static void
 claim_next_batch(WaPipeline *pl, WaLane *ln)
 {
-	WaChunk    *ch = claim(pl->cy, ln, Min(ln->batch_n, pl->budget));
+	WaChunk    *ch;
+
+	resize_lane(pl, ln);
+	ch = claim(pl->cy, ln, Min(ln->batch_n, pl->budget));
 
 	if (ch->n == 0)
 	{
@@ -1017,6 +1054,34 @@ next_unstarted(WaLane *ln)
 }
 
 /*
+ * The sender's rate cap (one start every ln->spacing seconds on average) as
+ * a token bucket: the worker's own pauses (its SQL runs between the
+ * requests) would otherwise cost the sender the starts they held up.  The
+ * bucket holds WA_RATE_BURST seconds of the rate (at least one start) and
+ * refills so much slower that no second holds more starts than the rate
+ * (capacity + refill = rate); with a capacity of one it is plain spacing.
+ * false: not yet (*wait_s).
+ */
+static bool
+rate_allows(WaLane *ln, double now, double *wait_s)
+{
+	WaSenderMemory *m = ln->memory;
+	double		rate = 1.0 / ln->spacing;
+	double		capacity = Max(1.0, floor(rate * WA_RATE_BURST));
+	double		refill = rate - (capacity - 1.0);
+
+	if (m->rate_at <= 0)
+		m->rate_tokens = 1.0;
+	else
+		m->rate_tokens = Min(capacity, m->rate_tokens + (now - m->rate_at) * refill);
+	m->rate_at = now;
+	if (m->rate_tokens >= 1.0)
+		return true;
+	*wait_s = (1.0 - m->rate_tokens) / refill;
+	return false;
+}
+
+/*
  * Start one request of the lane if its caps allow; false when it cannot
  * now (*wait_s: how long until its pacing allows, 0: not pacing).
  */
@@ -1035,14 +1100,17 @@ start_one(WaPipeline *pl, WaLane *ln, double now, double *wait_s)
 		*wait_s = ln->next_start - now;
 		return false;
 	}
+	if (ln->spacing > 0 && !rate_allows(ln, now, wait_s))
+		return false;
 	stop_if_dying();
 	if (!wa_graph_start(client, &it->req))
 		return false;
 	it->attempted = true;
 	ln->unstarted--;
 	ln->in_flight++;
-	ln->memory->last_start = now = wa_now();
-	ln->next_start = ln->spacing > 0 ? now + ln->spacing : now;
+	if (ln->spacing > 0)
+		ln->memory->rate_tokens -= 1.0;
+	ln->memory->last_start = wa_now();
 	ln->pos++;
 	return true;
 }
@@ -1132,7 +1200,7 @@ collect_answers(WaPipeline *pl, long timeout)
 	int			k = 0;
 
 	if (wa_graph_in_flight(client) > 0)
-		k = wa_graph_wait(client, timeout, pl->done, pl->in_flight_cap);
+		k = wa_graph_wait(client, timeout, pl->done, pl->pool);
 	else
 		nap(Min(timeout, 100));
 	for (int i = 0; i < k; i++)
@@ -1232,14 +1300,22 @@ run_pipeline(WaCycle *cy, bool paced, int budget)
 	pl->cy = cy;
 	pl->paced = paced;
 	pl->budget = budget;
-	for (int l = 0; l < cy->nlanes; l++)
-		if (cy->lanes[l].due)
-			pl->in_flight_cap += cy->lanes[l].in_flight_cap;
-	pl->in_flight_cap = Max(pl->in_flight_cap, 1);
-	pl->done = palloc(sizeof(WaGraphRequest *) * pl->in_flight_cap);
 	pl->t0 = pl->recorded_at = wa_now();
+	for (int l = 0; l < cy->nlanes; l++)
+	{
+		WaLane	   *ln = &cy->lanes[l];
+
+		if (!ln->due)
+			continue;
+		pl->in_flight_cap += ln->in_flight_cap;
+		pl->pool += paced ? ln->in_flight_cap : Max(ln->in_flight_cap, wa_in_flight_ceiling(&ln->pacing));
+		ln->sized_at = pl->t0;
+	}
+	pl->in_flight_cap = Max(pl->in_flight_cap, 1);
+	pl->pool = Max(pl->pool, 1);
+	pl->done = palloc(sizeof(WaGraphRequest *) * pl->pool);
 	/* every request names its sender's URL and token: the client's are unused */
-	wa_graph_client_configure(client, "", "", pl->in_flight_cap,
+	wa_graph_client_configure(client, "", "", pl->pool,
 							  Min(10000L, wa_request_timeout * 1000L),
 							  wa_request_timeout * 1000L);
 	PG_TRY();
@@ -1260,7 +1336,7 @@ run_pipeline(WaCycle *cy, bool paced, int budget)
 
 		if (ln->due)
 			wa_in_flight_observe_batch(&ln->memory->response_time, ln->in_flight_cap,
-									   ln->answered, wa_now() - pl->t0,
+									   ln->answered - ln->answered_at_size, wa_now() - ln->sized_at,
 									   !ln->exhausted && !pl->stop && !paced);
 	}
 	/* anything left (answers that never came at shutdown) stays 'sending' */
@@ -1448,10 +1524,12 @@ plan_lane(const WaCycle *cy, WaLane *ln, double now, int budget, double *until)
 {
 	bool		paced = cy->max_delay > 0;
 	double		start_at;
+	double		rate;
 	int			n;
 
 	ln->in_flight_cap = lane_in_flight_cap(ln);
-	ln->spacing = ln->pacing.max_rate > 0 ? 1.0 / (ln->pacing.max_rate * ln->rate_factor) : 0;
+	rate = wa_sender_rate_cap(&ln->pacing);
+	ln->spacing = rate > 0 ? 1.0 / (rate * ln->rate_factor) : 0;
 	if (paced)
 	{
 		start_at = ln->memory->last_start + Max(ln->memory->next_gap, ln->spacing);
@@ -1465,7 +1543,7 @@ plan_lane(const WaCycle *cy, WaLane *ln, double now, int budget, double *until)
 	}
 	else
 	{
-		start_at = ln->spacing > 0 ? ln->memory->last_start + ln->spacing : now;
+		start_at = now;			/* the rate cap's bucket spaces the starts */
 		n = Min(budget, Max(ln->in_flight_cap * 2, 64));
 		if (ln->spacing > 0)
 			n = Min(n, (int) ceil(1.0 / ln->spacing) + 1);
