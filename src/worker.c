@@ -876,6 +876,7 @@ skip_unstarted(WaLane *lanes, int nlanes, const char *event, const char *phone)
  */
 #define WA_PIPELINE_SECS 2.0
 #define WA_RECORD_EVERY	0.25	/* known outcomes wait at most this long, s */
+#define WA_RECORD_SHARE	4		/* ... and a record takes 1/4 of the sizes at most */
 #define WA_LOOK_AGAIN_SECS 0.5	/* an empty queue, while others are in flight */
 #define WA_RESIZE_SECS	1.0		/* an auto in-flight size is sized again after, s */
 
@@ -1264,7 +1265,13 @@ pipeline_loop(WaPipeline *pl)
 		if (pipeline_finished(pl))
 			break;
 		collect_answers(pl, timeout);
-		if (!pl->stop && (pl->unrecorded >= Max(pl->in_flight_cap, 64) ||
+		/*
+		 * Outcomes are recorded a quarter of the sizes at a time: a record
+		 * is SQL that holds every request up while it runs, and one of all
+		 * the senders' sizes (500 outcomes at four HIGH numbers) held them
+		 * for longer than the rate cap's bucket makes up for.
+		 */
+		if (!pl->stop && (pl->unrecorded >= Max(pl->in_flight_cap / WA_RECORD_SHARE, 64) ||
 						  (pl->unrecorded > 0 && wa_now() - pl->recorded_at >= WA_RECORD_EVERY)))
 			record_progress(pl);
 		if (ConfigReloadPending)
