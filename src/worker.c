@@ -225,9 +225,10 @@ static WaDbSlot *my_slot = NULL;	/* this database's slot (launcher.c) */
  * Each request in flight holds a socket, outside PostgreSQL's own file
  * accounting: several senders at their full auto size (up to 512 each,
  * in_flight.c) need more than the usual soft limit of 1024 descriptors,
- * and every socket() refused there failed a request (measured: four
- * senders allowed 250 each lost most of their requests).  The worker lifts
- * its own soft limit to the hard one.
+ * and every socket() refused there fails a request (four senders at about
+ * 250 each lost most of their requests in the benchmark, most likely at
+ * the mock's own limit: the worker's is the same).  The worker lifts its
+ * own soft limit to the hard one.
  */
 static void
 raise_open_files_limit(void)
@@ -937,7 +938,7 @@ notice_shutdown(WaPipeline *pl)
  * request timeout).
  */
 static bool
-claim_time_left(const WaPipeline *pl, const WaLane *ln)
+claim_time_left(const WaPipeline *pl)
 {
 	double		age = wa_now() - pl->t0;
 
@@ -966,7 +967,7 @@ may_claim(const WaPipeline *pl, const WaLane *ln)
 {
 	return ln->due && !pl->stop && !ln->stop && queue_worth_a_look(pl, ln) && pl->budget > 0 &&
 		(ln->unstarted == 0 || (!pl->paced && ln->unstarted <= ln->in_flight_cap / 2)) &&
-		(ln->claimed == 0 || (!pl->paced && claim_time_left(pl, ln)));
+		(ln->claimed == 0 || (!pl->paced && claim_time_left(pl)));
 }
 
 static int	lane_in_flight_cap(const WaLane *ln);
@@ -979,6 +980,16 @@ static int	lane_in_flight_cap(const WaLane *ln);
  * between the requests) leave part of a size empty; the next size makes
  * up for it, within the pool the client was given.
  */
+/* How full the lane kept its size since it was last sized (in_flight.c); a new window starts. */
+static void
+observe_occupancy(WaLane *ln, double now, bool queue_left)
+{
+	wa_in_flight_observe_batch(&ln->memory->response_time, ln->in_flight_cap,
+							   ln->answered - ln->answered_at_size, now - ln->sized_at, queue_left);
+	ln->sized_at = now;
+	ln->answered_at_size = ln->answered;
+}
+
 static void
 resize_lane(WaPipeline *pl, WaLane *ln)
 {
@@ -987,13 +998,10 @@ resize_lane(WaPipeline *pl, WaLane *ln)
 
 	if (pl->paced || ln->pacing.max_in_flight > 0 || now - ln->sized_at < WA_RESIZE_SECS)
 		return;
-	wa_in_flight_observe_batch(&ln->memory->response_time, ln->in_flight_cap,
-							   ln->answered - ln->answered_at_size, now - ln->sized_at, true);
+	observe_occupancy(ln, now, true);
 	cap = Min(lane_in_flight_cap(ln), ln->in_flight_cap + pl->pool - pl->in_flight_cap);
 	pl->in_flight_cap += cap - ln->in_flight_cap;
 	ln->in_flight_cap = cap;
-	ln->sized_at = now;
-	ln->answered_at_size = ln->answered;
 }
 
 static void
@@ -1158,7 +1166,7 @@ lane_finished(const WaPipeline *pl, const WaLane *ln)
 	return ln->in_flight == 0 &&
 		(!ln->due || pl->stop || ln->stop ||
 		 (ln->unstarted == 0 && (ln->exhausted || pl->budget <= 0 || pl->paced ||
-								 !claim_time_left(pl, ln))));
+								 !claim_time_left(pl))));
 }
 
 /* Nothing in flight and nothing more to start in this cycle (or stopped). */
@@ -1342,9 +1350,7 @@ run_pipeline(WaCycle *cy, bool paced, int budget)
 		WaLane	   *ln = &cy->lanes[l];
 
 		if (ln->due)
-			wa_in_flight_observe_batch(&ln->memory->response_time, ln->in_flight_cap,
-									   ln->answered - ln->answered_at_size, wa_now() - ln->sized_at,
-									   !ln->exhausted && !pl->stop && !paced);
+			observe_occupancy(ln, wa_now(), !ln->exhausted && !pl->stop && !paced);
 	}
 	/* anything left (answers that never came at shutdown) stays 'sending' */
 	for (int l = 0; l < cy->nlanes; l++)
