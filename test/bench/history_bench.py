@@ -37,6 +37,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--rows", type=int, default=int(os.environ.get("ROWS", 10_000_000)))
 ap.add_argument("--messages", type=int, default=20000)
 ap.add_argument("--port", type=int, default=54988)
+ap.add_argument("--in-flight", type=int, default=200,
+                help="max_in_flight (fixed, as dispatch_bench.py: an auto size would cap the mock's STANDARD number at 80 msg/s)")
 ap.add_argument("--keep", action="store_true", help="leave the cluster running after the load (for EXPLAIN)")
 a = ap.parse_args()
 
@@ -144,7 +146,7 @@ def load_history(rows):
     months = psql("SELECT string_agg(m || ':' || n, ' ' ORDER BY m) FROM bench_months")
     cols = ("id, event, order_key, phone, params, status, wamid, wa_id, attempts, created_at, sent_at, "
             "delivered_at, read_at, failed_at, http_status, updated_at, pricing_category, pricing_type, billable, "
-            "anonymized_at")
+            "anonymized_at, sender")
     gen = ("SELECT nextval('wa_notify.message_id_seq'), 'order_placed', 'H' || g || '-' || mo.m, "
            " CASE WHEN t < now() - interval '90 days' THEN '+55 11 9••••-••' || lpad((g %% 100)::text, 2, '0') || ' #' || md5(g::text)::varchar(16)"
            "      ELSE (5511900000000 + g %% 200000)::text END, "
@@ -154,7 +156,7 @@ def load_history(rows):
            " CASE WHEN t >= now() - interval '90 days' THEN 'wamid.H' || g || '-' || mo.m END, NULL, 1, t, t, "
            " CASE WHEN g %% 50 <> 0 THEN t END, CASE WHEN g %% 50 <> 0 AND g %% 3 <> 0 THEN t END, "
            " CASE WHEN g %% 50 = 0 THEN t END, 200, t, 'utility', 'regular', g %% 50 <> 0, "
-           " CASE WHEN t < now() - interval '90 days' THEN t + interval '90 days' END "
+           " CASE WHEN t < now() - interval '90 days' THEN t + interval '90 days' END, 'default' "
            "FROM bench_months mo, generate_series(1, mo.n) g, "
            "     LATERAL (SELECT mo.lo + (mo.hi - mo.lo) * (g::float8 / (mo.n + 1)) AS t) x WHERE mo.m = %d AND %s")
     t0 = time.time()
@@ -285,9 +287,11 @@ try:
          "WHEN 'access_token' THEN 'EAAbench' WHEN 'phone_number_id' THEN '%s' WHEN 'app_secret' THEN '%s' "
          "WHEN 'api_base_url' THEN 'http://127.0.0.1:%d' WHEN 'min_delay' THEN '0' "
          "WHEN 'max_delay' THEN '0' WHEN 'max_rate' THEN '0' WHEN 'recipient_gap' THEN '0' "
-         "WHEN 'max_per_batch' THEN '10000000' WHEN 'enabled' THEN 'false' WHEN 'log_retention_days' THEN '0' END "
+         "WHEN 'max_per_batch' THEN '10000000' WHEN 'enabled' THEN 'false' WHEN 'log_retention_days' THEN '0' "
+         "WHEN 'max_in_flight' THEN '%d' END "
          "WHERE name IN ('access_token','phone_number_id','app_secret','api_base_url','min_delay','max_delay',"
-         "'max_rate','recipient_gap','max_per_batch','enabled','log_retention_days')" % (PNID, SECRET, mport))
+         "'max_rate','recipient_gap','max_per_batch','enabled','log_retention_days','max_in_flight')"
+         % (PNID, SECRET, mport, a.in_flight))
     wait_for("SELECT worker_activity LIKE 'paused: master switch%' FROM wa_notify.state")
     empty = measure("empty")
     load_history(a.rows)
