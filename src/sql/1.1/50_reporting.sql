@@ -10,12 +10,13 @@
 -- 'served', or why this database is not, such as wa_notify.max_databases);
 -- history_problems (80_retention.sql:
 -- rows in the archive's default partition, maintenance deferred or late).
--- Today's figures and the queue read the live table only (a message sent,
--- failed or queued today is live: the archive holds messages untouched for
--- days); this month's cost reads the archive too.
+-- Today's figures and this month's cost read the message tally
+-- (45_tally.sql: counts per hour, kept as messages change), the queue the
+-- two indexes that hold the waiting messages: what the card costs does not
+-- grow with the history, nor with the day of the month.
 --
--- counts() is redefined here too: it counts the live queue and the archive
--- (wa_notify.message_history), so anonymized and archived messages count.
+-- counts() is redefined here too: it reads the tally, which counts the live
+-- queue and the archive, so anonymized and archived messages count.
 
 -- The start of this day or month in the configured time zone.  A function
 -- of its own, STABLE and called with a constant, so that the planner
@@ -42,21 +43,23 @@ WITH cfg AS (
            wa_notify._secret_available('app_secret') AS secret_set
       FROM wa_notify.setting),
 sent_today AS (
-    SELECT count(*) AS messages,
-           count(*) FILTER (WHERE m.delivered_at IS NOT NULL OR m.status IN ('delivered', 'read')) AS delivered,
-           count(*) FILTER (WHERE m.read_at IS NOT NULL OR m.status = 'read') AS read,
-           (SELECT count(*) FROM wa_notify.message f
-             WHERE f.status = 'failed' AND f.failed_at >= wa_notify._local_start('day')) AS failed
-      FROM wa_notify.message m
-     WHERE m.sent_at >= wa_notify._local_start('day')),
+    SELECT coalesce(sum(t.n), 0)::bigint AS messages,
+           coalesce(sum(t.n) FILTER (WHERE t.k LIKE 'd%'), 0)::bigint AS delivered,
+           coalesce(sum(t.n) FILTER (WHERE t.k LIKE '%r'), 0)::bigint AS read,
+           (SELECT coalesce(sum(f.n), 0)::bigint
+              FROM wa_notify._tally_sum('f', wa_notify._local_start('day'), 'infinity') f) AS failed
+      FROM wa_notify._tally_sum('s', wa_notify._local_start('day'), 'infinity') t),
+-- the waiting messages, through the two indexes that hold them:
+-- message_due (queued) and message_unconfirmed (sending, review)
 queue AS (
-    SELECT count(*) FILTER (WHERE status IN ('queued', 'sending')) AS pending,
-           count(*) FILTER (WHERE status = 'queued' AND held_reason IS NOT NULL) AS held,
-           string_agg(DISTINCT held_reason, '; ') FILTER (WHERE status = 'queued') AS held_reasons,
-           count(*) FILTER (WHERE status = 'review') AS review,
-           string_agg(DISTINCT held_reason, '; ') FILTER (WHERE status = 'review') AS review_reasons
-      FROM wa_notify.message
-     WHERE status IN ('queued', 'sending', 'review'))
+    SELECT count(*) FILTER (WHERE w.status IN ('queued', 'sending')) AS pending,
+           count(*) FILTER (WHERE w.status = 'queued' AND w.held_reason IS NOT NULL) AS held,
+           string_agg(DISTINCT w.held_reason, '; ') FILTER (WHERE w.status = 'queued') AS held_reasons,
+           count(*) FILTER (WHERE w.status = 'review') AS review,
+           string_agg(DISTINCT w.held_reason, '; ') FILTER (WHERE w.status = 'review') AS review_reasons
+      FROM (SELECT m.status, m.held_reason FROM wa_notify.message m WHERE m.queued
+            UNION ALL
+            SELECT u.status, u.held_reason FROM wa_notify._message_unconfirmed u) w)
 SELECT s.api_status,
        s.last_check_at,
        s.last_check_error,
@@ -132,18 +135,14 @@ SELECT s.api_status,
        LATERAL wa_notify._api_version_status(cfg.api_version) AS ver,
        -- this month's billable messages and their cost, as costs() counts
        -- them (inline: a reporting role reads the card without EXECUTE on
-       -- costs()); the month's messages are grouped by day, category and
-       -- market prefix first, so each group, not each message, looks its
-       -- rate up, and the archive's months before this one are not read
-       -- (message_archive_sent)
+       -- costs()), from the tally's billable hours (45_tally.sql): each
+       -- day, market prefix and category looks its rate up once
        LATERAL (SELECT sum(g.billable) AS billable,
                        sum(g.billable * r.price) AS estimated_cost,
                        string_agg(DISTINCT r.currency, ', ') AS currency
-                  FROM (SELECT m.pricing_category, (m.sent_at AT TIME ZONE cfg.tz)::date AS day,
-                               left(replace(ltrim(m.phone, '+'), ' ', ''), 4) AS prefix,
-                               count(*) FILTER (WHERE m.billable) AS billable
-                          FROM wa_notify.message_history m
-                         WHERE m.sent_at >= wa_notify._local_start('month')
+                  FROM (SELECT split_part(t.k, '/', 2) AS pricing_category, (t.at AT TIME ZONE cfg.tz)::date AS day,
+                               split_part(t.k, '/', 1) AS prefix, sum(t.n) AS billable
+                          FROM wa_notify._tally_sum('b', wa_notify._local_start('month'), 'infinity') t
                          GROUP BY 1, 2, 3) g
                   LEFT JOIN LATERAL (
                        SELECT rt.price, rt.currency FROM wa_notify.rate rt
@@ -159,20 +158,16 @@ CREATE OR REPLACE FUNCTION wa_notify.counts("from" timestamptz DEFAULT NULL, "to
                                  OUT failed bigint, OUT total bigint,
                                  OUT sent bigint, OUT skipped bigint, OUT expired bigint,
                                  OUT review bigint)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
-    WITH bounds AS (
-        SELECT coalesce($1, date_trunc('day', now() AT TIME ZONE tz) AT TIME ZONE tz) AS lo,
-               coalesce($2, 'infinity'::timestamptz) AS hi
-          FROM (SELECT value AS tz FROM wa_notify.setting WHERE name = 'timezone') AS z)
-    SELECT count(*) FILTER (WHERE m.status IN ('delivered', 'read')),
-           count(*) FILTER (WHERE m.status = 'read'),
-           count(*) FILTER (WHERE m.status IN ('queued', 'sending')),
-           count(*) FILTER (WHERE m.status = 'failed'),
-           count(*),
-           count(*) FILTER (WHERE m.status IN ('sent', 'delivered', 'read')),
-           count(*) FILTER (WHERE m.status = 'skipped'),
-           count(*) FILTER (WHERE m.status = 'expired'),
-           count(*) FILTER (WHERE m.status = 'review')
-      FROM wa_notify.message_history m, bounds b
-     WHERE m.created_at >= b.lo AND m.created_at < b.hi
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify SET jit = off AS $$
+    SELECT coalesce(sum(t.n) FILTER (WHERE t.k IN ('delivered', 'read')), 0)::bigint,
+           coalesce(sum(t.n) FILTER (WHERE t.k = 'read'), 0)::bigint,
+           coalesce(sum(t.n) FILTER (WHERE t.k IN ('queued', 'sending')), 0)::bigint,
+           coalesce(sum(t.n) FILTER (WHERE t.k = 'failed'), 0)::bigint,
+           coalesce(sum(t.n), 0)::bigint,
+           coalesce(sum(t.n) FILTER (WHERE t.k IN ('sent', 'delivered', 'read')), 0)::bigint,
+           coalesce(sum(t.n) FILTER (WHERE t.k = 'skipped'), 0)::bigint,
+           coalesce(sum(t.n) FILTER (WHERE t.k = 'expired'), 0)::bigint,
+           coalesce(sum(t.n) FILTER (WHERE t.k = 'review'), 0)::bigint
+      FROM wa_notify._tally_sum('c', coalesce($1, wa_notify._local_start('day')),
+                                coalesce($2, 'infinity')) t
 $$;

@@ -6,32 +6,39 @@
 -- the status card per sender
 -------------------------------------------------------------------------------
 CREATE VIEW wa_notify.senders AS
+-- today's figures from the message tally (45_tally.sql), the queue through
+-- the indexes that hold it (message_due_sender, message_unconfirmed)
 WITH today AS (
-    SELECT date_trunc('day', now() AT TIME ZONE tz) AT TIME ZONE tz AS start
-      FROM (SELECT coalesce(value, default_value) AS tz FROM wa_notify.setting WHERE name = 'timezone') t)
+    SELECT t.sender,
+           coalesce(sum(t.n), 0)::bigint AS sent,
+           coalesce(sum(t.n) FILTER (WHERE t.k LIKE 'd%'), 0)::bigint AS delivered,
+           coalesce(sum(t.n) FILTER (WHERE t.k LIKE '%r'), 0)::bigint AS read
+      FROM wa_notify._tally_sum('s', wa_notify._local_start('day'), 'infinity') t
+     GROUP BY t.sender),
+failed AS (
+    SELECT f.sender, coalesce(sum(f.n), 0)::bigint AS failed
+      FROM wa_notify._tally_sum('f', wa_notify._local_start('day'), 'infinity') f
+     GROUP BY f.sender)
 SELECT e.sender, e.phone_number_id,
        wa_notify.mask_phone(e.display_phone_number) AS display_phone,
        e.enabled, e.api_status, e.last_check_at AS last_check, e.last_check_error,
        e.quality_rating, e.messaging_limit, e.throughput_level,
        e.paused_reason, e.paused_code, CASE WHEN e.pause_until > now() THEN e.pause_until END AS pause_until,
        e.rate_factor,
-       (SELECT count(*) FROM wa_notify.message m
-         WHERE m.sender = e.sender AND m.status IN ('queued', 'sending')) AS queued,
-       (SELECT count(*) FROM wa_notify.message m, today
-         WHERE m.sender = e.sender AND m.sent_at >= today.start) AS sent_today,
-       (SELECT count(*) FROM wa_notify.message m, today
-         WHERE m.sender = e.sender AND m.sent_at >= today.start
-           AND (m.delivered_at IS NOT NULL OR m.status IN ('delivered', 'read'))) AS delivered_today,
-       (SELECT count(*) FROM wa_notify.message m, today
-         WHERE m.sender = e.sender AND m.sent_at >= today.start
-           AND (m.read_at IS NOT NULL OR m.status = 'read')) AS read_today,
-       (SELECT count(*) FROM wa_notify.message m, today
-         WHERE m.sender = e.sender AND m.status = 'failed' AND m.failed_at >= today.start) AS failed_today,
+       (SELECT count(*) FROM wa_notify.message m WHERE m.sender = e.sender AND m.queued)
+       + (SELECT count(*) FROM wa_notify._message_unconfirmed u
+           WHERE u.sender = e.sender AND u.status = 'sending') AS queued,
+       coalesce(d.sent, 0) AS sent_today,
+       coalesce(d.delivered, 0) AS delivered_today,
+       coalesce(d.read, 0) AS read_today,
+       coalesce(f.failed, 0) AS failed_today,
        e.portfolio, e.max_rate, e.max_in_flight, e.daily_recipient_limit, e.api_version,
        ver.expires AS api_version_expires, ver.warning AS api_version_warning,
        wa_notify._sender_secret_available(e.sender, 'access_token') AS access_token_set,
        wa_notify._sender_secret_available(e.sender, 'app_secret') AS app_secret_set
-  FROM wa_notify._sender_effective() e,
+  FROM wa_notify._sender_effective() e
+  LEFT JOIN today d ON d.sender = e.sender
+  LEFT JOIN failed f ON f.sender = e.sender,
        LATERAL wa_notify._api_version_status(e.api_version) AS ver
  ORDER BY e.sender = 'default' DESC, e.sender;
 COMMENT ON VIEW wa_notify.senders IS

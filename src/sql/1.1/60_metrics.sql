@@ -25,25 +25,7 @@
 -- counts a scrape does not need).  The
 -- webhook's last callback is the database's (one relay: state).
 
--- The messages claimed for sending and not answered (in flight, or in
--- review): a partial index and the view that is its predicate's one home
--- (60_review.sql reads it too).  The index names claimed_at, wamid, sent_at
--- and failed_at, never status: a webhook moving a message sent -> delivered
--- -> read changes none of them, so that update stays HOT (as 1.0's
--- "queued" column keeps it).  It holds 'sending' and 'review' rows only: a
--- retry or a requeue clears claimed_at, a send sets wamid and sent_at, a
--- failure failed_at.
-CREATE INDEX message_unconfirmed ON wa_notify.message (claimed_at)
-    WHERE claimed_at IS NOT NULL AND wamid IS NULL AND sent_at IS NULL AND failed_at IS NULL;
-
--- the messages claimed for sending and not answered (in flight, or review):
--- the one home of the index's predicate (the metrics views read it too)
-CREATE VIEW wa_notify._message_unconfirmed AS
-SELECT m.id, m.sender, m.status, m.claimed_at, m.held_reason FROM wa_notify.message m
- WHERE m.claimed_at IS NOT NULL AND m.wamid IS NULL AND m.sent_at IS NULL AND m.failed_at IS NULL;
-COMMENT ON VIEW wa_notify._message_unconfirmed IS
-    'internal: messages claimed and not answered (sending, review), read through the index message_unconfirmed';
-REVOKE ALL ON wa_notify._message_unconfirmed FROM PUBLIC;
+-- (_message_unconfirmed and its index: 32_in_flight.sql)
 
 CREATE VIEW wa_notify.metrics_queue AS
 WITH queued AS (

@@ -245,10 +245,12 @@ BEGIN
         BEGIN
             IF to_regclass('wa_notify.' || name) IS NOT NULL THEN
                 -- a month partition exists, so the row was put there by hand
-                -- while it was detached: it goes back through the parent
-                EXECUTE 'WITH d AS (DELETE FROM wa_notify.message_archive_default d
-                                     WHERE d.created_at >= $1 AND d.created_at < $2 RETURNING d.*)
-                         INSERT INTO wa_notify.message_archive SELECT * FROM d' USING lo, wa_notify._month_after(lo);
+                -- while it was detached: it goes back into it (not through
+                -- the parent, whose trigger would count it in the tally a
+                -- second time: 45_tally.sql)
+                EXECUTE format('WITH d AS (DELETE FROM wa_notify.message_archive_default d
+                                            WHERE d.created_at >= $1 AND d.created_at < $2 RETURNING d.*)
+                                INSERT INTO wa_notify.%I SELECT * FROM d', name) USING lo, wa_notify._month_after(lo);
                 CONTINUE;
             END IF;
             EXECUTE format('CREATE TABLE wa_notify.%I (LIKE wa_notify.message_archive)', name);
@@ -283,13 +285,20 @@ BEGIN
     FOR p IN SELECT * FROM wa_notify._archive_partitions() WHERE hi <= cutoff LOOP
         BEGIN
             EXECUTE format('DROP TABLE %s', p.part);
+            -- and its counts (the tally's part of an archive month: 45_tally.sql)
+            DELETE FROM wa_notify.message_tally t WHERE t.part = wa_notify._tally_part(false, p.lo);
+            DELETE FROM wa_notify.message_tally_delta t WHERE t.part = wa_notify._tally_part(false, p.lo);
             r := wa_notify._jsonb_append(r, 'dropped_partitions', p.part);
         EXCEPTION WHEN lock_not_available THEN
             r := wa_notify._jsonb_append(r, 'deferred', format('dropping %s: a reader held it', p.part));
         END;
     END LOOP;
     IF wa_notify._archive_default_rows() > 0 THEN
-        DELETE FROM wa_notify.message_archive_default d WHERE d.created_at < cutoff;
+        -- through the parent, whose trigger takes them out of the tally
+        DELETE FROM wa_notify.message_archive m
+         WHERE m.tableoid = 'wa_notify.message_archive_default'::regclass
+           AND m.ctid = ANY (ARRAY(SELECT d.ctid FROM wa_notify.message_archive_default d
+                                    WHERE d.created_at < cutoff));
         GET DIAGNOSTICS n = ROW_COUNT;
         total := total + n;
     END IF;
@@ -371,6 +380,8 @@ LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 DECLARE
     cutoff timestamptz := now() - anon_days * interval '1 day';
     p text;
+    plo timestamptz;
+    phi timestamptz;
     n bigint;
     total bigint := 0;
 BEGIN
@@ -389,17 +400,23 @@ BEGIN
         total := total + n;
         EXIT WHEN n < wa_notify._maintain_batch() OR total >= wa_notify._maintain_max_rows();
     END LOOP;
-    FOR p IN SELECT x.part FROM wa_notify._archive_partitions() x WHERE x.lo < cutoff
-             UNION ALL SELECT 'wa_notify.message_archive_default' WHERE wa_notify._archive_default_rows() > 0
+    -- (through the parent, one partition's rows at a time: its range
+    -- prunes the others, its tableoid tells its row addresses from theirs,
+    -- and the parent's trigger keeps the tally: a masked phone may have
+    -- another market prefix, 45_tally.sql)
+    FOR p, plo, phi IN SELECT x.part, x.lo, x.hi FROM wa_notify._archive_partitions() x WHERE x.lo < cutoff
+             UNION ALL SELECT 'wa_notify.message_archive_default', '-infinity', 'infinity'
+                        WHERE wa_notify._archive_default_rows() > 0
     LOOP
         LOOP
             EXIT WHEN total >= wa_notify._maintain_max_rows();
-            EXECUTE format('UPDATE %s m SET %s
-                             WHERE m.ctid = ANY (ARRAY(SELECT a.ctid FROM %s a
+            EXECUTE format('UPDATE wa_notify.message_archive m SET %s
+                             WHERE m.created_at >= $3 AND m.created_at < $4 AND m.tableoid = %L::regclass
+                               AND m.ctid = ANY (ARRAY(SELECT a.ctid FROM %s a
                                                         WHERE a.anonymized_at IS NULL AND a.created_at < $1
                                                         LIMIT $2 FOR UPDATE SKIP LOCKED))',
-                           p, wa_notify._anonymize_set(), p)
-              USING cutoff, wa_notify._maintain_batch();
+                           wa_notify._anonymize_set(), p, p)
+              USING cutoff, wa_notify._maintain_batch(), plo, phi;
             GET DIAGNOSTICS n = ROW_COUNT;
             total := total + n;
             EXIT WHEN n < wa_notify._maintain_batch();
@@ -409,6 +426,51 @@ BEGIN
         r := r || '{"more": true}';
     END IF;
     RETURN wa_notify._jsonb_add(r, 'anonymized', total);
+END $$;
+
+-- 0. the tally (45_tally.sql) counts what a restore brought back without
+-- its triggers: an archive month restored partition by partition (pg_dump
+-- writes each partition's rows into it, past the parent's trigger), or a
+-- live table restored with --disable-triggers.  Such a part, with messages
+-- and no count at all, is counted again from its messages (the live table
+-- under a SHARE lock, which waits at most maintain()'s lock_timeout, else
+-- deferred: a checkout waits for the count, a fraction of a second, once).
+CREATE FUNCTION wa_notify._tally_repair(r jsonb) RETURNS jsonb
+LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    p record;
+BEGIN
+    FOR p IN SELECT x.part, wa_notify._tally_part(false, x.lo) AS month FROM wa_notify._archive_partitions() x LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM wa_notify.message_tally t WHERE t.part = p.month)
+                   OR EXISTS (SELECT 1 FROM wa_notify.message_tally_delta t WHERE t.part = p.month);
+        EXECUTE format('INSERT INTO wa_notify.message_tally_delta (axis, hour, sender, k, part, n)
+                        SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, $1, count(*)
+                          FROM %s m,
+                               LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at,
+                                                             m.failed_at, m.status, m.billable, m.pricing_category,
+                                                             m.phone) x
+                         GROUP BY 1, 2, 3, 4', p.part) USING p.month;
+        IF FOUND THEN
+            r := wa_notify._jsonb_append(r, 'tally_recounted', p.part);
+        END IF;
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM wa_notify.message)
+       AND NOT EXISTS (SELECT 1 FROM wa_notify.message_tally t WHERE t.part = 'infinity')
+       AND NOT EXISTS (SELECT 1 FROM wa_notify.message_tally_delta t WHERE t.part = 'infinity') THEN
+        BEGIN
+            LOCK TABLE wa_notify.message IN SHARE MODE;
+            INSERT INTO wa_notify.message_tally_delta (axis, hour, sender, k, part, n)
+            SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, 'infinity', count(*)
+              FROM wa_notify.message m,
+                   LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
+                                                 m.status, m.billable, m.pricing_category, m.phone) x
+             GROUP BY 1, 2, 3, 4;
+            r := wa_notify._jsonb_append(r, 'tally_recounted', 'wa_notify.message');
+        EXCEPTION WHEN lock_not_available THEN
+            r := wa_notify._jsonb_append(r, 'deferred', 'counting the live table into the tally: a lock was busy');
+        END;
+    END IF;
+    RETURN r;
 END $$;
 
 -------------------------------------------------------------------------------
@@ -426,10 +488,13 @@ DECLARE
                  "created_partitions": [], "deferred": [], "more": false}';
     started timestamptz := clock_timestamp();
 BEGIN
+    r := wa_notify._tally_repair(r);
     r := wa_notify._maintain_default(r);
     r := wa_notify._maintain_retention(r, keep_days);
     r := wa_notify._maintain_move(r);
     r := wa_notify._maintain_anonymize(r, anon_days);
+    PERFORM wa_notify._tally_fold();
+    DELETE FROM wa_notify.message_tally t WHERE t.n = 0;
     r := r || jsonb_build_object('default_partition_rows', wa_notify._archive_default_rows(),
                                  'seconds', round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
     -- (a webhook's or the worker's short transaction may hold the state
@@ -463,5 +528,6 @@ END $$;
 REVOKE ALL ON FUNCTION wa_notify.maintain(), wa_notify._maintain_by_worker(),
                        wa_notify._maintain_default(jsonb), wa_notify._maintain_retention(jsonb, integer),
                        wa_notify._maintain_move(jsonb), wa_notify._maintain_anonymize(jsonb, integer),
-                       wa_notify._archive_partition_for(timestamptz), wa_notify._recipient_hash(text)
+                       wa_notify._archive_partition_for(timestamptz), wa_notify._recipient_hash(text),
+                       wa_notify._tally_repair(jsonb)
   FROM PUBLIC;

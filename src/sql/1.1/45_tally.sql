@@ -1,0 +1,288 @@
+-- 45_tally.sql: the message tally, what the status card, the senders view
+-- and counts() read instead of the messages (doc/retention.md, "What the
+-- reports read").
+--
+-- A report "for today" or "this month" read the messages of that period:
+-- 20,000-60,000 rows on a busy day, 600,000 at a month's end, all of them
+-- read again at every look.  The tally keeps their counts per hour instead,
+-- as the messages change:
+--
+--   axis 'c'  the hour of created_at, per sender and status (counts());
+--   axis 's'  the hour of sent_at, per sender and whether the message was
+--             delivered ('d') and read ('r') (the card's and the senders'
+--             sent, delivered and read today);
+--   axis 'f'  the hour of failed_at of a failed message, per sender (failed
+--             today);
+--   axis 'b'  the hour of sent_at of a billable message, per sender, market
+--             prefix and pricing category ('5511/utility': this month's cost).
+--
+-- _tally_keys() is the one home of those keys.  Statement triggers on the
+-- live table (insert, update, delete: every path, the worker's, a
+-- webhook's, a hand edit) and on the archive's parent (the move) append
+-- each statement's net change to message_tally_delta, which has no index
+-- and takes no lock a writer waits on; the worker folds it into
+-- message_tally every few seconds (_tally_fold(), wake.c's tally rule).  A
+-- reader sums both in one snapshot, so it is exact whatever was folded.
+-- Partial hours at the ends of a period are counted from the messages
+-- (_tally_sum()).
+--
+-- part says where the counted messages are: 'infinity' for the live table,
+-- else the month (UTC) of created_at of archived ones, so that dropping an
+-- archive partition drops its counts (80_retention.sql), TRUNCATE of the
+-- live table its own, and maintain() can tell an archive month restored
+-- without its counts (_tally_repair()).  The archive's rows never change
+-- but by maintain(), which keeps the tally itself where it goes around
+-- the parent (80_retention.sql).
+
+CREATE TABLE wa_notify.message_tally (
+    axis   "char" NOT NULL CHECK (axis IN ('c', 's', 'f', 'b')),
+    hour   timestamptz NOT NULL,
+    sender text NOT NULL,
+    k      text NOT NULL,
+    part   date NOT NULL,
+    n      bigint NOT NULL,
+    PRIMARY KEY (axis, hour, sender, k, part)
+) WITH (fillfactor = 50);   -- folds update the current hours' rows: room for HOT
+COMMENT ON TABLE wa_notify.message_tally IS
+    'messages counted per hour (45_tally.sql): created per status (c), sent and how far they got (s), failed (f), billable per market and category (b)';
+-- the statements' changes, folded into message_tally by the worker
+CREATE TABLE wa_notify.message_tally_delta (LIKE wa_notify.message_tally);
+COMMENT ON TABLE wa_notify.message_tally_delta IS
+    'changes to message_tally not folded in yet (the worker folds them every few seconds)';
+REVOKE ALL ON wa_notify.message_tally, wa_notify.message_tally_delta FROM PUBLIC;
+
+-- The tally's keys of one message: (axis, the time the axis counts, key).
+CREATE FUNCTION wa_notify._tally_keys(created_at timestamptz, sent_at timestamptz,
+                                      delivered_at timestamptz, read_at timestamptz,
+                                      failed_at timestamptz, status text, billable boolean,
+                                      pricing_category text, phone text,
+                                      OUT axis "char", OUT at timestamptz, OUT k text)
+RETURNS SETOF record LANGUAGE sql IMMUTABLE AS $$
+    SELECT v.axis, v.at, v.k
+      FROM (VALUES
+            ('c'::"char", created_at, status),
+            ('s', sent_at,
+             CASE WHEN delivered_at IS NOT NULL OR status IN ('delivered', 'read') THEN 'd' ELSE '' END
+             || CASE WHEN read_at IS NOT NULL OR status = 'read' THEN 'r' ELSE '' END),
+            ('f', CASE WHEN status = 'failed' THEN failed_at END, ''),
+            ('b', CASE WHEN billable THEN sent_at END,
+             left(replace(ltrim(phone, '+'), ' ', ''), 4) || '/' || coalesce(pricing_category, ''))) AS v(axis, at, k)
+     WHERE v.at IS NOT NULL
+$$;
+
+-- The tally's hour of a time: the UTC hour, whatever the session's TimeZone.
+CREATE FUNCTION wa_notify._tally_hour(t timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN isfinite(t) THEN to_timestamp(floor(extract(epoch FROM t) / 3600) * 3600) ELSE t END
+$$;
+
+-- Where a row of the live table (live) or of the archive is counted.
+CREATE FUNCTION wa_notify._tally_part(live boolean, created_at timestamptz) RETURNS date
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN live THEN 'infinity'::date
+                ELSE date_trunc('month', created_at AT TIME ZONE 'UTC')::date END
+$$;
+
+-- a delta waits to be folded: the worker is woken at commit, once until it folds (wake.c)
+CREATE FUNCTION wa_notify._tally_noted() RETURNS void
+    AS 'MODULE_PATHNAME', 'wa_notify_tally_noted' LANGUAGE C;
+
+-- The statement triggers: a statement's rows, new counted +1 and old -1,
+-- net per key.  (Transition tables: one run per statement, whatever its
+-- rows; a webhook's one-row UPDATE appends two to four delta rows.)
+CREATE FUNCTION wa_notify._tally_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    live boolean := TG_TABLE_NAME = 'message';
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO wa_notify.message_tally_delta (axis, hour, sender, k, part, n)
+        SELECT x.axis, wa_notify._tally_hour(x.at), r.sender, x.k, wa_notify._tally_part(live, r.created_at), count(*)
+          FROM new_rows r,
+               LATERAL wa_notify._tally_keys(r.created_at, r.sent_at, r.delivered_at, r.read_at, r.failed_at,
+                                             r.status, r.billable, r.pricing_category, r.phone) x
+         GROUP BY 1, 2, 3, 4, 5;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO wa_notify.message_tally_delta (axis, hour, sender, k, part, n)
+        SELECT x.axis, wa_notify._tally_hour(x.at), r.sender, x.k, wa_notify._tally_part(live, r.created_at), -count(*)
+          FROM old_rows r,
+               LATERAL wa_notify._tally_keys(r.created_at, r.sent_at, r.delivered_at, r.read_at, r.failed_at,
+                                             r.status, r.billable, r.pricing_category, r.phone) x
+         GROUP BY 1, 2, 3, 4, 5;
+    ELSE
+        INSERT INTO wa_notify.message_tally_delta (axis, hour, sender, k, part, n)
+        SELECT x.axis, wa_notify._tally_hour(x.at), r.sender, x.k, wa_notify._tally_part(live, r.created_at), sum(r.n)
+          FROM (SELECT o.*, -1 AS n FROM old_rows o UNION ALL SELECT w.*, 1 FROM new_rows w) r,
+               LATERAL wa_notify._tally_keys(r.created_at, r.sent_at, r.delivered_at, r.read_at, r.failed_at,
+                                             r.status, r.billable, r.pricing_category, r.phone) x
+         GROUP BY 1, 2, 3, 4, 5
+        HAVING sum(r.n) <> 0;
+    END IF;
+    IF FOUND THEN
+        PERFORM wa_notify._tally_noted();
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- TRUNCATE of the live table: its counts go (the archive's stay)
+CREATE FUNCTION wa_notify._tally_truncated() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
+BEGIN
+    DELETE FROM wa_notify.message_tally WHERE part = 'infinity';
+    DELETE FROM wa_notify.message_tally_delta WHERE part = 'infinity';
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER tally_insert AFTER INSERT ON wa_notify.message
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_changed();
+CREATE TRIGGER tally_update AFTER UPDATE ON wa_notify.message
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_changed();
+CREATE TRIGGER tally_delete AFTER DELETE ON wa_notify.message
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_changed();
+CREATE TRIGGER tally_truncate AFTER TRUNCATE ON wa_notify.message
+    FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_truncated();
+-- the archive: maintain() writes it through its parent (80_retention.sql)
+CREATE TRIGGER tally_insert AFTER INSERT ON wa_notify.message_archive
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_changed();
+CREATE TRIGGER tally_update AFTER UPDATE ON wa_notify.message_archive
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_changed();
+CREATE TRIGGER tally_delete AFTER DELETE ON wa_notify.message_archive
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_changed();
+-- (which archive month a part is: _tally_repair(), and a dropped partition's counts)
+CREATE INDEX message_tally_part ON wa_notify.message_tally (part);
+
+-- the advisory lock one fold at a time holds (two folds would wait on each
+-- other's rows)
+CREATE FUNCTION wa_notify._tally_fold_lock() RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$ SELECT 7166101 $$;
+
+-- Fold the committed deltas into the tally (the worker, every few seconds
+-- while there are some; maintain()).  Returns the tally rows written.
+CREATE FUNCTION wa_notify._tally_fold() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(wa_notify._tally_fold_lock()) THEN
+        RETURN 0;
+    END IF;
+    WITH d AS (DELETE FROM wa_notify.message_tally_delta RETURNING *),
+    g AS (SELECT d.axis, d.hour, d.sender, d.k, d.part, sum(d.n)::bigint AS n
+            FROM d GROUP BY 1, 2, 3, 4, 5)
+    INSERT INTO wa_notify.message_tally AS t (axis, hour, sender, k, part, n)
+    SELECT g.axis, g.hour, g.sender, g.k, g.part, g.n FROM g WHERE g.n <> 0
+    ON CONFLICT (axis, hour, sender, k, part) DO UPDATE SET n = t.n + EXCLUDED.n;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+-- The counts of one axis over [lo, hi): per hour (the start of the hour, or
+-- lo in the first one), sender and key.  Whole hours from the tally and its
+-- deltas, the partial hours at either end from the messages themselves
+-- (index ranges of message_created, message_sent, message_failed and the
+-- archive's); SECURITY DEFINER: a report's reader has no right on them.
+CREATE FUNCTION wa_notify._tally_sum(axis "char", lo timestamptz, hi timestamptz,
+                                     OUT at timestamptz, OUT sender text, OUT k text, OUT n bigint)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, wa_notify SET jit = off AS $$
+DECLARE
+    a timestamptz := wa_notify._tally_hour(lo);
+    b timestamptz := wa_notify._tally_hour(hi);
+BEGIN
+    IF a < lo THEN
+        a := a + interval '1 hour';
+    END IF;
+    IF a >= b THEN          -- no whole hour: all from the messages
+        a := hi;
+        b := hi;
+    END IF;
+    RETURN QUERY
+    SELECT greatest(t.hour, lo), t.sender, t.k, sum(t.n)::bigint
+      FROM (SELECT x.hour, x.sender, x.k, x.n FROM wa_notify.message_tally x
+             WHERE x.axis = _tally_sum.axis AND x.hour >= a AND x.hour < b
+            UNION ALL
+            SELECT x.hour, x.sender, x.k, x.n FROM wa_notify.message_tally_delta x
+             WHERE x.axis = _tally_sum.axis AND x.hour >= a AND x.hour < b) t
+     GROUP BY 1, 2, 3
+    HAVING sum(t.n) <> 0;
+    IF lo < a THEN
+        RETURN QUERY SELECT * FROM wa_notify._tally_scan(axis, lo, least(a, hi));
+    END IF;
+    IF b < hi AND b >= a THEN
+        RETURN QUERY SELECT * FROM wa_notify._tally_scan(axis, greatest(b, lo), hi);
+    END IF;
+END $$;
+
+-- the same, counted from the messages (a partial hour; the tests' check):
+-- each axis by the index of its own time column, the keys by _tally_keys()
+CREATE FUNCTION wa_notify._tally_scan(axis "char", lo timestamptz, hi timestamptz,
+                                      OUT at timestamptz, OUT sender text, OUT k text, OUT n bigint)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, wa_notify SET jit = off AS $$
+BEGIN
+    IF axis = 'c' THEN
+        RETURN QUERY
+        SELECT greatest(wa_notify._tally_hour(x.at), lo), m.sender, x.k, count(*)
+          FROM wa_notify.message_history m,
+               LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
+                                             m.status, m.billable, m.pricing_category, m.phone) x
+         WHERE m.created_at >= lo AND m.created_at < hi AND x.axis = 'c'
+         GROUP BY 1, 2, 3;
+    ELSIF axis = 'f' THEN
+        RETURN QUERY
+        SELECT greatest(wa_notify._tally_hour(x.at), lo), m.sender, x.k, count(*)
+          FROM wa_notify.message_history m,
+               LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
+                                             m.status, m.billable, m.pricing_category, m.phone) x
+         WHERE m.failed_at >= lo AND m.failed_at < hi AND x.axis = 'f'
+         GROUP BY 1, 2, 3;
+    ELSE
+        RETURN QUERY
+        SELECT greatest(wa_notify._tally_hour(x.at), lo), m.sender, x.k, count(*)
+          FROM wa_notify.message_history m,
+               LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
+                                             m.status, m.billable, m.pricing_category, m.phone) x
+         WHERE m.sent_at >= lo AND m.sent_at < hi AND x.axis = _tally_scan.axis
+         GROUP BY 1, 2, 3;
+    END IF;
+END $$;
+-- Where the tally and the messages disagree, over all time (none: it is
+-- exact).  Reads every message: a check for the tests and for a DBA who
+-- doubts, not for a report.
+CREATE FUNCTION wa_notify._tally_check(OUT axis "char", OUT sender text, OUT k text,
+                                       OUT tally bigint, OUT messages bigint)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify SET jit = off AS $$
+    WITH t AS (SELECT a.axis, x.sender, x.k, sum(x.n)::bigint AS n
+                 FROM unnest('{c,s,f,b}'::"char"[]) AS a(axis),
+                      LATERAL wa_notify._tally_sum(a.axis, '-infinity', 'infinity') x
+                GROUP BY 1, 2, 3),
+         m AS (SELECT a.axis, x.sender, x.k, sum(x.n)::bigint AS n
+                 FROM unnest('{c,s,f,b}'::"char"[]) AS a(axis),
+                      LATERAL wa_notify._tally_scan(a.axis, '-infinity', 'infinity') x
+                GROUP BY 1, 2, 3)
+    SELECT axis, sender, k, coalesce(t.n, 0), coalesce(m.n, 0)
+      FROM t FULL JOIN m USING (axis, sender, k)
+     WHERE coalesce(t.n, 0) <> coalesce(m.n, 0)
+     ORDER BY 1, 2, 3
+$$;
+
+-- failed today counted at a partial hour reads the archive by failed_at too
+CREATE INDEX message_archive_failed ON wa_notify.message_archive (failed_at) WHERE failed_at IS NOT NULL;
+
+REVOKE ALL ON FUNCTION wa_notify._tally_fold(), wa_notify._tally_noted(), wa_notify._tally_check(),
+                       wa_notify._tally_scan("char", timestamptz, timestamptz) FROM PUBLIC;
+-- the status card and the senders view (which a reporting role reads) call it
+GRANT EXECUTE ON FUNCTION wa_notify._tally_sum("char", timestamptz, timestamptz) TO PUBLIC;
+
+-- An installed 1.0's messages are counted once, here (the ALTER TABLEs
+-- before hold the live table: nothing writes it meanwhile; the archive is
+-- empty until maintain() moves rows into it, through the triggers).
+INSERT INTO wa_notify.message_tally (axis, hour, sender, k, part, n)
+SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, 'infinity', count(*)
+  FROM wa_notify.message m,
+       LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
+                                     m.status, m.billable, m.pricing_category, m.phone) x
+ GROUP BY 1, 2, 3, 4;
