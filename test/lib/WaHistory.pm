@@ -49,6 +49,16 @@ sub add
 		RETURNING id});
 }
 
+# The message tally (45_tally.sql) counts what the messages say: no row of
+# wa_notify._tally_check(), which compares it with a count of every message.
+sub tally_exact
+{
+	my ($node, $db, $what) = @_;
+	return Test::More::is($node->safe_psql($db // 'postgres', q{
+		SELECT coalesce(string_agg(concat_ws(' ', axis, sender, k, 'tally', tally, 'messages', messages), '; '), '')
+		  FROM wa_notify._tally_check()}), '', "$what: the tally counts what the messages say");
+}
+
 sub maintain
 {
 	my ($node, $db) = @_;

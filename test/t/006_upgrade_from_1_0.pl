@@ -17,6 +17,7 @@ use lib "$FindBin::Bin/../lib";
 use WaMock;
 use WaNode;
 use WaSchema;
+use WaHistory;
 
 my $mock = WaMock->new;
 my $node = WaNode::preloaded('upgrade', database => 'shop', conf => "wa_notify.request_timeout = 2\n");
@@ -118,6 +119,8 @@ my $history_before = $node->safe_psql('shop', sprintf($history, 'wa_notify.messa
 $node->safe_psql('shop', 'ALTER EXTENSION wa_notify UPDATE');
 is($node->safe_psql('shop', q{SELECT extversion FROM pg_extension WHERE extname = 'wa_notify'}), '1.1',
 	'updated to 1.1');
+# the update counts the 1.0 messages into the tally the reports read
+WaHistory::tally_exact($node, 'shop', 'after the update');
 
 for my $q (sort keys %before)
 {
@@ -149,6 +152,7 @@ is($node->safe_psql('shop', q{SELECT string_agg(order_key, ',' ORDER BY order_ke
 # (the worker stages the 1.0 capture before its first maintain(): 8 in all)
 is($node->safe_psql('shop', q{SELECT total FROM wa_notify.counts(now() - interval '1 year', now())}), '8',
 	'counts() counts them all, live and archived');
+WaHistory::tally_exact($node, 'shop', 'after the worker archived the 1.0 history');
 
 # the worker serves the updated database: the hand-queued message is sent
 ok($node->poll_query_until('shop',

@@ -82,6 +82,7 @@ for my $k (sort keys %report)
 # a second run finds nothing more to do
 $r = WaHistory::maintain($node);
 is("$r->{anonymized} $r->{moved}", '0 0', 'a second maintain() anonymizes and moves nothing');
+WaHistory::tally_exact($node, 'postgres', 'after anonymizing live and archived messages');
 
 $node->stop;
 done_testing();

@@ -51,6 +51,7 @@ is($node->safe_psql('postgres', q{SELECT to_regclass('wa_notify.} . $old_month .
 is($node->safe_psql('postgres', $counts), '3 3 0', 'counts() after: the three messages of the kept month');
 is($node->safe_psql('postgres', q{SELECT string_agg(order_key, ',' ORDER BY order_key) FROM wa_notify.message_log}),
 	'M1,M2,M3', 'the message log shows the kept month');
+WaHistory::tally_exact($node, 'postgres', 'after dropping a month');
 
 $node->stop;
 done_testing();

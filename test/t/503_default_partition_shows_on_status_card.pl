@@ -45,5 +45,7 @@ is($node->safe_psql('postgres', 'SELECT history_problems IS NULL FROM wa_notify.
 is($node->safe_psql('postgres', q{SELECT count(*) FROM wa_notify.message_log WHERE order_key = 'D1'}), '1',
 	'the message log still shows it');
 
+WaHistory::tally_exact($node, 'postgres', 'after the rows of the default partition got their month');
+
 $node->stop;
 done_testing();
