@@ -57,6 +57,19 @@ SELECT * FROM wa_notify._tally_check();
 UPDATE wa_notify.message SET status = 'read', read_at = now() WHERE status = 'delivered';
 SELECT * FROM wa_notify._tally_check();
 
+-- a role that may change messages (an admin requeueing by hand) counts its
+-- change, though it has no right on the tally, which it cannot write itself
+CREATE ROLE tally_editor;
+GRANT USAGE ON SCHEMA wa_notify TO tally_editor;
+GRANT SELECT, UPDATE ON wa_notify.message TO tally_editor;
+SET LOCAL ROLE tally_editor;
+UPDATE wa_notify.message SET status = 'queued', claimed_at = NULL WHERE status = 'review';
+SAVEPOINT before_denied;
+INSERT INTO wa_notify.message_tally_delta VALUES ('c', now(), 'default', 'read', 'infinity', 1000);
+ROLLBACK TO SAVEPOINT before_denied;
+RESET ROLE;
+SELECT * FROM wa_notify._tally_check();
+
 -- 4. counts() over whole hours, partial hours, less than an hour, and in a
 -- session in a half-hour time zone: as a count of the messages
 SET LOCAL timezone = 'Asia/Kolkata';

@@ -106,6 +106,7 @@ typedef struct WaWorkerArgs
 extern bool wa_am_worker;
 extern void wa_wake_worker(void);
 extern void wa_wake_worker_at_commit(void);
+extern void wa_tally_noted(void);
 extern bool wa_tally_take_pending(void);
 extern void wa_wake_launcher_at_commit(void);
 

@@ -29,8 +29,8 @@
  *	  the event table itself, and a self-wake would make it spin.
  *
  *	  SQL entry points: wake(), _wake_on_commit(), the trigger function
- *	  wa_notify_wake_trigger (1.0's _wake_at_commit, 1.1's _wake_trigger),
- *	  _tally_noted().
+ *	  wa_notify_wake_trigger (1.0's _wake_at_commit, 1.1's _wake_trigger);
+ *	  the tally's trigger calls wa_tally_noted().
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -170,20 +170,18 @@ wa_notify_wake_trigger(PG_FUNCTION_ARGS)
 }
 
 /*
- * wa_notify._tally_noted(): this transaction appended to message_tally_delta.
- * The first such transaction since the worker's last fold wakes it at
- * commit; the worker itself, and everyone after, only leave the flag set.
+ * The current transaction appended to message_tally_delta (tally.c).  The
+ * first such transaction since the worker's last fold wakes it at commit;
+ * the worker itself, and everyone after, only leave the flag set.
  */
-PG_FUNCTION_INFO_V1(wa_notify_tally_noted);
-Datum
-wa_notify_tally_noted(PG_FUNCTION_ARGS)
+void
+wa_tally_noted(void)
 {
 	WaDbSlot   *slot = wa_shared ? wa_db_slot(MyDatabaseId) : NULL;
 
 	if (slot != NULL && pg_atomic_read_u32(&slot->tally_pending) == 0 &&
 		pg_atomic_exchange_u32(&slot->tally_pending, 1) == 0)
 		wa_wake_worker_at_commit();
-	PG_RETURN_VOID();
 }
 
 /* The worker: were there counts to fold?  (The flag is cleared.) */

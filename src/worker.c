@@ -83,7 +83,7 @@ int			wa_request_timeout = 30;	/* seconds */
 #define WA_SHUTDOWN_GRACE		3.0		/* in-flight requests on SIGTERM, s */
 #define WA_MAX_BATCH			2000
 #define WA_REVIEW_RECHECK		1.0		/* review requeue check, at most every s */
-#define WA_TALLY_FOLD_SECS		2.0		/* the tally folded this long after its first change, s */
+#define WA_TALLY_FOLD_SECS		0.5		/* the tally folded this long after its first change, s */
 
 #define WA_MAX_SENDERS			256		/* senders served by one worker */
 
@@ -1669,8 +1669,6 @@ fold_tally_if_due(double until)
 {
 	static double fold_at = 0;
 
-	if (fold_at == 0 && wa_tally_take_pending())
-		fold_at = wa_now() + WA_TALLY_FOLD_SECS;
 	if (fold_at > 0 && wa_now() >= fold_at)
 	{
 		fold_at = 0;
@@ -1678,6 +1676,9 @@ fold_tally_if_due(double until)
 		exec_sql("SELECT wa_notify._tally_fold()", SPI_OK_SELECT);
 		end_tx();
 	}
+	/* after the fold: a change made while it waited set the flag again */
+	if (fold_at == 0 && wa_tally_take_pending())
+		fold_at = wa_now() + WA_TALLY_FOLD_SECS;
 	if (fold_at > 0 && until > fold_at)
 		until = fold_at;
 	return until;

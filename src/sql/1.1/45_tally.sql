@@ -16,12 +16,13 @@
 --   axis 'b'  the hour of sent_at of a billable message, per sender, market
 --             prefix and pricing category ('5511/utility': this month's cost).
 --
--- _tally_keys() is the one home of those keys.  Statement triggers on the
+-- src/tally.c is the one home of those keys.  Statement triggers on the
 -- live table (insert, update, delete: every path, the worker's, a
--- webhook's, a hand edit) and on the archive's parent (the move) append
--- each statement's net change to message_tally_delta, which has no index
--- and takes no lock a writer waits on; the worker folds it into
--- message_tally every few seconds (_tally_fold(), wake.c's tally rule).  A
+-- webhook's, a hand edit) and on the archive's parent (maintain()'s move
+-- and anonymization) append each statement's net change to
+-- message_tally_delta, which has no index and takes no lock a writer waits
+-- on; the worker folds it into message_tally half a second after a change
+-- (_tally_fold(); wake.c wakes it, worker.c fold_tally_if_due).  A
 -- reader sums both in one snapshot, so it is exact whatever was folded.
 -- Partial hours at the ends of a period are counted from the messages
 -- (_tally_sum()).
@@ -30,9 +31,10 @@
 -- else the month (UTC) of created_at of archived ones, so that dropping an
 -- archive partition drops its counts (80_retention.sql), TRUNCATE of the
 -- live table its own, and maintain() can tell an archive month restored
--- without its counts (_tally_repair()).  The archive's rows never change
--- but by maintain(), which keeps the tally itself where it goes around
--- the parent (80_retention.sql).
+-- without its counts (_tally_repair()).  The archive's rows change only by
+-- maintain(), through the parent, but for two steps that keep the tally
+-- themselves (80_retention.sql): the default partition's rows put into
+-- their month (counted the same), and a month dropped whole.
 
 CREATE TABLE wa_notify.message_tally (
     axis   "char" NOT NULL CHECK (axis IN ('c', 's', 'f', 'b')),
@@ -51,78 +53,29 @@ COMMENT ON TABLE wa_notify.message_tally_delta IS
     'changes to message_tally not folded in yet (the worker folds them every few seconds)';
 REVOKE ALL ON wa_notify.message_tally, wa_notify.message_tally_delta FROM PUBLIC;
 
--- The tally's keys of one message: (axis, the time the axis counts, key).
+-- The rule of what a message counts for is src/tally.c's: the trigger
+-- below, and these three for SQL (a partial hour's scan, the check, the
+-- repair, a dropped month).
+-- a message's keys: (axis, the time the axis counts, key)
 CREATE FUNCTION wa_notify._tally_keys(created_at timestamptz, sent_at timestamptz,
                                       delivered_at timestamptz, read_at timestamptz,
                                       failed_at timestamptz, status text, billable boolean,
                                       pricing_category text, phone text,
                                       OUT axis "char", OUT at timestamptz, OUT k text)
-RETURNS SETOF record LANGUAGE sql IMMUTABLE AS $$
-    SELECT v.axis, v.at, v.k
-      FROM (VALUES
-            ('c'::"char", created_at, status),
-            ('s', sent_at,
-             CASE WHEN delivered_at IS NOT NULL OR status IN ('delivered', 'read') THEN 'd' ELSE '' END
-             || CASE WHEN read_at IS NOT NULL OR status = 'read' THEN 'r' ELSE '' END),
-            ('f', CASE WHEN status = 'failed' THEN failed_at END, ''),
-            ('b', CASE WHEN billable THEN sent_at END,
-             left(replace(ltrim(phone, '+'), ' ', ''), 4) || '/' || coalesce(pricing_category, ''))) AS v(axis, at, k)
-     WHERE v.at IS NOT NULL
-$$;
-
--- The tally's hour of a time: the UTC hour, whatever the session's TimeZone.
+RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'wa_notify_tally_keys' LANGUAGE C IMMUTABLE ROWS 4;
+-- the UTC hour of a time, whatever the session's TimeZone (+-infinity stay)
 CREATE FUNCTION wa_notify._tally_hour(t timestamptz) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN isfinite(t) THEN to_timestamp(floor(extract(epoch FROM t) / 3600) * 3600) ELSE t END
-$$;
-
--- Where a row of the live table (live) or of the archive is counted.
+    AS 'MODULE_PATHNAME', 'wa_notify_tally_hour' LANGUAGE C IMMUTABLE STRICT;
+-- where a row of the live table (live) or of the archive is counted
 CREATE FUNCTION wa_notify._tally_part(live boolean, created_at timestamptz) RETURNS date
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN live THEN 'infinity'::date
-                ELSE date_trunc('month', created_at AT TIME ZONE 'UTC')::date END
-$$;
+    AS 'MODULE_PATHNAME', 'wa_notify_tally_part' LANGUAGE C IMMUTABLE STRICT;
 
--- a delta waits to be folded: the worker is woken at commit, once until it folds (wake.c)
-CREATE FUNCTION wa_notify._tally_noted() RETURNS void
-    AS 'MODULE_PATHNAME', 'wa_notify_tally_noted' LANGUAGE C;
-
--- The statement triggers: a statement's rows, new counted +1 and old -1,
--- net per key.  (Transition tables: one run per statement, whatever its
--- rows; a webhook's one-row UPDATE appends two to four delta rows.)
-CREATE FUNCTION wa_notify._tally_changed() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
-DECLARE
-    live boolean := TG_TABLE_NAME = 'message';
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO wa_notify.message_tally_delta (axis, hour, sender, k, part, n)
-        SELECT x.axis, wa_notify._tally_hour(x.at), r.sender, x.k, wa_notify._tally_part(live, r.created_at), count(*)
-          FROM new_rows r,
-               LATERAL wa_notify._tally_keys(r.created_at, r.sent_at, r.delivered_at, r.read_at, r.failed_at,
-                                             r.status, r.billable, r.pricing_category, r.phone) x
-         GROUP BY 1, 2, 3, 4, 5;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO wa_notify.message_tally_delta (axis, hour, sender, k, part, n)
-        SELECT x.axis, wa_notify._tally_hour(x.at), r.sender, x.k, wa_notify._tally_part(live, r.created_at), -count(*)
-          FROM old_rows r,
-               LATERAL wa_notify._tally_keys(r.created_at, r.sent_at, r.delivered_at, r.read_at, r.failed_at,
-                                             r.status, r.billable, r.pricing_category, r.phone) x
-         GROUP BY 1, 2, 3, 4, 5;
-    ELSE
-        INSERT INTO wa_notify.message_tally_delta (axis, hour, sender, k, part, n)
-        SELECT x.axis, wa_notify._tally_hour(x.at), r.sender, x.k, wa_notify._tally_part(live, r.created_at), sum(r.n)
-          FROM (SELECT o.*, -1 AS n FROM old_rows o UNION ALL SELECT w.*, 1 FROM new_rows w) r,
-               LATERAL wa_notify._tally_keys(r.created_at, r.sent_at, r.delivered_at, r.read_at, r.failed_at,
-                                             r.status, r.billable, r.pricing_category, r.phone) x
-         GROUP BY 1, 2, 3, 4, 5
-        HAVING sum(r.n) <> 0;
-    END IF;
-    IF FOUND THEN
-        PERFORM wa_notify._tally_noted();
-    END IF;
-    RETURN NULL;
-END $$;
+-- The statement trigger: a statement's rows, new +1 and old -1, net per
+-- key, appended in one INSERT (src/tally.c).  One run per statement,
+-- whatever its rows; a webhook's one-row UPDATE appends two to four rows.
+CREATE FUNCTION wa_notify._tally_trigger() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'wa_notify_tally_trigger' LANGUAGE C;
 
 -- TRUNCATE of the live table: its counts go (the archive's stay)
 CREATE FUNCTION wa_notify._tally_truncated() RETURNS trigger
@@ -134,20 +87,20 @@ BEGIN
 END $$;
 
 CREATE TRIGGER tally_insert AFTER INSERT ON wa_notify.message
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_changed();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_trigger();
 CREATE TRIGGER tally_update AFTER UPDATE ON wa_notify.message
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_changed();
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_trigger();
 CREATE TRIGGER tally_delete AFTER DELETE ON wa_notify.message
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_changed();
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_trigger();
 CREATE TRIGGER tally_truncate AFTER TRUNCATE ON wa_notify.message
     FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_truncated();
 -- the archive: maintain() writes it through its parent (80_retention.sql)
 CREATE TRIGGER tally_insert AFTER INSERT ON wa_notify.message_archive
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_changed();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_trigger();
 CREATE TRIGGER tally_update AFTER UPDATE ON wa_notify.message_archive
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_changed();
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_trigger();
 CREATE TRIGGER tally_delete AFTER DELETE ON wa_notify.message_archive
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_changed();
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION wa_notify._tally_trigger();
 -- (which archive month a part is: _tally_repair(), and a dropped partition's counts)
 CREATE INDEX message_tally_part ON wa_notify.message_tally (part);
 
@@ -272,7 +225,7 @@ $$;
 -- failed today counted at a partial hour reads the archive by failed_at too
 CREATE INDEX message_archive_failed ON wa_notify.message_archive (failed_at) WHERE failed_at IS NOT NULL;
 
-REVOKE ALL ON FUNCTION wa_notify._tally_fold(), wa_notify._tally_noted(), wa_notify._tally_check(),
+REVOKE ALL ON FUNCTION wa_notify._tally_fold(), wa_notify._tally_check(),
                        wa_notify._tally_scan("char", timestamptz, timestamptz) FROM PUBLIC;
 -- the status card and the senders view (which a reporting role reads) call it
 GRANT EXECUTE ON FUNCTION wa_notify._tally_sum("char", timestamptz, timestamptz) TO PUBLIC;
