@@ -18,12 +18,9 @@
 -- counts() is redefined here too: it reads the tally, which counts the live
 -- queue and the archive, so anonymized and archived messages count.
 
--- The start of this day or month in the configured time zone.  A function
--- of its own, STABLE and called with a constant, so that the planner
--- evaluates it when it estimates: the card's "today" and "this month" are
--- then index ranges (message_sent, message_failed, message_archive_sent) of
--- the rows of that period, not scans of the live table.  SECURITY DEFINER:
--- the card's reader has no right on wa_notify.setting.
+-- The start of this day or month in the configured time zone (the card's
+-- and the senders' "today" and "this month", counts()' default).
+-- SECURITY DEFINER: the card's reader has no right on wa_notify.setting.
 CREATE FUNCTION wa_notify._local_start(unit text) RETURNS timestamptz
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
 DECLARE
