@@ -1,6 +1,6 @@
 -- The message tally (45_tally.sql): what the status card, the senders view
 -- and counts() read is exact after every kind of change -- inserts, the
--- worker's and webhooks' updates, deletes, a TRUNCATE, folds, partial hours
+-- worker's and webhooks' updates, deletes, a TRUNCATE, merges, partial hours
 -- at either end of a range, and a session in another TimeZone.
 -- wa_notify._tally_check() lists where the tally and a count of the
 -- messages themselves disagree: every check below must list nothing.
@@ -12,9 +12,7 @@ RESET client_min_messages;
 BEGIN;
 SET LOCAL timezone = 'UTC';
 TRUNCATE wa_notify.message CASCADE;
-SELECT count(*) AS tally_rows_after_truncate
-  FROM (SELECT 1 FROM wa_notify.message_tally WHERE part = 'infinity'
-        UNION ALL SELECT 1 FROM wa_notify.message_tally_delta WHERE part = 'infinity') x;
+SELECT count(*) AS tally_rows_after_truncate FROM wa_notify.message_tally WHERE part = 'infinity';
 
 -- 1. inserts: 120 messages over 2026-03-10 09:00 to 14:50 UTC, two senders,
 -- every status, some billable (two markets, two categories)
@@ -48,12 +46,13 @@ UPDATE wa_notify.message SET status = 'failed', failed_at = sent_at + interval '
 UPDATE wa_notify.message SET held_reason = 'nothing the tally counts' WHERE status = 'review';
 SELECT * FROM wa_notify._tally_check();
 
--- 3. deletes, then a fold (what the worker does every few seconds)
+-- 3. deletes, then maintain()'s merge of the shards of old hours (these
+-- are months old) into shard 0
 DELETE FROM wa_notify.message WHERE status = 'skipped';
-SELECT wa_notify._tally_fold() > 0 AS folded;
-SELECT count(*) AS deltas_left FROM wa_notify.message_tally_delta;
+SELECT wa_notify._tally_compact() > 0 AS merged;
+SELECT count(*) AS rows_of_other_shards FROM wa_notify.message_tally WHERE shard <> 0;
 SELECT * FROM wa_notify._tally_check();
--- a change after the fold is counted on top of it
+-- a change after the merge is counted on top of it
 UPDATE wa_notify.message SET status = 'read', read_at = now() WHERE status = 'delivered';
 SELECT * FROM wa_notify._tally_check();
 
@@ -65,7 +64,7 @@ GRANT SELECT, UPDATE ON wa_notify.message TO tally_editor;
 SET LOCAL ROLE tally_editor;
 UPDATE wa_notify.message SET status = 'queued', claimed_at = NULL WHERE status = 'review';
 SAVEPOINT before_denied;
-INSERT INTO wa_notify.message_tally_delta VALUES ('c', now(), 'default', 'read', 'infinity', 1000);
+INSERT INTO wa_notify.message_tally VALUES ('c', now(), 'default', 'read', 'infinity', 0, 1000);
 ROLLBACK TO SAVEPOINT before_denied;
 RESET ROLE;
 SELECT * FROM wa_notify._tally_check();
@@ -112,8 +111,7 @@ SELECT wa_notify._archive_partition_for('2026-03-10 12:00+00') IS NOT NULL AS pa
 WITH d AS (DELETE FROM wa_notify.message m WHERE m.status IN ('read', 'failed') RETURNING m.*)
 INSERT INTO wa_notify.message_archive SELECT * FROM d;
 SELECT part, sum(n) FILTER (WHERE axis = 'c') AS messages
-  FROM (SELECT part, axis, n FROM wa_notify.message_tally UNION ALL
-        SELECT part, axis, n FROM wa_notify.message_tally_delta) t
+  FROM wa_notify.message_tally t
  GROUP BY part HAVING sum(n) FILTER (WHERE axis = 'c') <> 0 ORDER BY part;
 SELECT * FROM wa_notify._tally_check();
 

@@ -17,11 +17,14 @@
  *
  *	  wa_notify_tally_trigger is the statement trigger of wa_notify.message
  *	  and of the archive's parent: it reads the statement's transition
- *	  tables (new rows +1, old rows -1), nets the keys, and appends what is
- *	  left to wa_notify.message_tally_delta in one INSERT (SPI, a kept plan),
- *	  as the table's owner: whoever may change a message may count it.
- *	  A statement that changed no key (a hold reason, an attempt count)
- *	  writes nothing.  _tally_keys(), _tally_hour() and _tally_part() give
+ *	  tables (new rows +1, old rows -1), nets the keys, and adds what is
+ *	  left to wa_notify.message_tally in one INSERT ... ON CONFLICT (SPI, a
+ *	  kept plan), as the table's owner: whoever may change a message may
+ *	  count it.  Its rows are this backend's own (shard = its backend id,
+ *	  unique among the backends running): two transactions never add to
+ *	  the same row, so no writer waits for another and none can deadlock,
+ *	  and a report sums the shards.  A statement that changed no key (a
+ *	  hold reason, an attempt count) writes nothing.  _tally_keys(), _tally_hour() and _tally_part() give
  *	  the same rule to SQL (the scans of a partial hour, the checks, the
  *	  repair).
  *-------------------------------------------------------------------------
@@ -37,6 +40,11 @@
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#if PG_VERSION_NUM >= 170000
+#include "storage/procnumber.h"
+#else
+#include "storage/backendid.h"
+#endif
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
@@ -49,6 +57,13 @@
 #include "wa_notify.h"
 
 #define TALLY_PREFIX_CHARS	4
+
+/* this backend's shard of the tally: its id among the running backends (0: maintain()'s) */
+#if PG_VERSION_NUM >= 170000
+#define TALLY_SHARD			(MyProcNumber + 1)
+#else
+#define TALLY_SHARD			MyBackendId
+#endif
 #define USECS_PER_HOUR_I	((int64) 3600 * 1000000)
 
 /* the columns a message counts by (attribute numbers in the trigger's relation) */
@@ -256,9 +271,9 @@ entry_cmp(const void *a, const void *b)
 
 static SPIPlanPtr insert_plan = NULL;
 
-/* the statement's net counts, appended to message_tally_delta in one INSERT */
+/* the statement's net counts, added to this backend's rows of message_tally */
 static void
-write_deltas(TallyEntry *e, int n, Oid owner)
+write_counts(TallyEntry *e, int n, Oid owner)
 {
 	Datum	   *axes = palloc(sizeof(Datum) * n);
 	Datum	   *hours = palloc(sizeof(Datum) * n);
@@ -266,7 +281,7 @@ write_deltas(TallyEntry *e, int n, Oid owner)
 	Datum	   *ks = palloc(sizeof(Datum) * n);
 	Datum	   *parts = palloc(sizeof(Datum) * n);
 	Datum	   *ns = palloc(sizeof(Datum) * n);
-	Datum		args[6];
+	Datum		args[7];
 	Oid			save_userid;
 	int			save_sec_context;
 
@@ -285,6 +300,7 @@ write_deltas(TallyEntry *e, int n, Oid owner)
 	args[3] = PointerGetDatum(construct_array(ks, n, TEXTOID, -1, false, TYPALIGN_INT));
 	args[4] = PointerGetDatum(construct_array(parts, n, DATEOID, sizeof(DateADT), true, TYPALIGN_INT));
 	args[5] = PointerGetDatum(construct_array(ns, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[6] = Int32GetDatum(TALLY_SHARD);
 
 	/* as the tally's owner, like a SECURITY DEFINER function */
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
@@ -295,12 +311,15 @@ write_deltas(TallyEntry *e, int n, Oid owner)
 			elog(ERROR, "wa_notify tally: SPI_connect failed");
 		if (insert_plan == NULL)
 		{
-			Oid			types[6] = {CHARARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-			DATEARRAYOID, INT8ARRAYOID};
-			SPIPlanPtr	p = SPI_prepare("INSERT INTO wa_notify.message_tally_delta (axis, hour, sender, k, part, n) "
-										"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+			Oid			types[7] = {CHARARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+			DATEARRAYOID, INT8ARRAYOID, INT4OID};
+			SPIPlanPtr	p = SPI_prepare("INSERT INTO wa_notify.message_tally AS t (axis, hour, sender, k, part, shard, n) "
+										"SELECT d.axis, d.hour, d.sender, d.k, d.part, $7, d.n "
+										"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
 										"pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
-										"pg_catalog.unnest($6))", 6, types);
+										"pg_catalog.unnest($6)) AS d(axis, hour, sender, k, part, n) "
+										"ON CONFLICT (axis, hour, sender, k, part, shard) "
+										"DO UPDATE SET n = t.n OPERATOR(pg_catalog.+) EXCLUDED.n", 7, types);
 
 			if (p == NULL)
 				elog(ERROR, "wa_notify tally: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -308,7 +327,7 @@ write_deltas(TallyEntry *e, int n, Oid owner)
 			insert_plan = p;
 		}
 		if (SPI_execute_plan(insert_plan, args, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "wa_notify tally: the delta insert failed");
+			elog(ERROR, "wa_notify tally: the tally's insert failed");
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -370,8 +389,7 @@ wa_notify_tally_trigger(PG_FUNCTION_ARGS)
 
 	/* (the extension's tables, the message table and the tally, have one owner) */
 	delta_owner = rel->rd_rel->relowner;
-	write_deltas(entries, out, delta_owner);
-	wa_tally_noted();
+	write_counts(entries, out, delta_owner);
 	return PointerGetDatum(NULL);
 }
 

@@ -82,7 +82,6 @@ wa_shmem_startup(void)
 			pg_atomic_init_u64(&slot->wakeups, 0);
 			pg_atomic_init_u64(&slot->wakes_seen, 0);
 			pg_atomic_init_u64(&slot->worker_starts, 0);
-			pg_atomic_init_u32(&slot->tally_pending, 0);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);

@@ -41,7 +41,6 @@ typedef struct WaDbSlot
 	pg_atomic_uint64 wakeups;	/* wake requests sent (wake.c) */
 	pg_atomic_uint64 wakes_seen;	/* latch wake-ups the worker handled */
 	pg_atomic_uint64 worker_starts; /* worker processes started for it */
-	pg_atomic_uint32 tally_pending; /* message_tally_delta has rows to fold (wake.c) */
 	TimestampTz worker_started_at;	/* the running worker's start */
 } WaDbSlot;
 
@@ -106,8 +105,6 @@ typedef struct WaWorkerArgs
 extern bool wa_am_worker;
 extern void wa_wake_worker(void);
 extern void wa_wake_worker_at_commit(void);
-extern void wa_tally_noted(void);
-extern bool wa_tally_take_pending(void);
 extern void wa_wake_launcher_at_commit(void);
 
 /*

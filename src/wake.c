@@ -9,13 +9,7 @@
  *	    back to 'queued' by hand, a setting or an event changed, a webhook
  *	    that lifted a hold, CREATE/ALTER EXTENSION (the SQL triggers and
  *	    functions below all end in wa_wake_worker_at_commit());
- *	  - at once by wa_notify.wake() (SQL), for a nudge from a session;
- *	  - at COMMIT of the first transaction whose changes to the messages
- *	    left counts to fold into the tally (45_tally.sql) since the worker
- *	    last folded: a shared flag per database says so, so that the
- *	    webhooks and checkouts that follow wake nobody, and the worker folds
- *	    once every few seconds while there is something to fold and never
- *	    while there is not (worker.c, fold_tally_if_due).
+ *	  - at once by wa_notify.wake() (SQL), for a nudge from a session.
  *	  Each database has its own worker (launcher.c): a wake-up goes to the
  *	  current database's.  When that database has no worker running (CREATE
  *	  EXTENSION in a database the launcher does not serve yet), the wake-up
@@ -29,8 +23,7 @@
  *	  the event table itself, and a self-wake would make it spin.
  *
  *	  SQL entry points: wake(), _wake_on_commit(), the trigger function
- *	  wa_notify_wake_trigger (1.0's _wake_at_commit, 1.1's _wake_trigger);
- *	  the tally's trigger calls wa_tally_noted().
+ *	  wa_notify_wake_trigger (1.0's _wake_at_commit, 1.1's _wake_trigger).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -167,30 +160,4 @@ wa_notify_wake_trigger(PG_FUNCTION_ARGS)
 				 errmsg("wa_notify._wake_trigger() must be called as a trigger")));
 	wa_wake_worker_at_commit();
 	return PointerGetDatum(NULL);
-}
-
-/*
- * The current transaction appended to message_tally_delta (tally.c).  The
- * first such transaction since the worker's last fold wakes it at commit;
- * the worker itself, and everyone after, only leave the flag set.
- */
-void
-wa_tally_noted(void)
-{
-	WaDbSlot   *slot = wa_shared ? wa_db_slot(MyDatabaseId) : NULL;
-
-	if (slot != NULL && pg_atomic_read_u32(&slot->tally_pending) == 0 &&
-		pg_atomic_exchange_u32(&slot->tally_pending, 1) == 0)
-		wa_wake_worker_at_commit();
-}
-
-/* The worker: were there counts to fold?  (The flag is cleared.) */
-bool
-wa_tally_take_pending(void)
-{
-	WaDbSlot   *slot = wa_shared ? wa_db_slot(MyDatabaseId) : NULL;
-
-	if (slot == NULL || pg_atomic_read_u32(&slot->tally_pending) == 0)
-		return false;
-	return pg_atomic_exchange_u32(&slot->tally_pending, 0) != 0;
 }

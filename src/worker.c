@@ -83,7 +83,6 @@ int			wa_request_timeout = 30;	/* seconds */
 #define WA_SHUTDOWN_GRACE		3.0		/* in-flight requests on SIGTERM, s */
 #define WA_MAX_BATCH			2000
 #define WA_REVIEW_RECHECK		1.0		/* review requeue check, at most every s */
-#define WA_TALLY_FOLD_SECS		0.5		/* the tally folded this long after its first change, s */
 
 #define WA_MAX_SENDERS			256		/* senders served by one worker */
 
@@ -1659,32 +1658,6 @@ maintain_if_due(double until)
 }
 
 /*
- * The tally's deltas (45_tally.sql) folded into it, WA_TALLY_FOLD_SECS after
- * the first change since the last fold (wake.c wakes an idle worker for it,
- * once), and never while nothing changed.  Returns the wait `until`
- * shortened to the fold.
- */
-static double
-fold_tally_if_due(double until)
-{
-	static double fold_at = 0;
-
-	if (fold_at > 0 && wa_now() >= fold_at)
-	{
-		fold_at = 0;
-		begin_tx();
-		exec_sql("SELECT wa_notify._tally_fold()", SPI_OK_SELECT);
-		end_tx();
-	}
-	/* after the fold: a change made while it waited set the flag again */
-	if (fold_at == 0 && wa_tally_take_pending())
-		fold_at = wa_now() + WA_TALLY_FOLD_SECS;
-	if (fold_at > 0 && until > fold_at)
-		until = fold_at;
-	return until;
-}
-
-/*
  * review_resend: queue again the 'review' messages whose status never came
  * although webhooks flow (wa_notify._review_requeue(), 60_review.sql), at
  * most once every WA_REVIEW_RECHECK s.  Returns when to look again (0: no
@@ -1905,7 +1878,7 @@ wa_worker_main(Datum main_arg)
 		}
 
 		review_due = requeue_unanswered_reviews();
-		until = fold_tally_if_due(maintain_if_due(dispatch_once()));
+		until = maintain_if_due(dispatch_once());
 		if (until > 0 && review_due > 0)
 			until = Min(until, review_due);
 		if (until > 0 && !ShutdownRequestPending)

@@ -215,10 +215,13 @@ def measure(label, db, rnd):
     webhooks = pgbench("SELECT wa_notify.webhook_receive(body, sig) FROM bench_payload WHERE k = (SELECT nextval('bench_k'));\n",
                        "-c", "2", "-j", "2", "-t", str(n // 2))
     applied = psql("SELECT count(*) FROM wa_notify.message WHERE order_key LIKE '%s-%%' AND status = 'delivered'" % tag)
+    tally = psql("SELECT count(*) || ' rows (' || count(*) FILTER (WHERE hour >= now() - interval '1 day') "
+                 "|| ' of the last day), ' || pg_size_pretty(pg_relation_size('wa_notify.message_tally')) "
+                 "FROM wa_notify.message_tally")
     status = float(psql("SELECT bench_ms('SELECT * FROM wa_notify.status', 20)"))
     counts = float(psql("SELECT bench_ms('SELECT * FROM wa_notify.counts()', 20)"))
     print("%-14s dispatch %6.0f msg/s (worker CPU %3.0f us/msg) | webhooks %6.0f/s (%s of %d applied) | status card %7.2f ms | counts() %7.2f ms"
-          % (label, dispatch, cpu_us, webhooks, applied, n, status, counts))
+          " | tally %s" % (label, dispatch, cpu_us, webhooks, applied, n, status, counts, tally))
     return {"dispatch": dispatch, "cpu": cpu_us, "webhooks": webhooks, "status": status, "counts": counts}
 
 

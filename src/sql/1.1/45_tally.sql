@@ -1,6 +1,6 @@
 -- 45_tally.sql: the message tally, what the status card, the senders view
 -- and counts() read instead of the messages (doc/retention.md, "What the
--- reports read").
+-- status card, the senders view and counts() read").
 --
 -- A report "for today" or "this month" read the messages of that period:
 -- 20,000-60,000 rows on a busy day, 600,000 at a month's end, all of them
@@ -19,13 +19,13 @@
 -- src/tally.c is the one home of those keys.  Statement triggers on the
 -- live table (insert, update, delete: every path, the worker's, a
 -- webhook's, a hand edit) and on the archive's parent (maintain()'s move
--- and anonymization) append each statement's net change to
--- message_tally_delta, which has no index and takes no lock a writer waits
--- on; the worker folds it into message_tally half a second after a change
--- (_tally_fold(); wake.c wakes it, worker.c fold_tally_if_due).  A
--- reader sums both in one snapshot, so it is exact whatever was folded.
--- Partial hours at the ends of a period are counted from the messages
--- (_tally_sum()).
+-- and anonymization) add each statement's net change to the tally, in the
+-- same transaction: a report is exact.  Each backend adds to rows of its
+-- own (shard: its backend id, unique among the running backends), so no
+-- writer ever waits for another's row or deadlocks with it; maintain()
+-- merges the shards of hours older than a day into shard 0
+-- (_tally_compact()), and a report sums them.  Partial hours at the ends
+-- of a period are counted from the messages (_tally_sum()).
 --
 -- part says where the counted messages are: 'infinity' for the live table,
 -- else the month (UTC) of created_at of archived ones, so that dropping an
@@ -42,16 +42,13 @@ CREATE TABLE wa_notify.message_tally (
     sender text NOT NULL,
     k      text NOT NULL,
     part   date NOT NULL,
+    shard  integer NOT NULL,      -- the backend that added to it; 0: merged by maintain()
     n      bigint NOT NULL,
-    PRIMARY KEY (axis, hour, sender, k, part)
-) WITH (fillfactor = 50);   -- folds update the current hours' rows: room for HOT
+    PRIMARY KEY (axis, hour, sender, k, part, shard)
+) WITH (fillfactor = 50);   -- the current hours' rows are updated at every change: room for HOT
 COMMENT ON TABLE wa_notify.message_tally IS
     'messages counted per hour (45_tally.sql): created per status (c), sent and how far they got (s), failed (f), billable per market and category (b)';
--- the statements' changes, folded into message_tally by the worker
-CREATE TABLE wa_notify.message_tally_delta (LIKE wa_notify.message_tally);
-COMMENT ON TABLE wa_notify.message_tally_delta IS
-    'changes to message_tally not folded in yet (the worker folds them every few seconds)';
-REVOKE ALL ON wa_notify.message_tally, wa_notify.message_tally_delta FROM PUBLIC;
+REVOKE ALL ON wa_notify.message_tally FROM PUBLIC;
 
 -- The rule of what a message counts for is src/tally.c's: the trigger
 -- below, and these three for SQL (a partial hour's scan, the check, the
@@ -72,17 +69,18 @@ CREATE FUNCTION wa_notify._tally_part(live boolean, created_at timestamptz) RETU
     AS 'MODULE_PATHNAME', 'wa_notify_tally_part' LANGUAGE C IMMUTABLE STRICT;
 
 -- The statement trigger: a statement's rows, new +1 and old -1, net per
--- key, appended in one INSERT (src/tally.c).  One run per statement,
--- whatever its rows; a webhook's one-row UPDATE appends two to four rows.
+-- key, added in one INSERT ... ON CONFLICT (src/tally.c).  One run per
+-- statement, whatever its rows; a webhook's one-row UPDATE adds to two to
+-- four rows.
 CREATE FUNCTION wa_notify._tally_trigger() RETURNS trigger
     AS 'MODULE_PATHNAME', 'wa_notify_tally_trigger' LANGUAGE C;
 
--- TRUNCATE of the live table: its counts go (the archive's stay)
+-- TRUNCATE of the live table: its counts go (the archive's stay; TRUNCATE
+-- holds the table, so no writer adds to them meanwhile)
 CREATE FUNCTION wa_notify._tally_truncated() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
 BEGIN
     DELETE FROM wa_notify.message_tally WHERE part = 'infinity';
-    DELETE FROM wa_notify.message_tally_delta WHERE part = 'infinity';
     RETURN NULL;
 END $$;
 
@@ -104,34 +102,31 @@ CREATE TRIGGER tally_delete AFTER DELETE ON wa_notify.message_archive
 -- (which archive month a part is: _tally_repair(), and a dropped partition's counts)
 CREATE INDEX message_tally_part ON wa_notify.message_tally (part);
 
--- the advisory lock one fold at a time holds (two folds would wait on each
--- other's rows)
-CREATE FUNCTION wa_notify._tally_fold_lock() RETURNS bigint
-LANGUAGE sql IMMUTABLE AS $$ SELECT 7166101 $$;
-
--- Fold the committed deltas into the tally (the worker, every few seconds
--- while there are some; maintain()).  Returns the tally rows written.
-CREATE FUNCTION wa_notify._tally_fold() RETURNS bigint
+-- Merge the shards of the hours older than a day into shard 0 (maintain(),
+-- hourly): a day's report reads its hours' shards, a month's mostly one row
+-- per hour and key.  Rows a writer holds are left for the next run.
+CREATE FUNCTION wa_notify._tally_compact() RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, wa_notify AS $$
 DECLARE
     n bigint;
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(wa_notify._tally_fold_lock()) THEN
-        RETURN 0;
-    END IF;
-    WITH d AS (DELETE FROM wa_notify.message_tally_delta RETURNING *),
-    g AS (SELECT d.axis, d.hour, d.sender, d.k, d.part, sum(d.n)::bigint AS n
-            FROM d GROUP BY 1, 2, 3, 4, 5)
-    INSERT INTO wa_notify.message_tally AS t (axis, hour, sender, k, part, n)
-    SELECT g.axis, g.hour, g.sender, g.k, g.part, g.n FROM g WHERE g.n <> 0
-    ON CONFLICT (axis, hour, sender, k, part) DO UPDATE SET n = t.n + EXCLUDED.n;
+    WITH d AS (DELETE FROM wa_notify.message_tally t
+                WHERE t.ctid = ANY (ARRAY(SELECT x.ctid FROM wa_notify.message_tally x
+                                           WHERE x.hour < now() - interval '1 day' AND x.shard <> 0
+                                           FOR UPDATE SKIP LOCKED))
+               RETURNING t.*),
+    g AS (SELECT d.axis, d.hour, d.sender, d.k, d.part, sum(d.n)::bigint AS n FROM d GROUP BY 1, 2, 3, 4, 5)
+    INSERT INTO wa_notify.message_tally AS t (axis, hour, sender, k, part, shard, n)
+    SELECT g.axis, g.hour, g.sender, g.k, g.part, 0, g.n FROM g
+    ON CONFLICT (axis, hour, sender, k, part, shard) DO UPDATE SET n = t.n + EXCLUDED.n;
     GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM wa_notify.message_tally t WHERE t.n = 0 AND t.shard = 0;
     RETURN n;
 END $$;
 
 -- The counts of one axis over [lo, hi): per hour (the start of the hour, or
--- lo in the first one), sender and key.  Whole hours from the tally and its
--- deltas, the partial hours at either end from the messages themselves
+-- lo in the first one), sender and key.  Whole hours from the tally (its
+-- shards summed), the partial hours at either end from the messages themselves
 -- (index ranges of message_created, message_sent, message_failed and the
 -- archive's); SECURITY DEFINER: a report's reader has no right on them.
 CREATE FUNCTION wa_notify._tally_sum(axis "char", lo timestamptz, hi timestamptz,
@@ -152,11 +147,8 @@ BEGIN
     END IF;
     RETURN QUERY
     SELECT greatest(t.hour, lo), t.sender, t.k, sum(t.n)::bigint
-      FROM (SELECT x.hour, x.sender, x.k, x.n FROM wa_notify.message_tally x
-             WHERE x.axis = _tally_sum.axis AND x.hour >= a AND x.hour < b
-            UNION ALL
-            SELECT x.hour, x.sender, x.k, x.n FROM wa_notify.message_tally_delta x
-             WHERE x.axis = _tally_sum.axis AND x.hour >= a AND x.hour < b) t
+      FROM wa_notify.message_tally t
+     WHERE t.axis = _tally_sum.axis AND t.hour >= a AND t.hour < b
      GROUP BY 1, 2, 3
     HAVING sum(t.n) <> 0;
     IF lo < a THEN
@@ -225,16 +217,17 @@ $$;
 -- failed today counted at a partial hour reads the archive by failed_at too
 CREATE INDEX message_archive_failed ON wa_notify.message_archive (failed_at) WHERE failed_at IS NOT NULL;
 
-REVOKE ALL ON FUNCTION wa_notify._tally_fold(), wa_notify._tally_check(),
+REVOKE ALL ON FUNCTION wa_notify._tally_compact(), wa_notify._tally_check(),
                        wa_notify._tally_scan("char", timestamptz, timestamptz) FROM PUBLIC;
--- the status card and the senders view (which a reporting role reads) call it
+-- the status card and the senders view (which a reporting role reads) call
+-- it; it gives counts per sender and hour, no phone or message
 GRANT EXECUTE ON FUNCTION wa_notify._tally_sum("char", timestamptz, timestamptz) TO PUBLIC;
 
 -- An installed 1.0's messages are counted once, here (the ALTER TABLEs
 -- before hold the live table: nothing writes it meanwhile; the archive is
 -- empty until maintain() moves rows into it, through the triggers).
-INSERT INTO wa_notify.message_tally (axis, hour, sender, k, part, n)
-SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, 'infinity', count(*)
+INSERT INTO wa_notify.message_tally (axis, hour, sender, k, part, shard, n)
+SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, 'infinity', 0, count(*)
   FROM wa_notify.message m,
        LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
                                      m.status, m.billable, m.pricing_category, m.phone) x

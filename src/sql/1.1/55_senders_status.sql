@@ -6,9 +6,12 @@
 -- the status card per sender
 -------------------------------------------------------------------------------
 CREATE VIEW wa_notify.senders AS
--- today's figures from the message tally (45_tally.sql), the queue through
--- the indexes that hold it (message_due_sender, message_unconfirmed)
-WITH today AS (
+-- today's figures from the message tally (45_tally.sql), the queue from
+-- _waiting() (50_reporting.sql)
+WITH waiting AS (
+    SELECT w.sender, sum(w.messages)::bigint AS queued
+      FROM wa_notify._waiting() w WHERE w.status IN ('queued', 'sending') GROUP BY w.sender),
+today AS (
     SELECT t.sender,
            coalesce(sum(t.n), 0)::bigint AS sent,
            coalesce(sum(t.n) FILTER (WHERE t.k LIKE 'd%'), 0)::bigint AS delivered,
@@ -25,9 +28,7 @@ SELECT e.sender, e.phone_number_id,
        e.quality_rating, e.messaging_limit, e.throughput_level,
        e.paused_reason, e.paused_code, CASE WHEN e.pause_until > now() THEN e.pause_until END AS pause_until,
        e.rate_factor,
-       (SELECT count(*) FROM wa_notify.message m WHERE m.sender = e.sender AND m.queued)
-       + (SELECT count(*) FROM wa_notify._message_unconfirmed u
-           WHERE u.sender = e.sender AND u.status = 'sending') AS queued,
+       coalesce(q.queued, 0) AS queued,
        coalesce(d.sent, 0) AS sent_today,
        coalesce(d.delivered, 0) AS delivered_today,
        coalesce(d.read, 0) AS read_today,
@@ -38,7 +39,8 @@ SELECT e.sender, e.phone_number_id,
        wa_notify._sender_secret_available(e.sender, 'app_secret') AS app_secret_set
   FROM wa_notify._sender_effective() e
   LEFT JOIN today d ON d.sender = e.sender
-  LEFT JOIN failed f ON f.sender = e.sender,
+  LEFT JOIN failed f ON f.sender = e.sender
+  LEFT JOIN waiting q ON q.sender = e.sender,
        LATERAL wa_notify._api_version_status(e.api_version) AS ver
  ORDER BY e.sender = 'default' DESC, e.sender;
 COMMENT ON VIEW wa_notify.senders IS

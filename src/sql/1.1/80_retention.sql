@@ -287,7 +287,6 @@ BEGIN
             EXECUTE format('DROP TABLE %s', p.part);
             -- and its counts (the tally's part of an archive month: 45_tally.sql)
             DELETE FROM wa_notify.message_tally t WHERE t.part = wa_notify._tally_part(false, p.lo);
-            DELETE FROM wa_notify.message_tally_delta t WHERE t.part = wa_notify._tally_part(false, p.lo);
             r := wa_notify._jsonb_append(r, 'dropped_partitions', p.part);
         EXCEPTION WHEN lock_not_available THEN
             r := wa_notify._jsonb_append(r, 'deferred', format('dropping %s: a reader held it', p.part));
@@ -441,30 +440,31 @@ DECLARE
     p record;
 BEGIN
     FOR p IN SELECT x.part, wa_notify._tally_part(false, x.lo) AS month FROM wa_notify._archive_partitions() x LOOP
-        CONTINUE WHEN EXISTS (SELECT 1 FROM wa_notify.message_tally t WHERE t.part = p.month)
-                   OR EXISTS (SELECT 1 FROM wa_notify.message_tally_delta t WHERE t.part = p.month);
-        EXECUTE format('INSERT INTO wa_notify.message_tally_delta (axis, hour, sender, k, part, n)
-                        SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, $1, count(*)
+        CONTINUE WHEN EXISTS (SELECT 1 FROM wa_notify.message_tally t WHERE t.part = p.month);
+        EXECUTE format('INSERT INTO wa_notify.message_tally (axis, hour, sender, k, part, shard, n)
+                        SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, $1, 0, count(*)
                           FROM %s m,
                                LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at,
                                                              m.failed_at, m.status, m.billable, m.pricing_category,
                                                              m.phone) x
-                         GROUP BY 1, 2, 3, 4', p.part) USING p.month;
+                         GROUP BY 1, 2, 3, 4
+                        ON CONFLICT (axis, hour, sender, k, part, shard)
+                        DO UPDATE SET n = wa_notify.message_tally.n + EXCLUDED.n', p.part) USING p.month;
         IF FOUND THEN
             r := wa_notify._jsonb_append(r, 'tally_recounted', p.part);
         END IF;
     END LOOP;
     IF EXISTS (SELECT 1 FROM wa_notify.message)
-       AND NOT EXISTS (SELECT 1 FROM wa_notify.message_tally t WHERE t.part = 'infinity')
-       AND NOT EXISTS (SELECT 1 FROM wa_notify.message_tally_delta t WHERE t.part = 'infinity') THEN
+       AND NOT EXISTS (SELECT 1 FROM wa_notify.message_tally t WHERE t.part = 'infinity') THEN
         BEGIN
             LOCK TABLE wa_notify.message IN SHARE MODE;
-            INSERT INTO wa_notify.message_tally_delta (axis, hour, sender, k, part, n)
-            SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, 'infinity', count(*)
+            INSERT INTO wa_notify.message_tally (axis, hour, sender, k, part, shard, n)
+            SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, 'infinity', 0, count(*)
               FROM wa_notify.message m,
                    LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
                                                  m.status, m.billable, m.pricing_category, m.phone) x
-             GROUP BY 1, 2, 3, 4;
+             GROUP BY 1, 2, 3, 4
+            ON CONFLICT (axis, hour, sender, k, part, shard) DO UPDATE SET n = wa_notify.message_tally.n + EXCLUDED.n;
             r := wa_notify._jsonb_append(r, 'tally_recounted', 'wa_notify.message');
         EXCEPTION WHEN lock_not_available THEN
             r := wa_notify._jsonb_append(r, 'deferred', 'counting the live table into the tally: a lock was busy');
@@ -493,8 +493,7 @@ BEGIN
     r := wa_notify._maintain_retention(r, keep_days);
     r := wa_notify._maintain_move(r);
     r := wa_notify._maintain_anonymize(r, anon_days);
-    PERFORM wa_notify._tally_fold();
-    DELETE FROM wa_notify.message_tally t WHERE t.n = 0;
+    PERFORM wa_notify._tally_compact();
     r := r || jsonb_build_object('default_partition_rows', wa_notify._archive_default_rows(),
                                  'seconds', round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
     -- (a webhook's or the worker's short transaction may hold the state
