@@ -246,20 +246,25 @@ BEGIN
     SELECT array_agg(DISTINCT d.sender) INTO sent FROM done d;
     sent := coalesce(sent, '{}');
 
-    -- requests never started (pause or shutdown mid-batch): back to the queue
-    UPDATE wa_notify.message m
-       SET status = 'queued', attempts = greatest(m.attempts - 1, 0), claimed_at = NULL, updated_at = now()
-      FROM unnest(ids, attempted) AS x(id, attempted)
-     WHERE m.id = x.id AND NOT x.attempted AND m.status = 'sending' AND m.id = ANY (ids);
+    -- requests never started (pause or shutdown mid-batch): back to the
+    -- queue (the usual batch has none: then no query reads its rows again)
+    IF false = ANY (attempted) THEN
+        UPDATE wa_notify.message m
+           SET status = 'queued', attempts = greatest(m.attempts - 1, 0), claimed_at = NULL, updated_at = now()
+          FROM unnest(ids, attempted) AS x(id, attempted)
+         WHERE m.id = x.id AND NOT x.attempted AND m.status = 'sending' AND m.id = ANY (ids);
+    END IF;
 
-    FOR r IN SELECT * FROM unnest(ids, attempted, ok, http, codes, errors)
-                AS x(id, attempted, ok, http, code, error)
-             WHERE x.attempted AND NOT x.ok
-    LOOP
-        IF wa_notify._apply_error(r.id, r.code, r.http, 'send', r.error, max_attempts) THEN
-            throttled := throttled || (SELECT m.sender FROM wa_notify.message m WHERE m.id = r.id);
-        END IF;
-    END LOOP;
+    IF false = ANY (ok) THEN
+        FOR r IN SELECT * FROM unnest(ids, attempted, ok, http, codes, errors)
+                    AS x(id, attempted, ok, http, code, error)
+                 WHERE x.attempted AND NOT x.ok
+        LOOP
+            IF wa_notify._apply_error(r.id, r.code, r.http, 'send', r.error, max_attempts) THEN
+                throttled := throttled || (SELECT m.sender FROM wa_notify.message m WHERE m.id = r.id);
+            END IF;
+        END LOOP;
+    END IF;
 
     -- each sender's rate factor: halved once per batch by a throttle, else
     -- recovering after a success (25_senders.sql)
