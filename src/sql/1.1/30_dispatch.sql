@@ -357,6 +357,7 @@ DECLARE
     c_watches bigint[];
     c_e164 text[];     -- the numbers as sent (a hand-inserted one normalised; NULL: invalid)
     shared_e164 text[];
+    c_skips text[];    -- why each candidate is skipped (NULL: it may be sent)
     params jsonb[] := '{}';
     renamed_ids bigint[] := '{}';
     renamed_phones text[] := '{}';
@@ -384,19 +385,25 @@ BEGIN
     -- the numbers that more than one candidate has (usually none)
     shared_e164 := ARRAY(SELECT x.e164 FROM unnest(c_e164) AS x(e164)
                           WHERE x.e164 IS NOT NULL GROUP BY x.e164 HAVING count(*) > 1);
-    -- the rules that read other rows, applied to the head in one query
-    -- (a query per message cost more than the rest of the claim): the skip
-    -- rule, whether the recipient gap is still open.  Nothing in it needs
-    -- the whole head before its first row (no window, no sort: the merge
-    -- on ord keeps the head's order), so the loop reads it as it goes and
-    -- the gap is probed only for the candidates the loop gets to
+    -- the skip rule for the whole head, element i for candidate i
+    c_skips := ARRAY(SELECT s.reason FROM wa_notify._skip_reasons(c_events, c_e164) s ORDER BY s.ord);
+    IF cardinality(c_skips) IS DISTINCT FROM coalesce(cardinality(c_ids), 0) THEN
+        RAISE EXCEPTION 'wa_notify._skip_reasons() gave % reasons for % candidates',
+                        cardinality(c_skips), coalesce(cardinality(c_ids), 0)
+              USING ERRCODE = 'internal_error';
+    END IF;
+    -- the rule that reads other rows per candidate, whether the recipient
+    -- gap is still open, in one query (a query per message cost more than
+    -- the rest of the claim).  The query is a walk of the head in its order
+    -- (the ordinality's: no join to reorder it, no sort, no window), so the
+    -- loop reads it as it goes and the gap is probed only for the
+    -- candidates the loop gets to, not for the whole head
     FOR r IN
-        SELECT c.id, c.event, c.phone, c.e164, c.params, c.watch_id, s.reason AS skip,
+        SELECT c.id, c.event, c.phone, c.e164, c.params, c.watch_id, c.skip,
                c.e164 = ANY (shared_e164) AS shared,
                g.last_claim > now() - make_interval(secs => recipient_gap) AS gap_open
-          FROM unnest(c_ids, c_events, c_phones, c_e164, c_params, c_watches)
-               WITH ORDINALITY AS c(id, event, phone, e164, params, watch_id, ord)
-          JOIN wa_notify._skip_reasons(c_events, c_e164) s ON s.ord = c.ord
+          FROM unnest(c_ids, c_events, c_phones, c_e164, c_params, c_watches, c_skips)
+               WITH ORDINALITY AS c(id, event, phone, e164, params, watch_id, skip, ord)
           -- the recipient's last claim: one probe of message_phone_claimed
           -- per candidate, whatever the statistics say (a condition on
           -- claimed_at would be planned on message_claimed, estimated from
