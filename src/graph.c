@@ -60,6 +60,9 @@ typedef struct WaSlot
 	bool		overflow;
 	WaGraphRequest *req;
 	char		errbuf[CURL_ERROR_SIZE];
+	/* the timeouts set_common_opts() gave the handle (-1: none yet) */
+	long		connect_timeout_ms;
+	long		timeout_ms;
 } WaSlot;
 
 struct WaGraphClient
@@ -80,6 +83,7 @@ struct WaGraphClient
 	char	   *url;			/* malloc'd */
 	long		connect_timeout_ms;
 	long		timeout_ms;
+	struct json_tokener *tok;	/* answers' parser, reset for each (NULL: none yet) */
 };
 
 static bool curl_ready = false;
@@ -376,6 +380,7 @@ wa_graph_client_configure(WaGraphClient *c, const char *token, const char *url,
 			if (slot == NULL)
 				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 			slot->index = c->nslots;
+			slot->connect_timeout_ms = slot->timeout_ms = -1;
 			c->free_slots[c->nfree++] = c->nslots;
 			c->slots[c->nslots++] = slot;
 		}
@@ -440,7 +445,13 @@ wa_graph_start(WaGraphClient *c, WaGraphRequest *r)
 		curl_easy_setopt(s->easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 #endif
 	}
-	set_common_opts(s->easy, c->connect_timeout_ms, c->timeout_ms);
+	/* a handle keeps its options from one request to the next */
+	if (s->connect_timeout_ms != c->connect_timeout_ms || s->timeout_ms != c->timeout_ms)
+	{
+		set_common_opts(s->easy, c->connect_timeout_ms, c->timeout_ms);
+		s->connect_timeout_ms = c->connect_timeout_ms;
+		s->timeout_ms = c->timeout_ms;
+	}
 	/* each request its sender's URL and token, else the client's */
 	curl_easy_setopt(s->easy, CURLOPT_URL, r->url ? r->url : c->url);
 	curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, r->auth ? r->auth->headers : c->headers);
@@ -483,21 +494,30 @@ json_str(struct json_object *o, const char *key)
 	return NULL;
 }
 
-static void parse_outcome_in(WaGraphRequest *r, WaSlot *s, CURLcode cc);
+static void parse_outcome_in(WaGraphRequest *r, WaSlot *s, CURLcode cc,
+							 struct json_tokener *tok);
 
-/* Turn a finished transfer into r's outcome fields (palloc'd). */
+/*
+ * Turn a finished transfer into r's outcome fields (palloc'd).  The
+ * client's one parser is reset for each answer (a parser per answer cost
+ * its allocations at every request).
+ */
 static void
-parse_outcome(WaGraphRequest *r, WaSlot *s, CURLcode cc)
+parse_outcome(WaGraphClient *c, WaGraphRequest *r, WaSlot *s, CURLcode cc)
 {
 	/* the outcome lives as long as the request (its batch's context) */
 	MemoryContext old = MemoryContextSwitchTo(r->cxt ? r->cxt : CurrentMemoryContext);
 
-	parse_outcome_in(r, s, cc);
+	if (c->tok == NULL)
+		c->tok = json_tokener_new();	/* NULL: out of memory, the answer is "not JSON" */
+	else
+		json_tokener_reset(c->tok);
+	parse_outcome_in(r, s, cc, c->tok);
 	MemoryContextSwitchTo(old);
 }
 
 static void
-parse_outcome_in(WaGraphRequest *r, WaSlot *s, CURLcode cc)
+parse_outcome_in(WaGraphRequest *r, WaSlot *s, CURLcode cc, struct json_tokener *tok)
 {
 	r->done = true;
 	r->curl_code = (int) cc;
@@ -516,18 +536,13 @@ parse_outcome_in(WaGraphRequest *r, WaSlot *s, CURLcode cc)
 	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &r->http_status);
 	{
 		struct json_object *root = NULL;
-		struct json_tokener *tok = json_tokener_new();
 
 		if (tok && s->len > 0)
 			root = json_tokener_parse_ex(tok, s->buf, (int) s->len);
-		if (tok)
+		if (root && json_tokener_get_error(tok) != json_tokener_success)
 		{
-			if (root && json_tokener_get_error(tok) != json_tokener_success)
-			{
-				json_object_put(root);
-				root = NULL;
-			}
-			json_tokener_free(tok);
+			json_object_put(root);
+			root = NULL;
 		}
 		if (root == NULL || !json_object_is_type(root, json_type_object))
 		{
@@ -603,7 +618,7 @@ take_finished(WaGraphClient *c, WaGraphRequest **completed, int max_completed)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &s);
 		if (s == NULL || s->req == NULL)
 			continue;
-		parse_outcome(s->req, s, msg->data.result);
+		parse_outcome(c, s->req, s, msg->data.result);
 		completed[n++] = s->req;
 		release_slot(c, s);
 	}

@@ -229,34 +229,42 @@ DECLARE
     throttled text[] := '{}';               -- senders a throttle answered
     sent text[];                            -- senders with a success
 BEGIN
-    -- successes: sending -> sent; a status a webhook already wrote is kept
-    UPDATE wa_notify.message m
-       SET status = CASE WHEN m.status = 'sending' THEN 'sent' ELSE m.status END,
-           wamid = coalesce(m.wamid, x.wamid), wa_id = coalesce(m.wa_id, x.wa_id),
-           recipient_user_id = coalesce(x.user_id, m.recipient_user_id),   -- 40_cloud_api.sql
-           sent_at = coalesce(m.sent_at, now()), http_status = x.http,
-           error_code = NULL, error_message = NULL, error_class = NULL,
-           next_attempt_at = NULL, held_reason = NULL, updated_at = now()
-      FROM unnest(ids, ok, http, wamids, wa_ids, user_ids) AS x(id, ok, http, wamid, wa_id, user_id)
-     WHERE m.id = x.id AND x.ok
-       AND m.id = ANY (ids);   -- the batch's rows by their key, whatever the statistics say
-    sent := ARRAY(SELECT DISTINCT m.sender FROM wa_notify.message m, unnest(ids, ok) AS x(id, ok)
-                   WHERE m.id = x.id AND x.ok AND m.id = ANY (ids));
+    -- successes: sending -> sent; a status a webhook already wrote is kept;
+    -- their senders as the update returns them (not read again)
+    WITH done AS (
+        UPDATE wa_notify.message m
+           SET status = CASE WHEN m.status = 'sending' THEN 'sent' ELSE m.status END,
+               wamid = coalesce(m.wamid, x.wamid), wa_id = coalesce(m.wa_id, x.wa_id),
+               recipient_user_id = coalesce(x.user_id, m.recipient_user_id),   -- 40_cloud_api.sql
+               sent_at = coalesce(m.sent_at, now()), http_status = x.http,
+               error_code = NULL, error_message = NULL, error_class = NULL,
+               next_attempt_at = NULL, held_reason = NULL, updated_at = now()
+          FROM unnest(ids, ok, http, wamids, wa_ids, user_ids) AS x(id, ok, http, wamid, wa_id, user_id)
+         WHERE m.id = x.id AND x.ok
+           AND m.id = ANY (ids)   -- the batch's rows by their key, whatever the statistics say
+        RETURNING m.sender)
+    SELECT array_agg(DISTINCT d.sender) INTO sent FROM done d;
+    sent := coalesce(sent, '{}');
 
-    -- requests never started (pause or shutdown mid-batch): back to the queue
-    UPDATE wa_notify.message m
-       SET status = 'queued', attempts = greatest(m.attempts - 1, 0), claimed_at = NULL, updated_at = now()
-      FROM unnest(ids, attempted) AS x(id, attempted)
-     WHERE m.id = x.id AND NOT x.attempted AND m.status = 'sending' AND m.id = ANY (ids);
+    -- requests never started (pause or shutdown mid-batch): back to the
+    -- queue (the usual batch has none: then no query reads its rows again)
+    IF false = ANY (attempted) THEN
+        UPDATE wa_notify.message m
+           SET status = 'queued', attempts = greatest(m.attempts - 1, 0), claimed_at = NULL, updated_at = now()
+          FROM unnest(ids, attempted) AS x(id, attempted)
+         WHERE m.id = x.id AND NOT x.attempted AND m.status = 'sending' AND m.id = ANY (ids);
+    END IF;
 
-    FOR r IN SELECT * FROM unnest(ids, attempted, ok, http, codes, errors)
-                AS x(id, attempted, ok, http, code, error)
-             WHERE x.attempted AND NOT x.ok
-    LOOP
-        IF wa_notify._apply_error(r.id, r.code, r.http, 'send', r.error, max_attempts) THEN
-            throttled := throttled || (SELECT m.sender FROM wa_notify.message m WHERE m.id = r.id);
-        END IF;
-    END LOOP;
+    IF false = ANY (ok) THEN
+        FOR r IN SELECT * FROM unnest(ids, attempted, ok, http, codes, errors)
+                    AS x(id, attempted, ok, http, code, error)
+                 WHERE x.attempted AND NOT x.ok
+        LOOP
+            IF wa_notify._apply_error(r.id, r.code, r.http, 'send', r.error, max_attempts) THEN
+                throttled := throttled || (SELECT m.sender FROM wa_notify.message m WHERE m.id = r.id);
+            END IF;
+        END LOOP;
+    END IF;
 
     -- each sender's rate factor: halved once per batch by a throttle, else
     -- recovering after a success (25_senders.sql)
@@ -348,6 +356,8 @@ DECLARE
     c_params jsonb[];
     c_watches bigint[];
     c_e164 text[];     -- the numbers as sent (a hand-inserted one normalised; NULL: invalid)
+    shared_e164 text[];
+    c_skips text[];    -- why each candidate is skipped (NULL: it may be sent)
     params jsonb[] := '{}';
     renamed_ids bigint[] := '{}';
     renamed_phones text[] := '{}';
@@ -361,26 +371,39 @@ BEGIN
                            AND x.sender = ANY (portfolio));
         nrecent := cardinality(recent);
     END IF;
-    SELECT array_agg(h.id ORDER BY h.ord), array_agg(h.event ORDER BY h.ord),
-           array_agg(h.phone ORDER BY h.ord), array_agg(h.params ORDER BY h.ord),
-           array_agg(h.watch_id ORDER BY h.ord),
+    -- the arrays are built in one pass over the head in its order (the
+    -- function scan's ordinality is its order: no sort); an ORDER BY in
+    -- each aggregate sorted the head once per array
+    SELECT array_agg(h.id), array_agg(h.event), array_agg(h.phone), array_agg(h.params),
+           array_agg(h.watch_id),
            -- a captured message's number was normalised when it was resolved
-           array_agg(CASE WHEN h.watch_id IS NULL THEN wa_notify._phone_e164(h.phone, cc) ELSE h.phone END
-                     ORDER BY h.ord)
+           array_agg(CASE WHEN h.watch_id IS NULL THEN wa_notify._phone_e164(h.phone, cc) ELSE h.phone END)
       INTO c_ids, c_events, c_phones, c_params, c_watches, c_e164
-      FROM wa_notify._queue_head(_claim.sender, greatest(n, 0) * 2 + 10, oldest) WITH ORDINALITY
-           AS h(id, event, phone, params, watch_id, ord);
-    -- the rules that read other rows, applied to the whole head in one
-    -- query each (a query per message cost more than the rest of the claim):
-    -- the skip rule, whether another candidate has the same number, whether
-    -- the recipient gap is still open
+      FROM (SELECT * FROM wa_notify._queue_head(_claim.sender, greatest(n, 0) * 2 + 10, oldest) WITH ORDINALITY
+                   AS q(id, event, phone, params, watch_id, ord)
+             ORDER BY q.ord) h;
+    -- the numbers that more than one candidate has (usually none)
+    shared_e164 := ARRAY(SELECT x.e164 FROM unnest(c_e164) AS x(e164)
+                          WHERE x.e164 IS NOT NULL GROUP BY x.e164 HAVING count(*) > 1);
+    -- the skip rule for the whole head, element i for candidate i
+    c_skips := ARRAY(SELECT s.reason FROM wa_notify._skip_reasons(c_events, c_e164) s ORDER BY s.ord);
+    IF cardinality(c_skips) IS DISTINCT FROM coalesce(cardinality(c_ids), 0) THEN
+        RAISE EXCEPTION 'wa_notify._skip_reasons() gave % reasons for % candidates',
+                        cardinality(c_skips), coalesce(cardinality(c_ids), 0)
+              USING ERRCODE = 'internal_error';
+    END IF;
+    -- the rule that reads other rows per candidate, whether the recipient
+    -- gap is still open, in one query (a query per message cost more than
+    -- the rest of the claim).  The query is a walk of the head in its order
+    -- (the ordinality's: no join to reorder it, no sort, no window), so the
+    -- loop reads it as it goes and the gap is probed only for the
+    -- candidates the loop gets to, not for the whole head
     FOR r IN
-        SELECT c.id, c.event, c.phone, c.e164, c.params, c.watch_id, s.reason AS skip,
-               count(*) OVER (PARTITION BY c.e164) > 1 AS shared,
+        SELECT c.id, c.event, c.phone, c.e164, c.params, c.watch_id, c.skip,
+               c.e164 = ANY (shared_e164) AS shared,
                g.last_claim > now() - make_interval(secs => recipient_gap) AS gap_open
-          FROM unnest(c_ids, c_events, c_phones, c_e164, c_params, c_watches)
-               WITH ORDINALITY AS c(id, event, phone, e164, params, watch_id, ord)
-          JOIN wa_notify._skip_reasons(c_events, c_e164) s ON s.ord = c.ord
+          FROM unnest(c_ids, c_events, c_phones, c_e164, c_params, c_watches, c_skips)
+               WITH ORDINALITY AS c(id, event, phone, e164, params, watch_id, skip, ord)
           -- the recipient's last claim: one probe of message_phone_claimed
           -- per candidate, whatever the statistics say (a condition on
           -- claimed_at would be planned on message_claimed, estimated from
