@@ -351,7 +351,7 @@ wa_notify_tally_trigger(PG_FUNCTION_ARGS)
 	int			cap = 64;
 	int			out = 0;
 	bool		live;
-	Oid			delta_owner;
+	Oid			owner;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
 		ereport(ERROR,
@@ -388,8 +388,8 @@ wa_notify_tally_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 
 	/* (the extension's tables, the message table and the tally, have one owner) */
-	delta_owner = rel->rd_rel->relowner;
-	write_counts(entries, out, delta_owner);
+	owner = rel->rd_rel->relowner;
+	write_counts(entries, out, owner);
 	return PointerGetDatum(NULL);
 }
 

@@ -489,11 +489,13 @@ DECLARE
     started timestamptz := clock_timestamp();
 BEGIN
     r := wa_notify._tally_repair(r);
+    -- first, before the move's advisory lock (which a checkout's staging
+    -- waits for) is taken: the tally rows it merges are held until commit
+    PERFORM wa_notify._tally_compact();
     r := wa_notify._maintain_default(r);
     r := wa_notify._maintain_retention(r, keep_days);
     r := wa_notify._maintain_move(r);
     r := wa_notify._maintain_anonymize(r, anon_days);
-    PERFORM wa_notify._tally_compact();
     r := r || jsonb_build_object('default_partition_rows', wa_notify._archive_default_rows(),
                                  'seconds', round(extract(epoch FROM clock_timestamp() - started)::numeric, 3));
     -- (a webhook's or the worker's short transaction may hold the state
