@@ -10,7 +10,8 @@
 # order's StoreId, the launcher serving every database with the extension
 # (no database named), the idle worker at rest (its commits counted), the
 # relay's /healthz, pricing from the status webhook and costs(),
-# maintain() (retention, anonymization, the archive) and the metrics
+# maintain() (retention, anonymization, the archive), the message tally the
+# reports read, and the metrics
 # Prometheus reads.
 #
 # Run as root from the source tree: bash scripts/demo.sh
@@ -236,6 +237,11 @@ psql_shop -c "SELECT * FROM wa_notify.metrics_queue WHERE messages > 0" \
 step "13. the log, the senders and the status card"
 psql_shop -c "SELECT order_key AS \"order\", phone, type, status, tracking, sent_at, delivered_at, error FROM wa_notify.message_log LIMIT 50"
 psql_shop -c "SELECT * FROM wa_notify.counts()"
+# (counts(), the senders' today and the card's today and month read the
+# message tally, counts per hour kept as messages change: the same cost with
+# a year of history; _tally_check() lists where it and the messages differ)
+psql_shop -c "SELECT axis, hour, sender, k, sum(n) AS n FROM wa_notify.message_tally GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4" \
+          -c "SELECT count(*) AS tally_differences FROM wa_notify._tally_check()"
 psql_shop -c "SELECT sender, display_phone, api_status, queued, sent_today, delivered_today FROM wa_notify.senders"
 psql_shop -x -c "SELECT * FROM wa_notify.status"
 echo "relay log:"; sed 's/^/  /' "$DEMO/relay.log"
