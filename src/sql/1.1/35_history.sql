@@ -29,12 +29,12 @@ COMMENT ON TABLE wa_notify.message_archive IS
 -- crash, PostgreSQL 15.20, once another partition exists; and a partition
 -- made at CREATE EXTENSION would clash with the same one in a dump being
 -- restored.)
-CREATE INDEX message_archive_created ON wa_notify.message_archive (created_at DESC);
--- the once-per-(event, order) probe when a capture is staged (20_capture.sql)
-CREATE INDEX message_archive_event_order ON wa_notify.message_archive (event, order_key)
-    WHERE resend_of IS NULL AND order_key IS NOT NULL;
--- costs() and the status card's month count messages by the day they were sent
-CREATE INDEX message_archive_sent ON wa_notify.message_archive (sent_at) WHERE sent_at IS NOT NULL;
+-- Its indexes are each partition's own, made with it by maintain()
+-- (80_retention.sql, _archive_indexes()), none on the parent: an index of
+-- the parent is the extension's and is not dumped, while a partition's is,
+-- and a restore then made it twice (ATTACH PARTITION makes the child's
+-- index of a parent's, then the dumped CREATE INDEX of the same name
+-- failed: pg_restore --exit-on-error stopped there).
 
 -- what the last maintain() did, for the status card
 ALTER TABLE wa_notify.state

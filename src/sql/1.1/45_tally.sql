@@ -214,8 +214,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify SET
      ORDER BY 1, 2, 3
 $$;
 
--- failed today counted at a partial hour reads the archive by failed_at too
-CREATE INDEX message_archive_failed ON wa_notify.message_archive (failed_at) WHERE failed_at IS NOT NULL;
+-- (failed today counted at a partial hour reads the archive by failed_at
+-- too: each partition's index, 80_retention.sql)
 
 REVOKE ALL ON FUNCTION wa_notify._tally_compact(), wa_notify._tally_check(),
                        wa_notify._tally_scan("char", timestamptz, timestamptz) FROM PUBLIC;

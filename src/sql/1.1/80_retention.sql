@@ -61,9 +61,8 @@ END $$;
 CREATE INDEX message_sent ON wa_notify.message (sent_at) WHERE sent_at IS NOT NULL;
 CREATE INDEX message_failed ON wa_notify.message (failed_at) WHERE failed_at IS NOT NULL;
 
--- the anonymization walks the rows not yet anonymized
-CREATE INDEX message_archive_to_anonymize ON wa_notify.message_archive (created_at)
-    WHERE anonymized_at IS NULL;
+-- (the anonymization walks the archived rows not yet anonymized: each
+-- partition's index, _archive_indexes())
 
 -- a resend may outlive its original in the live table (the original is
 -- archived, or dropped by retention): resend_of is a plain reference now
@@ -138,8 +137,27 @@ RETURNS SETOF record LANGUAGE sql STABLE SET search_path = pg_catalog, wa_notify
      ORDER BY m.lo
 $$;
 
+-- A partition's indexes (35_history.sql: each partition's own), unless it
+-- has them: what the reports and the once-per-(event, order) probe read.
+CREATE FUNCTION wa_notify._archive_indexes(part text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    t text := split_part(part, '.', 2);
+BEGIN
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON wa_notify.%I (created_at DESC)', t || '_created', t);
+    -- the once-per-(event, order) probe when a capture is staged (20_capture.sql)
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON wa_notify.%I (event, order_key)
+                     WHERE resend_of IS NULL AND order_key IS NOT NULL', t || '_event_order', t);
+    -- costs() and partial hours of the tally count messages by the day they were sent, or failed
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON wa_notify.%I (sent_at) WHERE sent_at IS NOT NULL', t || '_sent', t);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON wa_notify.%I (failed_at) WHERE failed_at IS NOT NULL', t || '_failed', t);
+    -- the anonymization walks the rows not yet anonymized
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON wa_notify.%I (created_at) WHERE anonymized_at IS NULL',
+                   t || '_to_anonymize', t);
+END $$;
+
 -- Make the partition of a month unless it exists (and the default partition
--- with the first one, 35_history.sql); true when made.
+-- with the first one, 35_history.sql), with its indexes; true when made.
 CREATE FUNCTION wa_notify._archive_partition_for(month timestamptz) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 DECLARE
@@ -148,12 +166,14 @@ DECLARE
 BEGIN
     IF to_regclass('wa_notify.message_archive_default') IS NULL THEN
         CREATE TABLE wa_notify.message_archive_default PARTITION OF wa_notify.message_archive DEFAULT;
+        PERFORM wa_notify._archive_indexes('wa_notify.message_archive_default');
     END IF;
     IF to_regclass('wa_notify.' || name) IS NOT NULL THEN
         RETURN false;
     END IF;
     EXECUTE format('CREATE TABLE wa_notify.%I PARTITION OF wa_notify.message_archive FOR VALUES FROM (%L) TO (%L)',
                    name, lo, wa_notify._month_after(lo));
+    PERFORM wa_notify._archive_indexes('wa_notify.' || name);
     RETURN true;
 END $$;
 
@@ -258,6 +278,7 @@ BEGIN
                                         WHERE d.created_at >= $1 AND d.created_at < $2 RETURNING d.*)
                             INSERT INTO wa_notify.%I SELECT * FROM d', name) USING lo, wa_notify._month_after(lo);
             GET DIAGNOSTICS n = ROW_COUNT;
+            PERFORM wa_notify._archive_indexes('wa_notify.' || name);
             EXECUTE format('ALTER TABLE wa_notify.message_archive ATTACH PARTITION wa_notify.%I FOR VALUES FROM (%L) TO (%L)',
                            name, lo, wa_notify._month_after(lo));
             r := wa_notify._jsonb_append(r, 'created_partitions', 'wa_notify.' || name);
@@ -372,8 +393,8 @@ BEGIN
 END $$;
 
 -- 4. anonymization of final messages older than the limit: live ones by the
--- created_at index, archived ones partition by partition through
--- message_archive_to_anonymize
+-- created_at index, archived ones partition by partition through each
+-- one's index of the rows not yet anonymized (_archive_indexes())
 CREATE FUNCTION wa_notify._maintain_anonymize(r jsonb, anon_days integer) RETURNS jsonb
 LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
 DECLARE
@@ -530,5 +551,5 @@ REVOKE ALL ON FUNCTION wa_notify.maintain(), wa_notify._maintain_by_worker(),
                        wa_notify._maintain_default(jsonb), wa_notify._maintain_retention(jsonb, integer),
                        wa_notify._maintain_move(jsonb), wa_notify._maintain_anonymize(jsonb, integer),
                        wa_notify._archive_partition_for(timestamptz), wa_notify._recipient_hash(text),
-                       wa_notify._tally_repair(jsonb)
+                       wa_notify._tally_repair(jsonb), wa_notify._archive_indexes(text)
   FROM PUBLIC;
