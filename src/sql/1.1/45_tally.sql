@@ -160,38 +160,24 @@ BEGIN
 END $$;
 
 -- the same, counted from the messages (a partial hour; the tests' check):
--- each axis by the index of its own time column, the keys by _tally_keys()
+-- each axis by the index of its own time column (live and archived), the
+-- keys by _tally_keys()
 CREATE FUNCTION wa_notify._tally_scan(axis "char", lo timestamptz, hi timestamptz,
                                       OUT at timestamptz, OUT sender text, OUT k text, OUT n bigint)
 RETURNS SETOF record
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, wa_notify SET jit = off AS $$
+DECLARE
+    col text := CASE axis WHEN 'c' THEN 'created_at' WHEN 'f' THEN 'failed_at' ELSE 'sent_at' END;
 BEGIN
-    IF axis = 'c' THEN
-        RETURN QUERY
-        SELECT greatest(wa_notify._tally_hour(x.at), lo), m.sender, x.k, count(*)
-          FROM wa_notify.message_history m,
-               LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
-                                             m.status, m.billable, m.pricing_category, m.phone) x
-         WHERE m.created_at >= lo AND m.created_at < hi AND x.axis = 'c'
-         GROUP BY 1, 2, 3;
-    ELSIF axis = 'f' THEN
-        RETURN QUERY
-        SELECT greatest(wa_notify._tally_hour(x.at), lo), m.sender, x.k, count(*)
-          FROM wa_notify.message_history m,
-               LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
-                                             m.status, m.billable, m.pricing_category, m.phone) x
-         WHERE m.failed_at >= lo AND m.failed_at < hi AND x.axis = 'f'
-         GROUP BY 1, 2, 3;
-    ELSE
-        RETURN QUERY
-        SELECT greatest(wa_notify._tally_hour(x.at), lo), m.sender, x.k, count(*)
-          FROM wa_notify.message_history m,
-               LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
-                                             m.status, m.billable, m.pricing_category, m.phone) x
-         WHERE m.sent_at >= lo AND m.sent_at < hi AND x.axis = _tally_scan.axis
-         GROUP BY 1, 2, 3;
-    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT greatest(wa_notify._tally_hour(x.at), $2), m.sender, x.k, count(*)
+           FROM wa_notify.message_history m,
+                LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
+                                              m.status, m.billable, m.pricing_category, m.phone) x
+          WHERE m.%1$I >= $2 AND m.%1$I < $3 AND x.axis = $1
+          GROUP BY 1, 2, 3', col)
+      USING axis, lo, hi;
 END $$;
 -- Where the tally and the messages disagree, over all time (none: it is
 -- exact).  Reads every message: a check for the tests and for a DBA who
