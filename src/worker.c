@@ -972,14 +972,6 @@ may_claim(const WaPipeline *pl, const WaLane *ln)
 
 static int	lane_in_flight_cap(const WaLane *ln);
 
-/*
- * A pipeline lasts as long as its queues do: it sizes each auto sender's
- * requests in flight again as it goes (at a claim, every WA_RESIZE_SECS),
- * from how full the size was kept since the last sizing (in_flight.c), as
- * the end of a pipeline does.  The worker's own pauses (its SQL runs
- * between the requests) leave part of a size empty; the next size makes
- * up for it, within the pool the client was given.
- */
 /* How full the lane kept its size since it was last sized (in_flight.c); a new window starts. */
 static void
 observe_occupancy(WaLane *ln, double now, bool queue_left)
@@ -990,6 +982,14 @@ observe_occupancy(WaLane *ln, double now, bool queue_left)
 	ln->answered_at_size = ln->answered;
 }
 
+/*
+ * A pipeline lasts as long as its queues do: it sizes each auto sender's
+ * requests in flight again as it goes (at a claim, every WA_RESIZE_SECS),
+ * from how full the size was kept since the last sizing (in_flight.c), as
+ * the end of a pipeline does.  The worker's own pauses (its SQL runs
+ * between the requests) leave part of a size empty; the next size makes
+ * up for it, within the pool the client was given.
+ */
 static void
 resize_lane(WaPipeline *pl, WaLane *ln)
 {

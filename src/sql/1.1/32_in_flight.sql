@@ -14,21 +14,19 @@ COMMENT ON FUNCTION wa_notify._in_flight_for(text, float8, integer, float8, floa
 
 -- The messages claimed for sending and not answered (in flight, or in
 -- review): a partial index and the view that is its predicate's one home
--- (the status card, 60_review.sql and the metrics read it).  The index names claimed_at, wamid, sent_at
--- and failed_at, never status: a webhook moving a message sent -> delivered
--- -> read changes none of them, so that update stays HOT (as 1.0's
--- "queued" column keeps it).  It holds 'sending' and 'review' rows only: a
+-- (the status card, 60_review.sql and the metrics read it).  The index
+-- names claimed_at, wamid, sent_at and failed_at, never status: a webhook
+-- moving a message sent -> delivered -> read changes none of them, so that
+-- update stays HOT (as 1.0's "queued" column keeps it).  It holds 'sending' and 'review' rows only: a
 -- retry or a requeue clears claimed_at, a send sets wamid and sent_at, a
 -- failure failed_at.
 CREATE INDEX message_unconfirmed ON wa_notify.message (claimed_at)
     WHERE claimed_at IS NOT NULL AND wamid IS NULL AND sent_at IS NULL AND failed_at IS NULL;
 
--- the messages claimed for sending and not answered (in flight, or review):
--- the one home of the index's predicate (the metrics views read it too)
--- (claimed_at >= '-infinity' is claimed_at IS NOT NULL as an index
--- condition: without one, the planner may walk the whole of another index
--- whose predicate the view implies, message_phone_claimed, 66,000 pages for
--- no row, when statistics say the unconfirmed are few)
+-- (claimed_at >= '-infinity' is the index's claimed_at IS NOT NULL as an
+-- index condition: without one, the planner may walk the whole of another
+-- index whose predicate the view implies, message_phone_claimed, 66,000
+-- pages for no row, when statistics say the unconfirmed are few)
 CREATE VIEW wa_notify._message_unconfirmed AS
 SELECT m.id, m.sender, m.status, m.claimed_at, m.held_reason FROM wa_notify.message m
  WHERE m.claimed_at >= '-infinity' AND m.wamid IS NULL AND m.sent_at IS NULL AND m.failed_at IS NULL;

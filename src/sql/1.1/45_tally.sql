@@ -200,10 +200,29 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, wa_notify SET
      ORDER BY 1, 2, 3
 $$;
 
--- (failed today counted at a partial hour reads the archive by failed_at
--- too: each partition's index, 80_retention.sql)
+-- Count the messages of a table into the tally as one part, in shard 0:
+-- the messages an installed 1.0 had (below), and a part a restore brought
+-- back without its counts (_tally_repair(), 80_retention.sql).  Returns the
+-- tally rows written.
+CREATE FUNCTION wa_notify._tally_count(source regclass, part date) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, wa_notify AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE format('INSERT INTO wa_notify.message_tally AS t (axis, hour, sender, k, part, shard, n)
+                    SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, $1, 0, count(*)
+                      FROM %s m,
+                           LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at,
+                                                         m.failed_at, m.status, m.billable, m.pricing_category,
+                                                         m.phone) x
+                     GROUP BY 1, 2, 3, 4
+                    ON CONFLICT (axis, hour, sender, k, part, shard) DO UPDATE SET n = t.n + EXCLUDED.n',
+                   source) USING part;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
 
-REVOKE ALL ON FUNCTION wa_notify._tally_compact(), wa_notify._tally_check(),
+REVOKE ALL ON FUNCTION wa_notify._tally_compact(), wa_notify._tally_check(), wa_notify._tally_count(regclass, date),
                        wa_notify._tally_scan("char", timestamptz, timestamptz) FROM PUBLIC;
 -- the status card and the senders view (which a reporting role reads) call
 -- it; it gives counts per sender and hour, no phone or message
@@ -212,9 +231,4 @@ GRANT EXECUTE ON FUNCTION wa_notify._tally_sum("char", timestamptz, timestamptz)
 -- An installed 1.0's messages are counted once, here (the ALTER TABLEs
 -- before hold the live table: nothing writes it meanwhile; the archive is
 -- empty until maintain() moves rows into it, through the triggers).
-INSERT INTO wa_notify.message_tally (axis, hour, sender, k, part, shard, n)
-SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, 'infinity', 0, count(*)
-  FROM wa_notify.message m,
-       LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
-                                     m.status, m.billable, m.pricing_category, m.phone) x
- GROUP BY 1, 2, 3, 4;
+SELECT wa_notify._tally_count('wa_notify.message', 'infinity');

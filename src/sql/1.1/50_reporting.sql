@@ -29,6 +29,24 @@ BEGIN
     RETURN date_trunc(unit, now() AT TIME ZONE tz) AT TIME ZONE tz;
 END $$;
 
+-- Today's messages per sender from the tally (45_tally.sql): sent (and of
+-- them delivered and read) by sent_at, failed by failed_at.  The status card
+-- sums them, the senders view shows them; the one reader of the 's' key.
+CREATE FUNCTION wa_notify._tally_today(OUT sender text, OUT sent bigint, OUT delivered bigint,
+                                       OUT read bigint, OUT failed bigint)
+RETURNS SETOF record LANGUAGE sql STABLE SET search_path = pg_catalog, wa_notify AS $$
+    SELECT x.sender, sum(x.sent)::bigint, sum(x.delivered)::bigint, sum(x.read)::bigint, sum(x.failed)::bigint
+      FROM (SELECT t.sender, t.n AS sent,
+                   CASE WHEN t.k LIKE 'd%' THEN t.n ELSE 0 END AS delivered,
+                   CASE WHEN t.k LIKE '%r' THEN t.n ELSE 0 END AS read, 0 AS failed
+              FROM wa_notify._tally_sum('s', wa_notify._local_start('day'), 'infinity') t
+            UNION ALL
+            SELECT f.sender, 0, 0, 0, f.n
+              FROM wa_notify._tally_sum('f', wa_notify._local_start('day'), 'infinity') f) x
+     GROUP BY x.sender
+$$;
+GRANT EXECUTE ON FUNCTION wa_notify._tally_today() TO PUBLIC;
+
 -- The waiting messages per sender, status and hold, through the two
 -- indexes that hold them: message_due (queued) and message_unconfirmed
 -- (sending, review), never a scan of the live table (statistics taken
@@ -57,12 +75,9 @@ WITH cfg AS (
            wa_notify._secret_available('app_secret') AS secret_set
       FROM wa_notify.setting),
 sent_today AS (
-    SELECT coalesce(sum(t.n), 0)::bigint AS messages,
-           coalesce(sum(t.n) FILTER (WHERE t.k LIKE 'd%'), 0)::bigint AS delivered,
-           coalesce(sum(t.n) FILTER (WHERE t.k LIKE '%r'), 0)::bigint AS read,
-           (SELECT coalesce(sum(f.n), 0)::bigint
-              FROM wa_notify._tally_sum('f', wa_notify._local_start('day'), 'infinity') f) AS failed
-      FROM wa_notify._tally_sum('s', wa_notify._local_start('day'), 'infinity') t),
+    SELECT coalesce(sum(t.sent), 0)::bigint AS messages, coalesce(sum(t.delivered), 0)::bigint AS delivered,
+           coalesce(sum(t.read), 0)::bigint AS read, coalesce(sum(t.failed), 0)::bigint AS failed
+      FROM wa_notify._tally_today() t),
 queue AS (
     SELECT coalesce(sum(w.messages) FILTER (WHERE w.status IN ('queued', 'sending')), 0)::bigint AS pending,
            coalesce(sum(w.messages) FILTER (WHERE w.status = 'queued' AND w.held_reason IS NOT NULL), 0)::bigint AS held,

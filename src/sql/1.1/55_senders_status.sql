@@ -6,22 +6,11 @@
 -- the status card per sender
 -------------------------------------------------------------------------------
 CREATE VIEW wa_notify.senders AS
--- today's figures from the message tally (45_tally.sql), the queue from
--- _waiting() (50_reporting.sql)
+-- today's figures from the message tally (_tally_today()), the queue from
+-- _waiting() (both 50_reporting.sql)
 WITH waiting AS (
     SELECT w.sender, sum(w.messages)::bigint AS queued
-      FROM wa_notify._waiting() w WHERE w.status IN ('queued', 'sending') GROUP BY w.sender),
-today AS (
-    SELECT t.sender,
-           coalesce(sum(t.n), 0)::bigint AS sent,
-           coalesce(sum(t.n) FILTER (WHERE t.k LIKE 'd%'), 0)::bigint AS delivered,
-           coalesce(sum(t.n) FILTER (WHERE t.k LIKE '%r'), 0)::bigint AS read
-      FROM wa_notify._tally_sum('s', wa_notify._local_start('day'), 'infinity') t
-     GROUP BY t.sender),
-failed AS (
-    SELECT f.sender, coalesce(sum(f.n), 0)::bigint AS failed
-      FROM wa_notify._tally_sum('f', wa_notify._local_start('day'), 'infinity') f
-     GROUP BY f.sender)
+      FROM wa_notify._waiting() w WHERE w.status IN ('queued', 'sending') GROUP BY w.sender)
 SELECT e.sender, e.phone_number_id,
        wa_notify.mask_phone(e.display_phone_number) AS display_phone,
        e.enabled, e.api_status, e.last_check_at AS last_check, e.last_check_error,
@@ -32,14 +21,13 @@ SELECT e.sender, e.phone_number_id,
        coalesce(d.sent, 0) AS sent_today,
        coalesce(d.delivered, 0) AS delivered_today,
        coalesce(d.read, 0) AS read_today,
-       coalesce(f.failed, 0) AS failed_today,
+       coalesce(d.failed, 0) AS failed_today,
        e.portfolio, e.max_rate, e.max_in_flight, e.daily_recipient_limit, e.api_version,
        ver.expires AS api_version_expires, ver.warning AS api_version_warning,
        wa_notify._sender_secret_available(e.sender, 'access_token') AS access_token_set,
        wa_notify._sender_secret_available(e.sender, 'app_secret') AS app_secret_set
   FROM wa_notify._sender_effective() e
-  LEFT JOIN today d ON d.sender = e.sender
-  LEFT JOIN failed f ON f.sender = e.sender
+  LEFT JOIN wa_notify._tally_today() d ON d.sender = e.sender
   LEFT JOIN waiting q ON q.sender = e.sender,
        LATERAL wa_notify._api_version_status(e.api_version) AS ver
  ORDER BY e.sender = 'default' DESC, e.sender;

@@ -462,16 +462,7 @@ DECLARE
 BEGIN
     FOR p IN SELECT x.part, wa_notify._tally_part(false, x.lo) AS month FROM wa_notify._archive_partitions() x LOOP
         CONTINUE WHEN EXISTS (SELECT 1 FROM wa_notify.message_tally t WHERE t.part = p.month);
-        EXECUTE format('INSERT INTO wa_notify.message_tally (axis, hour, sender, k, part, shard, n)
-                        SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, $1, 0, count(*)
-                          FROM %s m,
-                               LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at,
-                                                             m.failed_at, m.status, m.billable, m.pricing_category,
-                                                             m.phone) x
-                         GROUP BY 1, 2, 3, 4
-                        ON CONFLICT (axis, hour, sender, k, part, shard)
-                        DO UPDATE SET n = wa_notify.message_tally.n + EXCLUDED.n', p.part) USING p.month;
-        IF FOUND THEN
+        IF wa_notify._tally_count(p.part::regclass, p.month) > 0 THEN
             r := wa_notify._jsonb_append(r, 'tally_recounted', p.part);
         END IF;
     END LOOP;
@@ -479,13 +470,7 @@ BEGIN
        AND NOT EXISTS (SELECT 1 FROM wa_notify.message_tally t WHERE t.part = 'infinity') THEN
         BEGIN
             LOCK TABLE wa_notify.message IN SHARE MODE;
-            INSERT INTO wa_notify.message_tally (axis, hour, sender, k, part, shard, n)
-            SELECT x.axis, wa_notify._tally_hour(x.at), m.sender, x.k, 'infinity', 0, count(*)
-              FROM wa_notify.message m,
-                   LATERAL wa_notify._tally_keys(m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
-                                                 m.status, m.billable, m.pricing_category, m.phone) x
-             GROUP BY 1, 2, 3, 4
-            ON CONFLICT (axis, hour, sender, k, part, shard) DO UPDATE SET n = wa_notify.message_tally.n + EXCLUDED.n;
+            PERFORM wa_notify._tally_count('wa_notify.message', 'infinity');
             r := wa_notify._jsonb_append(r, 'tally_recounted', 'wa_notify.message');
         EXCEPTION WHEN lock_not_available THEN
             r := wa_notify._jsonb_append(r, 'deferred', 'counting the live table into the tally: a lock was busy');
