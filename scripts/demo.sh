@@ -240,7 +240,7 @@ psql_shop -c "SELECT * FROM wa_notify.counts()"
 # (counts(), the senders' today and the card's today and month read the
 # message tally, counts per hour kept as messages change: the same cost with
 # a year of history; _tally_check() lists where it and the messages differ)
-psql_shop -c "SELECT axis, hour, sender, k, sum(n) AS n FROM wa_notify.message_tally GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4" \
+psql_shop -c "SELECT axis, hour, sender, k, sum(n) AS n FROM wa_notify.message_tally GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4" \
           -c "SELECT count(*) AS tally_differences FROM wa_notify._tally_check()"
 psql_shop -c "SELECT sender, display_phone, api_status, queued, sent_today, delivered_today FROM wa_notify.senders"
 psql_shop -x -c "SELECT * FROM wa_notify.status"
